@@ -1,0 +1,192 @@
+"""Audio I/O and analysis helpers: load/validate/save, mid/side, excerpt choice, resampling, loudness."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError
+
+SILENCE_DBFS = -70.0
+MAX_CHANNELS = 2
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Audio samples with their rate.
+
+    Attributes:
+        samples: ``(channels, samples)`` float32, channels 1 (mono) or 2 (stereo).
+        sample_rate: Samples per second, in Hz.
+        path: Where the audio came from, if a file.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    path: str | None = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+
+def load_audio(path: str | os.PathLike, min_seconds: float = 1.0, role: str = "input") -> Audio:
+    """Read any file soundfile can decode and check it is usable.
+
+    Args:
+        path: Audio file path.
+        min_seconds: Shortest accepted duration, in seconds.
+        role: Word used in error messages ("input", "reference").
+
+    Returns:
+        The audio as ``(channels, samples)`` float32.
+
+    Raises:
+        AudioError: missing/unreadable file, more than two channels, too short, silent or non-finite.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{role} file not found: {p}")
+    try:
+        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types; the message is what the user needs
+        formats = ", ".join(sorted(sf.available_formats()))
+        raise AudioError(f"cannot read {role} file {p}: {exc} (readable formats: {formats})") from None
+    audio = Audio(np.ascontiguousarray(data.T), int(rate), str(p))
+    validate_audio(audio, min_seconds=min_seconds, role=role)
+    return audio
+
+
+def validate_audio(audio: Audio, min_seconds: float = 1.0, role: str = "input") -> None:
+    """Raise AudioError naming the problem if ``audio`` cannot be matched.
+
+    Args:
+        audio: Audio to check, ``(channels, samples)``.
+        min_seconds: Shortest accepted duration, in seconds.
+        role: Word used in error messages.
+    """
+    where = f" ({audio.path})" if audio.path else ""
+    x = audio.samples
+    if x.ndim != 2 or x.shape[0] not in (1, 2):
+        raise AudioError(
+            f"{role}{where} has {x.shape[0] if x.ndim == 2 else x.ndim} channels; stito handles mono and stereo "
+            "(1 or 2 channels)"
+        )
+    if audio.seconds < min_seconds:
+        raise AudioError(f"{role}{where} is {audio.seconds:.2f} s long; at least {min_seconds:g} s is needed")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise AudioError(f"{role}{where} contains {int(bad.sum())} NaN/Inf samples; fix or re-export the file")
+    if peak_dbfs(x) < SILENCE_DBFS:
+        raise AudioError(f"{role}{where} is silent (peak {peak_dbfs(x):.1f} dBFS, below {SILENCE_DBFS:g} dBFS)")
+
+
+def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
+    """Write ``(channels, samples)`` audio atomically: a temporary file in the same folder, then a rename.
+
+    WAV/AIFF are written as 32-bit float so nothing is clipped; other formats use soundfile's default.
+    """
+    p = Path(path)
+    ext = p.suffix.lower().lstrip(".")
+    subtype = "FLOAT" if ext in ("wav", "aif", "aiff", "w64", "caf") else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent.resolve()))
+    os.close(fd)
+    try:
+        sf.write(tmp, np.ascontiguousarray(samples.T), sample_rate, subtype=subtype)
+        os.replace(tmp, p)
+    except Exception:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def peak_dbfs(x: np.ndarray) -> float:
+    """Peak level of any array, in dBFS (-inf for all zeros)."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return 20 * np.log10(peak) if peak > 0 else -np.inf
+
+
+def to_stereo(x: np.ndarray) -> np.ndarray:
+    """``(1|2, n)`` -> ``(2, n)``; mono is duplicated (a new array, the input is not modified)."""
+    return np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x.copy()
+
+
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """``(2, n)`` -> ``(channels, n)``: stereo kept, or folded to mono by averaging L and R."""
+    if channels == 2 or x.shape[0] == channels:
+        return x
+    return x.mean(axis=0, keepdims=True)
+
+
+def mid_side(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mid (L+R)/2 and side (L-R)/2 of ``(..., 2, n)`` audio; mono input gives a zero side.
+
+    Returns:
+        Two ``(..., n)`` arrays.
+    """
+    if x.shape[-2] == 1:
+        return x[..., 0, :], np.zeros_like(x[..., 0, :])
+    return (x[..., 0, :] + x[..., 1, :]) * 0.5, (x[..., 0, :] - x[..., 1, :]) * 0.5
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (float32 in and out)."""
+    if rate_in == rate_out:
+        return x
+    from scipy.signal import resample_poly
+
+    g = gcd(rate_in, rate_out)
+    return resample_poly(x, rate_out // g, rate_in // g, axis=-1).astype(np.float32)
+
+
+def choose_excerpts(x: np.ndarray, sample_rate: int, seconds: float, count: int,
+                    rng: np.random.Generator) -> list[int]:
+    """Pick ``count`` excerpt start samples from ``(channels, n)`` audio, favouring loud, busy regions.
+
+    The file is split into ``count`` equal zones and, in each, the excerpt with the highest
+    RMS among a few random candidates is taken, so excerpts spread over the file and avoid silence.
+
+    Args:
+        x: ``(channels, n)`` audio.
+        sample_rate: In Hz.
+        seconds: Excerpt length, in seconds (clipped to the file length).
+        count: Number of excerpts wanted.
+        rng: Random generator (explicit seed).
+
+    Returns:
+        Start offsets in samples, one per excerpt (fewer if the file is short; repeats avoided).
+    """
+    n = x.shape[1]
+    length = min(int(round(seconds * sample_rate)), n)
+    span = n - length
+    if span <= 0:
+        return [0]
+    mono = np.abs(x).mean(axis=0)
+    cumsum = np.concatenate([[0.0], np.cumsum(mono.astype(np.float64) ** 2)])
+    starts: list[int] = []
+    for zone in range(count):
+        lo, hi = span * zone // count, span * (zone + 1) // count
+        cands = rng.integers(lo, max(hi, lo + 1), size=8)
+        energy = cumsum[cands + length] - cumsum[cands]
+        starts.append(int(cands[int(np.argmax(energy))]))
+    return sorted(set(starts))
+
+
+def loudness_lufs(x: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness (ITU-R BS.1770-4) of ``(channels, n)`` audio, in LUFS."""
+    import pyloudnorm
+
+    meter = pyloudnorm.Meter(sample_rate)
+    data = x.T.astype(np.float64)
+    if data.shape[0] < int(0.4 * sample_rate) + 1:
+        return float("-inf")
+    return float(meter.integrated_loudness(data))

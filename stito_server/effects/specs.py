@@ -1,0 +1,120 @@
+"""Chain spec files (TOML): which effects, which parameters to search or fix, range overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import ChainError, did_you_mean
+from .base import Effect
+from .builtin import BuiltinEffect
+from .chain import Chain, SearchDim
+from .vst3 import VST3Effect, resolve_vst3
+
+CHAIN_DIR = Path(__file__).resolve().parent.parent / "chains"
+EFFECT_KEYS = ("builtin", "vst3", "name", "search", "exclude", "fix", "start", "ranges")
+TOP_KEYS = ("name", "description", "effects")
+
+
+def named_chains() -> dict[str, Path]:
+    """Chains shipped with stito, by name."""
+    return {p.stem: p for p in sorted(CHAIN_DIR.glob("*.toml"))}
+
+
+def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None) -> Chain:
+    """Build a chain from a shipped chain name or a TOML file.
+
+    Spec format::
+
+        name = "my-chain"
+        [[effects]]
+        vst3 = "ZamCompX2"                 # plugin name on the VST3 paths, or a path to a .vst3
+        search = ["Threshold", "Ratio"]    # default: every parameter not fixed
+        exclude = ["Knee"]                 # or: every parameter but these
+        fix = { Makeup = 0.0 }             # set (in units or choice label) and never searched
+        start = { Attack = 5.0 }           # starting value, still searched
+        ranges = { Threshold = [-40, 0] }  # search only this range (in units)
+        [[effects]]
+        builtin = "reverb"                 # see `stito plugins builtins`
+
+    Raises:
+        ChainError: unknown chain name, unreadable file, unknown key, effect or parameter, bad value.
+    """
+    path = Path(spec)
+    if not path.suffix and not path.exists():
+        shipped = named_chains()
+        if str(spec) not in shipped:
+            raise ChainError(f"unknown chain {str(spec)!r}; give a .toml file or a shipped chain: "
+                             + did_you_mean(str(spec), sorted(shipped)))
+        path = shipped[str(spec)]
+    if not path.exists():
+        raise ChainError(f"chain file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ChainError(f"cannot read chain file {path}: {exc}") from None
+    return chain_from_dict(data, default_name=path.stem, vst3_paths=vst3_paths)
+
+
+def chain_from_dict(data: dict[str, Any], default_name: str = "custom",
+                    vst3_paths: list[Path] | None = None) -> Chain:
+    """Build a chain from a parsed spec (see ``load_chain`` for the format)."""
+    _check_keys(data, TOP_KEYS, "chain spec")
+    entries = data.get("effects")
+    if not isinstance(entries, list) or not entries:
+        raise ChainError("chain spec needs at least one [[effects]] entry")
+    effects: list[Effect] = []
+    dims: list[SearchDim] = []
+    for e, entry in enumerate(entries):
+        where = f"effect #{e + 1}"
+        _check_keys(entry, EFFECT_KEYS, where)
+        fx = _make_effect(entry, where, vst3_paths)
+        effects.append(fx)
+        fixed = {fx.param_index(n) for n in entry.get("fix", {})}
+        fx.set_values(entry.get("fix", {}))
+        fx.set_values(entry.get("start", {}))
+        if "search" in entry and "exclude" in entry:
+            raise ChainError(f"{where} ({fx.name}): give either 'search' or 'exclude', not both")
+        if "search" in entry:
+            chosen = [fx.param_index(n) for n in entry["search"]]
+        else:
+            excluded = {fx.param_index(n) for n in entry.get("exclude", [])}
+            chosen = [i for i in range(len(fx.params)) if i not in excluded]
+        both = sorted(set(chosen) & fixed)
+        if both and "search" in entry:
+            names = ", ".join(fx.params[i].name for i in both)
+            raise ChainError(f"{where} ({fx.name}): {names} is both searched and fixed")
+        ranges = {fx.param_index(n): r for n, r in entry.get("ranges", {}).items()}
+        for i in chosen:
+            if i in fixed:
+                continue
+            lo, hi = 0.0, 1.0
+            if i in ranges:
+                r = ranges[i]
+                if not (isinstance(r, list) and len(r) == 2):
+                    raise ChainError(f"{where} ({fx.name}): range of {fx.params[i].name} must be [low, high]")
+                try:
+                    lo, hi = fx.params[i].with_range(float(r[0]), float(r[1]))
+                except ValueError as exc:
+                    raise ChainError(f"{where} ({fx.name}): {exc}") from None
+            dims.append(SearchDim(len(effects) - 1, i, lo, hi))
+    names = [fx.name for fx in effects]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ChainError(f"effect names must be unique in a chain; repeated: {', '.join(dupes)} (set 'name')")
+    return Chain(effects, dims, name=str(data.get("name", default_name)))
+
+
+def _make_effect(entry: dict[str, Any], where: str, vst3_paths: list[Path] | None) -> Effect:
+    if ("builtin" in entry) == ("vst3" in entry):
+        raise ChainError(f"{where}: give exactly one of 'builtin' (a built-in effect) or 'vst3' (a plugin)")
+    if "builtin" in entry:
+        return BuiltinEffect(str(entry["builtin"]), entry.get("name"))
+    return VST3Effect(resolve_vst3(str(entry["vst3"]), vst3_paths), entry.get("name"))
+
+
+def _check_keys(data: dict[str, Any], valid: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in valid:
+            raise ChainError(f"{where}: unknown key {key!r}; " + did_you_mean(key, list(valid)))

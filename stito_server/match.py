@@ -1,0 +1,260 @@
+"""match(): the one public entry point of a style match, used by the CLI, the server and the benchmarks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .audio import Audio, choose_excerpts, loudness_lufs, mid_side, validate_audio
+from .effects.chain import Chain
+from .errors import RenderError, StitoError
+from .metrics.base import Embedding, StyleMetric
+from .optimize import OptimizeResult, OptimizerOptions, Progress, optimize
+from .render import Clip, Renderer
+
+SIDE_FLOOR_DB = -40.0  # side below mid by more than this counts as mono (side similarity ignored)
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    """How a match runs.
+
+    Attributes:
+        optimizer: CMA-ES settings (popsize, generations, sigma0, early stop, seed).
+        amount: Blend from the chain's starting settings (0) to the matched ones (1).
+        start: "current" starts from the chain's settings, "center" from 0.5 in every coordinate.
+        excerpt_seconds: Length of each analysis excerpt of the input, in seconds.
+        excerpts: Analysis excerpts every candidate is rendered on.
+        validation_excerpts: Further excerpts used only to pick the final candidate and report it.
+        reference_windows: Windows of the reference averaged into its embedding.
+        preroll_seconds: Audio rendered before each excerpt and dropped, to warm effect state.
+        workers: Rendering threads (default one per CPU core).
+    """
+
+    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
+    amount: float = 1.0
+    start: str = "current"
+    excerpt_seconds: float = 5.5
+    excerpts: int = 2
+    validation_excerpts: int = 3
+    reference_windows: int = 4
+    preroll_seconds: float = 0.5
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.amount <= 1.0:
+            raise StitoError(f"amount must be between 0 and 1, got {self.amount:g}")
+        if self.start not in ("current", "center"):
+            raise StitoError(f"start must be 'current' or 'center', got {self.start!r}")
+        if self.excerpt_seconds <= 0.5:
+            raise StitoError(f"excerpt_seconds must be above 0.5 s, got {self.excerpt_seconds:g}")
+        if self.excerpts < 1 or self.validation_excerpts < 1 or self.reference_windows < 1:
+            raise StitoError("excerpts, validation_excerpts and reference_windows must each be at least 1")
+
+
+@dataclass
+class MatchResult:
+    """Outcome of a match.
+
+    Attributes:
+        output: The whole input rendered with the final settings, ``(channels, n)`` float32.
+        sample_rate: Of ``output`` (the input's own rate).
+        vector: Final search vector ``(dims,)`` (after ``amount``).
+        start_vector: Search vector of the starting settings ``(dims,)``.
+        parameters: Per parameter of the chain: effect, param, unit, before/after value and text,
+            normalized before/after, searched, changed.
+        similarity: Similarities to the reference on the validation excerpts: "dry" (unprocessed
+            input), "before" (starting settings), "after" (final settings).
+        pick: How the final candidate was chosen: finalists with analysis and validation similarities.
+        search: The optimiser's result (trajectory, stop reason, evaluations).
+        loudness_lufs: Integrated loudness of input, reference and output.
+        wall_s: Seconds for the whole match.
+        warnings: Things the user should know (e.g. starting settings failed to render).
+    """
+
+    output: np.ndarray
+    sample_rate: int
+    vector: np.ndarray
+    start_vector: np.ndarray
+    parameters: list[dict[str, Any]]
+    similarity: dict[str, float]
+    pick: dict[str, Any]
+    search: OptimizeResult
+    loudness_lufs: dict[str, float]
+    wall_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    def changed(self) -> list[dict[str, Any]]:
+        """The parameters whose value changed."""
+        return [p for p in self.parameters if p["changed"]]
+
+    def report(self, **extra: Any) -> dict[str, Any]:
+        """A JSON-serialisable report of the match (``extra`` keys are added at the top)."""
+        s = self.search
+        return {
+            **extra,
+            "similarity": self.similarity,
+            "loudness_lufs": self.loudness_lufs,
+            "parameters": self.parameters,
+            "vector": self.vector.tolist(),
+            "start_vector": self.start_vector.tolist(),
+            "pick": self.pick,
+            "search": {"stop_reason": s.stop_reason, "evaluations": s.evaluations, "failures": s.failures,
+                       "generations": len(s.trajectory), "trajectory": s.trajectory},
+            "wall_s": self.wall_s,
+            "evaluations_per_s": s.evaluations / self.wall_s if self.wall_s > 0 else None,
+            "warnings": self.warnings,
+        }
+
+
+def _clips(audio: Audio, starts: list[int], seconds: float, preroll_s: float) -> list[Clip]:
+    n = min(int(round(seconds * audio.sample_rate)), audio.samples.shape[1])
+    pre = int(round(preroll_s * audio.sample_rate))
+    clips = []
+    for s in starts:
+        p = min(pre, s)
+        clips.append(Clip(audio.samples[:, s - p:s + n], p))
+    return clips
+
+
+def uses_side(*audios: np.ndarray) -> bool:
+    """True when every ``(channels, n)`` signal is stereo with a side channel above ``SIDE_FLOOR_DB``."""
+    for x in audios:
+        if x.shape[0] < 2:
+            return False
+        mid, side = mid_side(x)
+        rms_m, rms_s = float(np.sqrt(np.mean(mid ** 2))), float(np.sqrt(np.mean(side ** 2)))
+        if rms_s <= rms_m * 10 ** (SIDE_FLOOR_DB / 20):
+            return False
+    return True
+
+
+class _Scorer:
+    """Renders candidates on a set of clips and scores them against the reference embedding."""
+
+    def __init__(self, renderer: Renderer, metric: StyleMetric, ref: Embedding, clips: list[Clip],
+                 sample_rate: int, use_side: bool) -> None:
+        self.renderer, self.metric, self.ref = renderer, metric, ref
+        self.clips, self.sample_rate, self.use_side = clips, sample_rate, use_side
+        self.errors: list[str] = []
+
+    def __call__(self, xs: np.ndarray) -> np.ndarray:
+        audio, errors = self.renderer.render(xs, self.clips, self.sample_rate)
+        pop, k = audio.shape[:2]
+        emb = self.metric.embed(audio.reshape(pop * k, *audio.shape[2:]), self.sample_rate)
+        sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(pop, k).mean(axis=1)
+        for i, e in enumerate(errors):
+            if e is not None:
+                sims[i] = np.nan
+                self.errors.append(e)
+        return sims
+
+    def dry(self) -> float:
+        """Similarity of the unprocessed clips."""
+        audio = np.stack([c.audio[:, c.preroll:] for c in self.clips])
+        emb = self.metric.embed(audio, self.sample_rate)
+        return float(self.metric.similarity(emb, self.ref, self.use_side).mean())
+
+
+def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric,
+          options: MatchOptions | None = None, progress: Callable[[Progress], None] | None = None,
+          cancelled: Callable[[], bool] | None = None) -> MatchResult:
+    """Search ``chain``'s parameters so the processed input matches the reference's production style.
+
+    On return the chain holds the final settings. Neither audio array is modified.
+
+    Args:
+        input_audio: The raw recording, ``(channels, n)`` with 1 or 2 channels.
+        reference: Audio in the wanted style, any rate and channel count of 1 or 2.
+        chain: Effects to control; its current settings are the starting point (``start="current"``).
+        metric: Production-style metric.
+        options: Match settings.
+        progress: Called after each generation.
+        cancelled: Polled once per generation; True stops the match with CancelledError.
+
+    Returns:
+        The match result with the full-length output.
+
+    Raises:
+        AudioError: unusable audio. RenderError: the final settings cannot be rendered.
+        CancelledError: cancelled.
+    """
+    opts = options or MatchOptions()
+    t0 = time.perf_counter()
+    validate_audio(input_audio, role="input")
+    validate_audio(reference, role="reference")
+    if len(chain) == 0:
+        raise StitoError(f"chain {chain.name!r} has no parameters to search")
+    rng = np.random.default_rng(opts.optimizer.seed)
+    sr = input_audio.sample_rate
+    analysis = _clips(input_audio, choose_excerpts(input_audio.samples, sr, opts.excerpt_seconds, opts.excerpts, rng),
+                      opts.excerpt_seconds, opts.preroll_seconds)
+    validation = _clips(input_audio, choose_excerpts(input_audio.samples, sr, opts.excerpt_seconds,
+                                                     opts.validation_excerpts, rng),
+                        opts.excerpt_seconds, opts.preroll_seconds)
+    ref_clips = _clips(reference, choose_excerpts(reference.samples, reference.sample_rate, opts.excerpt_seconds,
+                                                  opts.reference_windows, rng), opts.excerpt_seconds, 0.0)
+    ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
+    use_side = uses_side(input_audio.samples, reference.samples)
+
+    warnings: list[str] = []
+    before_rows = chain.describe()
+    start = chain.get_vector() if opts.start == "current" else np.full(len(chain), 0.5)
+    with Renderer(chain, opts.workers) as renderer:
+        score = _Scorer(renderer, metric, ref_emb, analysis, sr, use_side)
+        check = _Scorer(renderer, metric, ref_emb, validation, sr, use_side)
+        result = optimize(score, start, opts.optimizer, progress, cancelled)
+        names = ["start", "mean", "best", "last_best"]
+        finalists = np.stack([start, result.mean_x, result.best_x, result.last_best_x])
+        val = check(finalists)
+        ana = score(finalists)
+        start_failed = not np.isfinite(val[0])
+        if start_failed:
+            warnings.append(f"the starting settings failed to render: {check.errors[0]}")
+        order = np.where(np.isfinite(val), val, -np.inf)
+        if not np.isfinite(order).any():
+            raise RenderError("no candidate rendered cleanly; " + "; ".join(sorted(set(check.errors))[:3]))
+        chosen = int(np.argmax(order))
+        final = start + opts.amount * (finalists[chosen] - start)
+        after = check(final[None])[0] if opts.amount < 1.0 else val[chosen]
+        dry = check.dry()
+    chain.set_vector(final)
+    output = chain.process(input_audio.samples, sr)  # RenderError here means nothing is written
+    if chosen == 0:
+        warnings.append("no candidate beat the starting settings on the validation excerpts; nothing changed")
+    if result.failures:
+        sample = "; ".join(sorted(set(score.errors))[:3])
+        warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
+    params = _param_changes(before_rows, chain.describe())
+    return MatchResult(
+        output=output, sample_rate=sr, vector=final, start_vector=start, parameters=params,
+        similarity={"dry": dry, "before": None if start_failed else float(val[0]), "after": float(after)},
+        pick={"chosen": names[chosen], "finalists": [
+            {"name": n, "analysis": _f(a), "validation": _f(v)} for n, a, v in zip(names, ana, val)]},
+        search=result,
+        loudness_lufs={"input": loudness_lufs(input_audio.samples, sr),
+                       "reference": loudness_lufs(reference.samples, reference.sample_rate),
+                       "output": loudness_lufs(output, sr)},
+        wall_s=time.perf_counter() - t0, warnings=warnings,
+    )
+
+
+def _f(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _param_changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for b, a in zip(before, after):
+        rows.append({
+            "effect": a["effect"], "param": a["param"], "unit": a["unit"], "searched": a["searched"],
+            "before": b["value"], "after": a["value"], "before_text": b["text"], "after_text": a["text"],
+            "normalized_before": b["normalized"], "normalized_after": a["normalized"],
+            "changed": abs(a["normalized"] - b["normalized"]) > 1e-6,
+        })
+    return rows
+
+

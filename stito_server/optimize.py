@@ -1,0 +1,173 @@
+"""CMA-ES over a [0, 1] box through pycma's ask/tell, quiet, seeded, cancellable, with progress."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import CancelledError
+
+FAILED_SIMILARITY = -2.0  # score given to a candidate whose render failed (below any cosine)
+
+
+@dataclass(frozen=True)
+class OptimizerOptions:
+    """CMA-ES settings (paper defaults).
+
+    Attributes:
+        popsize: Candidates per generation.
+        max_generations: Upper bound on generations.
+        sigma0: Initial step size, in units of the [0, 1] box.
+        patience: Stop when the best similarity improved by less than ``min_delta`` over this many
+            generations.
+        min_delta: Improvement (in cosine similarity) that counts as progress.
+        seed: Random seed; the same seed gives the same search.
+    """
+
+    popsize: int = 64
+    max_generations: int = 25
+    sigma0: float = 0.3
+    patience: int = 10
+    min_delta: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.popsize < 2:
+            raise ValueError(f"popsize must be at least 2, got {self.popsize}")
+        if self.max_generations < 1:
+            raise ValueError(f"max_generations must be at least 1, got {self.max_generations}")
+        if not 0 < self.sigma0 <= 1:
+            raise ValueError(f"sigma0 must be in (0, 1], got {self.sigma0}")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report, sent after every generation.
+
+    Attributes:
+        generation: Generations done (1-based).
+        max_generations: Upper bound.
+        evaluations: Candidates rendered and scored so far.
+        best_similarity: Best similarity seen so far.
+        elapsed_s: Seconds since the search began.
+    """
+
+    generation: int
+    max_generations: int
+    evaluations: int
+    best_similarity: float
+    elapsed_s: float
+
+
+@dataclass
+class OptimizeResult:
+    """What the search found.
+
+    Attributes:
+        best_x: Best single candidate seen, ``(dims,)`` in [0, 1].
+        best_similarity: Its similarity on the analysis excerpts.
+        mean_x: CMA-ES's final mean (its own favourite), ``(dims,)``.
+        last_best_x: Best candidate of the last generation, ``(dims,)``.
+        trajectory: Per generation: generation, evaluations, best (so far), generation_best,
+            generation_median, failures, elapsed_s.
+        stop_reason: Why it stopped ("max_generations", "plateau", or pycma's own reason).
+        evaluations: Candidates scored.
+        failures: Candidates whose render failed.
+    """
+
+    best_x: np.ndarray
+    best_similarity: float
+    mean_x: np.ndarray
+    last_best_x: np.ndarray
+    trajectory: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
+    evaluations: int = 0
+    failures: int = 0
+
+
+def optimize(evaluate: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, options: OptimizerOptions,
+             progress: Callable[[Progress], None] | None = None,
+             cancelled: Callable[[], bool] | None = None) -> OptimizeResult:
+    """Maximise a similarity over the [0, 1] box with CMA-ES.
+
+    Args:
+        evaluate: Scores a population ``(popsize, dims)`` -> ``(popsize,)`` similarities (higher is
+            better; NaN marks a failed render).
+        x0: Starting point ``(dims,)`` in [0, 1].
+        options: Search settings.
+        progress: Called after each generation.
+        cancelled: Polled before each generation; returning True stops the search.
+
+    Returns:
+        The search result.
+
+    Raises:
+        CancelledError: ``cancelled()`` returned True.
+    """
+    import cma
+
+    x0 = np.clip(np.asarray(x0, dtype=np.float64), 0.0, 1.0)
+    if x0.size == 1:  # pycma needs at least 2 dimensions; pad with a dummy coordinate
+        return _optimize_1d(evaluate, x0, options, progress, cancelled)
+    rng = np.random.default_rng(options.seed)
+    cma_opts = {
+        "bounds": [0.0, 1.0], "popsize": options.popsize, "maxiter": options.max_generations,
+        "seed": math.nan,  # never touch numpy's global RNG; samples come from our own generator
+        "randn": lambda lam, n: rng.standard_normal((lam, n)),
+        "verbose": -9, "verb_log": 0, "verb_disp": 0, "signals_filename": "", "verb_filenameprefix": "",
+        "tolflatfitness": options.max_generations,
+    }
+    es = cma.CMAEvolutionStrategy(x0, options.sigma0, cma_opts)
+    start = time.perf_counter()
+    best_x, best_sim = x0.copy(), -math.inf
+    last_best = x0.copy()
+    history: list[float] = []
+    trajectory: list[dict] = []
+    evaluations = failures = 0
+    reason = "max_generations"
+    for generation in range(1, options.max_generations + 1):
+        if cancelled is not None and cancelled():
+            raise CancelledError(f"cancelled after {generation - 1} generations")
+        xs = np.clip(np.asarray(es.ask(), dtype=np.float64), 0.0, 1.0)
+        sims = np.asarray(evaluate(xs), dtype=np.float64)
+        failed = ~np.isfinite(sims)
+        sims = np.where(failed, FAILED_SIMILARITY, sims)
+        es.tell(list(xs), list(-sims))
+        evaluations += len(xs)
+        failures += int(failed.sum())
+        i = int(np.argmax(sims))
+        last_best = xs[i].copy()
+        if sims[i] > best_sim:
+            best_sim, best_x = float(sims[i]), xs[i].copy()
+        history.append(best_sim)
+        trajectory.append({
+            "generation": generation, "evaluations": evaluations, "best": best_sim,
+            "generation_best": float(sims[i]), "generation_median": float(np.median(sims)),
+            "failures": int(failed.sum()), "elapsed_s": time.perf_counter() - start,
+        })
+        if progress is not None:
+            progress(Progress(generation, options.max_generations, evaluations, best_sim,
+                              time.perf_counter() - start))
+        if len(history) > options.patience and history[-1] - history[-1 - options.patience] < options.min_delta:
+            reason = "plateau"
+            break
+        stop = {k: v for k, v in es.stop().items() if k != "maxiter"}
+        if stop:
+            reason = ",".join(sorted(stop))
+            break
+    mean_x = np.clip(np.asarray(es.mean, dtype=np.float64), 0.0, 1.0)
+    return OptimizeResult(best_x, best_sim, mean_x, last_best, trajectory, reason, evaluations, failures)
+
+
+def _optimize_1d(evaluate, x0, options, progress, cancelled) -> OptimizeResult:
+    """One dimension: search a padded 2-D problem whose second coordinate is ignored."""
+    def evaluate2(xs: np.ndarray) -> np.ndarray:
+        return evaluate(xs[:, :1])
+
+    result = optimize(evaluate2, np.array([x0[0], 0.5]), options, progress, cancelled)
+    result.best_x, result.mean_x, result.last_best_x = result.best_x[:1], result.mean_x[:1], result.last_best_x[:1]
+    return result
