@@ -16,6 +16,7 @@ stamp="$dest/.installed"
 want="${packages[*]}"
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  touch "$stamp"
   echo "test plugins already in $dest/vst3"
   exit 0
 fi

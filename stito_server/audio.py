@@ -7,6 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -91,22 +92,32 @@ def validate_audio(audio: Audio, min_seconds: float = 1.0, role: str = "input") 
         raise AudioError(f"{role}{where} is silent (peak {peak_dbfs(x):.1f} dBFS, below {SILENCE_DBFS:g} dBFS)")
 
 
-def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
-    """Write ``(channels, samples)`` audio atomically: a temporary file in the same folder, then a rename.
+def save_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it onto ``path``.
 
-    WAV/AIFF are written as 32-bit float so nothing is clipped; other formats use soundfile's default.
+    A failure leaves no file behind (neither the temporary nor a partial ``path``).
     """
     p = Path(path)
-    ext = p.suffix.lower().lstrip(".")
-    subtype = "FLOAT" if ext in ("wav", "aif", "aiff", "w64", "caf") else None
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent.resolve()))
     os.close(fd)
     try:
-        sf.write(tmp, np.ascontiguousarray(samples.T), sample_rate, subtype=subtype)
+        write(tmp)
         os.replace(tmp, p)
-    except Exception:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
+    """Write ``(channels, samples)`` audio atomically.
+
+    WAV/AIFF/W64/CAF are written as 32-bit float so nothing is clipped; other formats use soundfile's
+    default subtype for the extension.
+    """
+    ext = Path(path).suffix.lower().lstrip(".")
+    subtype = "FLOAT" if ext in ("wav", "aif", "aiff", "w64", "caf") else None
+    data = np.ascontiguousarray(samples.T)
+    save_atomically(path, lambda tmp: sf.write(tmp, data, sample_rate, subtype=subtype))
 
 
 def peak_dbfs(x: np.ndarray) -> float:

@@ -1,0 +1,248 @@
+"""`stito` command line: argument parsing and printing only; the work happens in the engine's API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import StitoError
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The `stito` argument parser."""
+    parser = argparse.ArgumentParser(prog="stito", description="Audio production style transfer over real plugins.")
+    parser.add_argument("--version", action="version", version=f"stito {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("match", help="match an input's production style to a reference's",
+                       description="Search the chain's parameters so the processed INPUT sounds like REFERENCE.")
+    m.add_argument("input", help="raw recording (any format soundfile reads; mono or stereo)")
+    m.add_argument("reference", help="audio in the wanted style")
+    m.add_argument("--chain", required=True, help="shipped chain name (see `stito chains`) or a .toml chain spec")
+    m.add_argument("--out", required=True, help="output audio file (same rate and channels as the input)")
+    m.add_argument("--report", help="write a JSON report here")
+    m.add_argument("--plot", help="write a PNG of spectra and the similarity trajectory here")
+    m.add_argument("--metric", default="mfcc", help="style metric (default: %(default)s)")
+    m.add_argument("--amount", type=float, default=1.0, help="0..1 blend from the starting to the matched settings")
+    m.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    m.add_argument("--max-generations", type=int, default=25, help="CMA-ES generations at most (default: %(default)s)")
+    m.add_argument("--popsize", type=int, default=64, help="candidates per generation (default: %(default)s)")
+    m.add_argument("--start", choices=("current", "center"), default="current",
+                   help="start from the chain's settings or from the centre of every range")
+    m.add_argument("--excerpt-seconds", type=float, default=5.5, help="analysis excerpt length (default: %(default)s)")
+    m.add_argument("--excerpts", type=int, default=2, help="analysis excerpts per candidate (default: %(default)s)")
+    m.add_argument("--workers", type=int, default=None, help="rendering threads (default: one per core)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    p = sub.add_parser("plugins", help="list VST3 plugins found and built-in effects; `plugins show NAME` for details")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("name", nargs="?", help="plugin or built-in effect name (for show)")
+
+    sub.add_parser("chains", help="list the shipped chains")
+
+    d = sub.add_parser("demo", help="generate the bundled example pair and match it with zam-strip")
+    d.add_argument("--out-dir", default="out/demo", help="folder for the example and results (default: %(default)s)")
+    d.add_argument("--chain", default="zam-strip", help="chain to use (default: %(default)s)")
+    d.add_argument("--max-generations", type=int, default=25)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `stito`; returns the exit status (0 ok, 2 a user-facing error)."""
+    args = get_parser().parse_args(argv)
+    try:
+        if args.command == "match":
+            return cmd_match(args)
+        if args.command == "plugins":
+            return cmd_plugins(args)
+        if args.command == "chains":
+            return cmd_chains()
+        if args.command == "demo":
+            return cmd_demo(args)
+    except StitoError as exc:
+        print(f"stito: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stito: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _check_outputs(inputs: list[str], outputs: list[str | None]) -> None:
+    resolved_in = {Path(i).resolve() for i in inputs}
+    for out in outputs:
+        if out is None:
+            continue
+        o = Path(out)
+        if o.resolve() in resolved_in:
+            raise StitoError(f"output {o} is one of the input files; stito never overwrites its inputs")
+        if not o.parent.resolve().is_dir():
+            raise StitoError(f"folder for output {o} does not exist: {o.parent}")
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+    from .effects.specs import load_chain
+    from .match import MatchOptions
+    from .metrics import get_metric
+    from .optimize import OptimizerOptions
+
+    _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
+    try:
+        opts = MatchOptions(
+            optimizer=OptimizerOptions(popsize=args.popsize, max_generations=args.max_generations, seed=args.seed),
+            amount=args.amount, start=args.start, excerpt_seconds=args.excerpt_seconds, excerpts=args.excerpts,
+            workers=args.workers)
+    except ValueError as exc:
+        raise StitoError(str(exc)) from None
+    input_audio = load_audio(args.input, role="input")
+    reference = load_audio(args.reference, role="reference")
+    metric = get_metric(args.metric)
+    chain = load_chain(args.chain)
+    run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
+                  extra={"input": args.input, "reference": args.reference, "chain": args.chain})
+    return 0
+
+
+def run_and_write(input_audio, reference, chain, metric, opts, out: str, report: str | None, plot: str | None,
+                  quiet: bool, extra: dict) -> None:
+    """Run a match with a progress bar, then write output, report and plot (all or nothing)."""
+    from tqdm import tqdm
+
+    from .audio import save_atomically, save_audio
+    from .match import match
+    from .plot import save_plot
+
+    bar = tqdm(total=opts.optimizer.max_generations, desc="matching", unit="gen", file=sys.stderr,
+               disable=quiet, leave=False)
+
+    def progress(p) -> None:
+        bar.update(p.generation - bar.n)
+        bar.set_postfix(best=f"{p.best_similarity:.4f}", evals=p.evaluations)
+
+    try:
+        result = match(input_audio, reference, chain, metric, opts, progress=progress)
+    finally:
+        bar.close()
+    data = result.report(**extra, chain_name=chain.name, metric=metric.name, sample_rate=result.sample_rate,
+                         options={"amount": opts.amount, "seed": opts.optimizer.seed,
+                                  "popsize": opts.optimizer.popsize,
+                                  "max_generations": opts.optimizer.max_generations, "start": opts.start,
+                                  "excerpt_seconds": opts.excerpt_seconds, "excerpts": opts.excerpts})
+    text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
+    written: list[Path] = []
+    try:
+        save_audio(out, result.output, result.sample_rate)
+        written.append(Path(out))
+        if report:
+            save_atomically(report, lambda tmp: Path(tmp).write_text(text))
+            written.append(Path(report))
+        if plot:
+            save_plot(plot, input_audio.samples, input_audio.sample_rate, reference.samples, reference.sample_rate,
+                      result.output, result.search.trajectory, title=f"{chain.name} / {metric.name}")
+            written.append(Path(plot))
+    except BaseException:
+        for w in written:  # all or nothing
+            w.unlink(missing_ok=True)
+        raise
+    if not quiet:
+        print(summary(result, chain.name))
+
+
+def _json_default(x):
+    import numpy as np
+
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"cannot serialise {type(x).__name__}")
+
+
+def summary(result, chain_name: str) -> str:
+    """Readable summary: similarity before -> after, what changed per effect, stop reason, timing."""
+    s = result.similarity
+    before = "n/a" if s["before"] is None else f"{s['before']:.4f}"
+    lines = [f"similarity to reference: dry {s['dry']:.4f}, start {before} -> matched {s['after']:.4f}"]
+    changed = result.changed()
+    lines.append(f"{len(changed)} of {len(result.parameters)} parameters changed in {chain_name}:")
+    effect = None
+    for p in changed:
+        if p["effect"] != effect:
+            effect = p["effect"]
+            lines.append(f"  {effect}")
+        lines.append(f"    {p['param']:<24} {p['before_text']:>16} -> {p['after_text']}")
+    lo = result.loudness_lufs
+    lines.append(f"loudness: input {lo['input']:.1f} LUFS, reference {lo['reference']:.1f} LUFS, "
+                 f"output {lo['output']:.1f} LUFS")
+    sr = result.search
+    lines.append(f"search: {len(sr.trajectory)} generations, {sr.evaluations} evaluations, stopped: {sr.stop_reason}; "
+                 f"picked '{result.pick['chosen']}'; {result.wall_s:.1f} s "
+                 f"({sr.evaluations / max(result.wall_s, 1e-9):.0f} evaluations/s)")
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .effects.builtin import BUILTINS, BuiltinEffect
+    from .effects.vst3 import VST3Effect, find_vst3, resolve_vst3, vst3_search_paths
+
+    if args.action == "list":
+        found = find_vst3()
+        print(f"VST3 plugins ({len(found)}), searched: {', '.join(str(p) for p in vst3_search_paths())}")
+        for name, path in found.items():
+            print(f"  {name:<28} {path}")
+        print(f"built-in effects ({len(BUILTINS)}):")
+        for name, spec in BUILTINS.items():
+            print(f"  {name:<28} {spec.description}")
+        return 0
+    if not args.name:
+        raise StitoError("`stito plugins show` needs a NAME (a VST3 plugin or a built-in effect)")
+    fx = BuiltinEffect(args.name) if args.name in BUILTINS else VST3Effect(resolve_vst3(args.name))
+    kind = "built-in" if args.name in BUILTINS else f"VST3 {fx.source[5:]}" + (" (mono: run dual mono)" if getattr(fx, "mono", False) else "")
+    print(f"{fx.name}: {kind}, {len(fx.params)} parameters")
+    print(f"  {'#':>3} {'parameter':<26} {'unit':<6} {'min':>10} {'max':>10} {'default':>14}  scale/kind")
+    for i, p in enumerate(fx.params):
+        kindtext = p.kind if p.kind != "continuous" else p.scale
+        if p.choices:
+            kindtext += f" ({len(p.choices)}: {', '.join(p.choices[:4])}{', ...' if len(p.choices) > 4 else ''})"
+        print(f"  {i:>3} {p.name:<26} {p.unit:<6} {p.min:>10.4g} {p.max:>10.4g} {fx.param_text(i):>14}  {kindtext}")
+    return 0
+
+
+def cmd_chains() -> int:
+    import tomllib
+
+    from .effects.specs import named_chains
+
+    for name, path in named_chains().items():
+        desc = tomllib.loads(path.read_text()).get("description", "")
+        print(f"  {name:<20} {desc}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .audio import Audio, save_audio
+    from .effects.specs import load_chain
+    from .examples import phrase, styled
+    from .match import MatchOptions
+    from .metrics import get_metric
+    from .optimize import OptimizerOptions
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rate = 48000
+    dry = phrase(20.0, rate, seed=1)
+    ref = styled(phrase(20.0, rate, seed=2), rate)
+    save_audio(out / "input.wav", dry, rate)
+    save_audio(out / "reference.wav", ref, rate)
+    print(f"example pair written: {out / 'input.wav'} (dry), {out / 'reference.wav'} (styled, other notes)")
+    opts = MatchOptions(optimizer=OptimizerOptions(max_generations=args.max_generations, seed=0))
+    run_and_write(Audio(dry, rate, str(out / "input.wav")), Audio(ref, rate, str(out / "reference.wav")),
+                  load_chain(args.chain), get_metric("mfcc"), opts, str(out / "output.wav"),
+                  str(out / "report.json"), str(out / "plot.png"), quiet=False,
+                  extra={"input": str(out / "input.wav"), "reference": str(out / "reference.wav"), "chain": args.chain})
+    print(f"written: {out / 'output.wav'}, {out / 'report.json'}, {out / 'plot.png'}")
+    return 0
