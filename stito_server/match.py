@@ -63,6 +63,7 @@ class MatchResult:
         output: The whole input rendered with the final settings, ``(channels, n)`` float32.
         sample_rate: Of ``output`` (the input's own rate).
         vector: Final search vector ``(dims,)`` (after ``amount``).
+        matched_vector: The chosen candidate ``(dims,)`` before ``amount`` is applied.
         start_vector: Search vector of the starting settings ``(dims,)``.
         parameters: Per parameter of the chain: effect, param, unit, before/after value and text,
             normalized before/after, searched, changed.
@@ -78,6 +79,7 @@ class MatchResult:
     output: np.ndarray
     sample_rate: int
     vector: np.ndarray
+    matched_vector: np.ndarray
     start_vector: np.ndarray
     parameters: list[dict[str, Any]]
     similarity: dict[str, float]
@@ -100,6 +102,7 @@ class MatchResult:
             "loudness_lufs": self.loudness_lufs,
             "parameters": self.parameters,
             "vector": self.vector.tolist(),
+            "matched_vector": self.matched_vector.tolist(),
             "start_vector": self.start_vector.tolist(),
             "pick": self.pick,
             "search": {"stop_reason": s.stop_reason, "evaluations": s.evaluations, "failures": s.failures,
@@ -230,7 +233,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
     params = _param_changes(before_rows, chain.describe())
     return MatchResult(
-        output=output, sample_rate=sr, vector=final, start_vector=start, parameters=params,
+        output=output, sample_rate=sr, vector=final, matched_vector=finalists[chosen], start_vector=start, parameters=params,
         similarity={"dry": dry, "before": None if start_failed else float(val[0]), "after": float(after)},
         pick={"chosen": names[chosen], "finalists": [
             {"name": n, "analysis": _f(a), "validation": _f(v)} for n, a, v in zip(names, ana, val)]},

@@ -36,10 +36,14 @@ class Renderer:
     """
 
     def __init__(self, chain: Chain, workers: int | None = None) -> None:
-        """Make ``workers`` copies of ``chain`` (default: one per CPU core)."""
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        """Make ``workers`` copies of ``chain`` (default: one per CPU core).
+
+        A chain holding a plugin that may only be reset on the main thread (``Chain.thread_safe`` is
+        False) gets one copy, rendered on the calling thread.
+        """
+        self.workers = max(1, workers or os.cpu_count() or 1) if chain.thread_safe else 1
         self.chains = [chain.clone() for _ in range(self.workers)]
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="stito-render")
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="stito-render") if self.workers > 1 else None
 
     def __enter__(self) -> "Renderer":
         return self
@@ -48,7 +52,8 @@ class Renderer:
         self.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def render(self, xs: np.ndarray, clips: list[Clip], sample_rate: int) -> tuple[np.ndarray, list[str | None]]:
         """Render every candidate on every clip.
@@ -80,7 +85,10 @@ class Renderer:
                 except RenderError as exc:
                     errors[r] = str(exc)
 
-        futures = [self._pool.submit(work, ch, rows) for ch, rows in zip(self.chains, chunks) if len(rows)]
-        for f in futures:
-            f.result()
+        if self._pool is None:
+            work(self.chains[0], np.arange(len(xs)))
+        else:
+            futures = [self._pool.submit(work, ch, rows) for ch, rows in zip(self.chains, chunks) if len(rows)]
+            for f in futures:
+                f.result()
         return out, errors

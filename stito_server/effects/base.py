@@ -46,6 +46,11 @@ class Effect(ABC):
     def clone(self) -> "Effect":
         """An independent copy with the same settings (a new plugin instance for VST3)."""
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether ``process`` may be called from a thread other than the main thread."""
+        return True
+
     def param_text(self, index: int) -> str:
         """Display text of parameter ``index`` at its current position, e.g. "-12.0 dB"."""
         return self.params[index].format(float(self.get_normalized()[index]))

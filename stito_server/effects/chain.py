@@ -91,6 +91,11 @@ class Chain:
         for fx, x in zip(self.effects, states):
             fx.set_normalized(x)
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether every effect may render off the main thread (else renders stay on the caller's thread)."""
+        return all(fx.thread_safe for fx in self.effects)
+
     def get_state(self) -> list[np.ndarray]:
         """Every parameter's position, per effect (searched or not)."""
         return [fx.get_normalized() for fx in self.effects]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ChainError, did_you_mean
+from ..errors import ChainError, RenderError, did_you_mean
 from ..params import Param
-from .base import Effect, snake
+from .base import Effect
 
 # Parameters that are not audio controls: host/transport values, programs, bypass, MIDI CC slots.
 NON_AUDIO = re.compile(r"^(buffer size|sample rate|current program|program|bypass|midi cc.*|p\d{3}|latency)$", re.I)
@@ -193,11 +193,25 @@ class VST3Effect(Effect):
         prm = self._plugin._parameters[self._slots[index].index]
         return f"{prm.string_value.strip()} {(prm.label or '').strip()}".strip()
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether renders may run off the main thread.
+
+        pedalboard resets a plugin that keeps audio across ``reset()`` (Dragonfly reverbs do) by
+        re-creating it, which JUCE allows only on the main thread; such a plugin is rendered there.
+        """
+        import pedalboard
+
+        return self._plugin._reload_type == pedalboard.ExternalPluginReloadType.ClearsAudioOnReset
+
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        if self.mono:
-            out = [self._plugin(audio[c:c + 1], sample_rate) for c in range(audio.shape[0])]
-            return np.concatenate(out, axis=0)
-        return self._plugin(audio, sample_rate)
+        try:
+            if self.mono:
+                out = [self._plugin(audio[c:c + 1], sample_rate) for c in range(audio.shape[0])]
+                return np.concatenate(out, axis=0)
+            return self._plugin(audio, sample_rate)
+        except RuntimeError as exc:
+            raise RenderError(f"VST3 plugin {self.name!r} failed to render: {exc}") from None
 
     def clone(self) -> "VST3Effect":
         other = VST3Effect.__new__(VST3Effect)
@@ -209,7 +223,3 @@ class VST3Effect(Effect):
         other._plugin = pedalboard.load_plugin(str(self.path))
         other.set_normalized(self.get_normalized())
         return other
-
-    def keys(self) -> list[str]:
-        """Snake-case keys of ``params`` (pedalboard's attribute style)."""
-        return [snake(p.name) for p in self.params]

@@ -1,0 +1,148 @@
+"""match(): parameter recovery with real effects and plugins, determinism, audio handling."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from stito_server.audio import Audio
+from stito_server.distances import multi_resolution_stft_distance
+from stito_server.effects.builtin import BuiltinEffect
+from stito_server.effects.chain import Chain, SearchDim
+from stito_server.effects.vst3 import VST3Effect
+from stito_server.errors import AudioError, CancelledError
+from stito_server.match import MatchOptions, match
+from stito_server.metrics import get_metric
+from stito_server.optimize import OptimizerOptions
+
+from .conftest import RATE, vst3_path
+
+
+def small(seed=0, gens=10, pop=16, **kw) -> MatchOptions:
+    return MatchOptions(optimizer=OptimizerOptions(popsize=pop, max_generations=gens, seed=seed),
+                        excerpts=1, validation_excerpts=2, reference_windows=2, **kw)
+
+
+def recover(make_chain, truth: list[dict], dry_a, dry_b, **kw):
+    """Reference = dry_b through the chain at hidden settings; match dry_a; return errors and distances."""
+    hidden = make_chain()
+    for fx, values in zip(hidden.effects, truth):
+        fx.set_values(values)
+    reference = hidden.process(dry_b, RATE)
+    oracle = hidden.process(dry_a, RATE)  # what the input would sound like with the true settings
+    chain = make_chain()
+    start_render = chain.process(dry_a, RATE)
+    result = match(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), small(**kw))
+    errors = {}
+    for d in chain.dims:
+        fx = chain.effects[d.effect]
+        p = fx.params[d.param]
+        true_value = truth[d.effect][p.name]
+        errors[p.name] = abs(fx.get_normalized()[d.param] - p.to_normalized(true_value))
+    before = multi_resolution_stft_distance(start_render, oracle, RATE)
+    after = multi_resolution_stft_distance(result.output, oracle, RATE)
+    return errors, before, after, result
+
+
+def test_recovers_builtin_eq_gain_and_reverb_level(dry_a, dry_b):
+    def make():
+        eq, verb = BuiltinEffect("parametric_eq"), BuiltinEffect("reverb")
+        return Chain([eq, verb], [SearchDim(0, eq.param_index("high_shelf_gain_db")),
+                                  SearchDim(1, verb.param_index("wet_level"))])
+    errors, before, after, result = recover(make, [{"high_shelf_gain_db": 9.0}, {"wet_level": 0.3}], dry_a, dry_b)
+    assert errors["high_shelf_gain_db"] < 0.1 and errors["wet_level"] < 0.1, errors
+    assert after < 0.7 * before
+    assert result.similarity["after"] > result.similarity["before"] + 0.02
+
+
+def test_recovers_vst3_compressor_threshold(dry_a, dry_b):
+    def make():
+        comp = VST3Effect(vst3_path("ZamCompX2"))
+        comp.set_values({"Ratio": 8.0})
+        return Chain([comp], [SearchDim(0, comp.param_index("Threshold"))])
+    errors, before, after, _ = recover(make, [{"Threshold": -30.0}], dry_a, dry_b)
+    assert errors["Threshold"] < 0.1, errors
+    assert after < 0.7 * before
+
+
+def test_recovers_mono_vst3_eq_run_dual_mono(dry_a, dry_b):
+    def make():
+        eq = VST3Effect(vst3_path("ZamEQ2"))
+        assert eq.mono
+        eq.set_values({"Boost/Cut 1": 0.01, "Boost/Cut 2": 0.01})  # exactly 0 dB renders NaN in ZamEQ2
+        return Chain([eq], [SearchDim(0, eq.param_index("Boost/Cut H"))])
+    errors, before, after, _ = recover(make, [{"Boost/Cut H": 8.0}], dry_a, dry_b)
+    assert errors["Boost/Cut H"] < 0.1, errors
+    assert after < 0.7 * before
+
+
+def test_recovers_reverb_level_of_main_thread_only_plugin(dry_a, dry_b):
+    def make():
+        room = VST3Effect(vst3_path("DragonflyRoomReverb"))
+        room.set_values({"Dry Level": 100.0, "Early Level": 0.0, "Late Level": 0.0})
+        return Chain([room], [SearchDim(0, room.param_index("Late Level"))])
+    assert not make().thread_safe  # Dragonfly keeps audio across reset: rendered on the calling thread
+    errors, before, after, _ = recover(make, [{"Late Level": 40.0}], dry_a, dry_b, gens=6)
+    assert errors["Late Level"] < 0.1, errors
+    assert after < 0.7 * before
+
+
+def gain_chain() -> Chain:
+    eq, comp = BuiltinEffect("parametric_eq"), BuiltinEffect("compressor")
+    return Chain([eq, comp], [SearchDim(0, eq.param_index("peak2_gain_db")),
+                              SearchDim(0, eq.param_index("high_shelf_gain_db")),
+                              SearchDim(1, comp.param_index("threshold_db"))])
+
+
+def test_same_seed_same_result_and_inputs_untouched(dry_a, dry_b):
+    ref = BuiltinEffect("distortion")
+    ref.set_values({"drive_db": 20.0})
+    reference = ref.process(dry_b, RATE)
+    a_copy, r_copy = dry_a.copy(), reference.copy()
+    runs = [match(Audio(dry_a, RATE), Audio(reference, RATE), gain_chain(), get_metric("mfcc"), small(seed=3, gens=3))
+            for _ in range(2)]
+    assert np.array_equal(runs[0].vector, runs[1].vector)
+    assert np.array_equal(dry_a, a_copy) and np.array_equal(reference, r_copy)
+    other = match(Audio(dry_a, RATE), Audio(reference, RATE), gain_chain(), get_metric("mfcc"), small(seed=4, gens=3))
+    assert not np.array_equal(other.vector, runs[0].vector)
+
+
+def test_amount_blends_from_start_and_mono_rate_preserved(dry_a, dry_b):
+    mono_in = dry_a[:1, : int(4 * 44100)].copy()  # mono, treated as 44.1 kHz
+    reference = dry_b  # stereo 48 kHz reference
+    half = match(Audio(mono_in, 44100), Audio(reference, RATE), gain_chain(), get_metric("mfcc"),
+                 small(gens=3, amount=0.5, excerpt_seconds=2.0))
+    assert half.output.shape == mono_in.shape and half.sample_rate == 44100
+    assert np.allclose(half.vector, half.start_vector + 0.5 * (half.matched_vector - half.start_vector))
+    assert not np.allclose(half.matched_vector, half.start_vector)
+    none = match(Audio(mono_in, 44100), Audio(reference, RATE), gain_chain(), get_metric("mfcc"),
+                 small(gens=3, amount=0.0, excerpt_seconds=2.0))
+    assert np.array_equal(none.vector, none.start_vector)
+    assert not any(p["changed"] for p in none.parameters)
+
+
+def test_progress_each_generation_and_cancel(dry_a, dry_b):
+    seen = []
+    match(Audio(dry_a, RATE), Audio(dry_b, RATE), gain_chain(), get_metric("mfcc"),
+          small(gens=3, pop=8), progress=seen.append)
+    assert [p.generation for p in seen] == [1, 2, 3] and seen[-1].evaluations == 24
+    stop = threading.Event()
+    calls = []
+
+    def progress(p):
+        calls.append(p)
+        stop.set()  # cancel after the first generation
+
+    with pytest.raises(CancelledError, match="cancelled after 1 generations"):
+        match(Audio(dry_a, RATE), Audio(dry_b, RATE), gain_chain(), get_metric("mfcc"), small(gens=5, pop=8),
+              progress=progress, cancelled=stop.is_set)
+    assert len(calls) == 1
+
+
+def test_silent_and_nonfinite_input_refused(dry_b):
+    with pytest.raises(AudioError, match="input is silent"):
+        match(Audio(np.zeros((2, RATE * 3), np.float32), RATE), Audio(dry_b, RATE), gain_chain(), get_metric("mfcc"))
+    bad = dry_b.copy()
+    bad[0, 100] = np.nan
+    with pytest.raises(AudioError, match="reference contains 1 NaN/Inf samples"):
+        match(Audio(dry_b, RATE), Audio(bad, RATE), gain_chain(), get_metric("mfcc"))
