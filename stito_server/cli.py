@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args)
     except StitoError as exc:
-        print(f"stito: error: {exc}", file=sys.stderr)
+        print("stito: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("stito: interrupted; nothing was written", file=sys.stderr)

@@ -155,7 +155,8 @@ class VST3Effect(Effect):
         try:
             self._plugin = pedalboard.load_plugin(str(self.path))
         except Exception as exc:
-            raise ChainError(f"VST3 plugin {self.path} failed to load: {exc}") from None
+            reason = " ".join(str(exc).split())  # pedalboard's messages span lines
+            raise ChainError(f"VST3 plugin {self.path} failed to load: {reason}") from None
         self.name = name or self.path.stem
         self.source = f"vst3:{self.path}"
         self.plugin_name = str(getattr(self._plugin, "name", self.path.stem))

@@ -1,0 +1,117 @@
+"""`stito` CLI on real files: a full small match, and error cases that leave no output behind."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stito_server.cli import main
+from stito_server.examples import styled
+
+from .conftest import RATE, write
+
+FAST = ["--max-generations", "2", "--popsize", "8", "--excerpt-seconds", "2", "--excerpts", "1"]
+
+
+@pytest.fixture()
+def files(tmp_path, dry_a, dry_b):
+    return {
+        "input": write(tmp_path / "in.wav", dry_a, subtype="PCM_24"),
+        "reference": write(tmp_path / "ref.flac", styled(dry_b, RATE), subtype="PCM_16"),
+        "dir": tmp_path,
+    }
+
+
+def test_match_writes_audio_report_and_plot(files, capsys):
+    d = files["dir"]
+    rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+               "--out", str(d / "out.wav"), "--report", str(d / "r.json"), "--plot", str(d / "p.png"), *FAST])
+    assert rc == 0
+    out, rate = sf.read(str(d / "out.wav"), always_2d=True)
+    assert rate == RATE and out.shape[1] == 2 and np.isfinite(out).all()
+    report = json.loads((d / "r.json").read_text())
+    assert len(report["vector"]) == 36 and report["search"]["evaluations"] == 16
+    assert report["similarity"]["after"] >= report["similarity"]["before"] - 1e-9
+    assert (d / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = capsys.readouterr().out
+    assert "similarity to reference" in text and "parameters changed in pedalboard-strip" in text
+    assert sorted(p.name for p in d.iterdir()) == ["in.wav", "out.wav", "p.png", "r.json", "ref.flac"]
+
+
+def error_case(files, tmp_path, capsys, args, message):
+    out = tmp_path / "out.wav"
+    rc = main(["match", *args, "--out", str(out), "--report", str(tmp_path / "r.json"), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("stito: error: ") and len(err.strip().splitlines()) == 1
+    assert message in err
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_missing_input(files, tmp_path, capsys):
+    error_case(files, tmp_path, capsys, [str(tmp_path / "nope.wav"), str(files["reference"]), "--chain", "pedalboard-strip"],
+               "input file not found")
+
+
+def test_unreadable_input(files, tmp_path, capsys):
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wave file")
+    error_case(files, tmp_path, capsys, [str(junk), str(files["reference"]), "--chain", "pedalboard-strip"],
+               "cannot read input file")
+
+
+def test_silent_and_short_and_nan_inputs(files, tmp_path, capsys):
+    silent = write(tmp_path / "silent.wav", np.zeros((2, RATE * 3), np.float32))
+    error_case(files, tmp_path, capsys, [str(silent), str(files["reference"]), "--chain", "pedalboard-strip"], "is silent")
+    short = write(tmp_path / "short.wav", np.full((1, RATE // 4), 0.1, np.float32))
+    error_case(files, tmp_path, capsys, [str(short), str(files["reference"]), "--chain", "pedalboard-strip"],
+               "is 0.25 s long; at least 1 s is needed")
+    nan = np.full((2, RATE * 2), 0.1, np.float32)
+    nan[1, 5] = np.inf
+    bad = write(tmp_path / "nan.wav", nan)
+    error_case(files, tmp_path, capsys, [str(files["input"]), str(bad), "--chain", "pedalboard-strip"],
+               "reference")
+
+
+def test_unknown_chain_effect_and_parameter(files, tmp_path, capsys):
+    error_case(files, tmp_path, capsys, [str(files["input"]), str(files["reference"]), "--chain", "zam-strp"],
+               "unknown chain 'zam-strp'")
+    spec = tmp_path / "bad.toml"
+    spec.write_text('[[effects]]\nbuiltin = "reverbb"\n')
+    error_case(files, tmp_path, capsys, [str(files["input"]), str(files["reference"]), "--chain", str(spec)],
+               "unknown built-in effect 'reverbb'; valid: reverb")
+    spec.write_text('[[effects]]\nbuiltin = "reverb"\nsearch = ["size"]\n')
+    error_case(files, tmp_path, capsys, [str(files["input"]), str(files["reference"]), "--chain", str(spec)],
+               "effect 'reverb' has no parameter 'size'")
+
+
+def test_plugin_that_fails_to_load(files, tmp_path, capsys):
+    (tmp_path / "Broken.vst3").mkdir()
+    spec = tmp_path / "broken.toml"
+    spec.write_text(f'[[effects]]\nvst3 = "{tmp_path / "Broken.vst3"}"\n')
+    error_case(files, tmp_path, capsys, [str(files["input"]), str(files["reference"]), "--chain", str(spec)],
+               "Broken.vst3 failed to load")
+
+
+def test_bad_amount_and_overwriting_input(files, tmp_path, capsys):
+    rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+               "--out", str(tmp_path / "o.wav"), "--amount", "1.5"])
+    assert rc == 2 and "amount must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    before = files["input"].read_bytes()
+    rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+               "--out", str(files["input"])])
+    assert rc == 2 and "is one of the input files" in capsys.readouterr().err
+    assert files["input"].read_bytes() == before
+
+
+def test_plugins_listing_and_show_via_console_script():
+    out = subprocess.run([sys.executable, "-m", "stito_server", "plugins", "show", "compressor"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "threshold_db" in out and "log" in out
+    bad = subprocess.run([sys.executable, "-m", "stito_server", "plugins", "show", "NoSuchThing"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "VST3 plugin 'NoSuchThing' not found" in bad.stderr

@@ -1,0 +1,72 @@
+"""MFCC metric behaviour and the CMA-ES loop's seeding, quietness and stopping."""
+
+import os
+
+import numpy as np
+import pytest
+
+from stito_server.effects.builtin import BuiltinEffect
+from stito_server.metrics import get_metric
+from stito_server.optimize import OptimizerOptions, optimize
+from stito_server.errors import StitoError
+
+from .conftest import RATE
+
+
+def test_embedding_shapes_norms_and_level_invariance(dry_a):
+    m = get_metric("mfcc")
+    emb = m.embed(np.stack([dry_a, 0.1 * dry_a]), RATE)
+    assert emb.mid.shape == (2, 50) and emb.side.shape == (2, 50)
+    assert np.linalg.norm(emb.mid, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
+    sims = m.similarity(emb, emb.mean())
+    assert sims == pytest.approx([1.0, 1.0], abs=1e-5)  # peak-normalised: a level change alone is not style
+
+
+def test_similarity_falls_with_processing_strength(dry_a):
+    m = get_metric("mfcc")
+    ref = m.embed(dry_a[None], RATE)
+    sims = []
+    for drive in (0.0, 10.0, 25.0, 40.0):
+        fx = BuiltinEffect("distortion")
+        fx.set_values({"drive_db": drive})
+        sims.append(float(m.similarity(m.embed(fx.process(dry_a, RATE)[None], RATE), ref)[0]))
+    assert sims[0] == pytest.approx(1.0, abs=1e-3)  # tanh at 0 dB drive still rounds peaks slightly
+    assert all(a > b for a, b in zip(sims, sims[1:])), sims
+
+
+def test_unknown_metric_lists_valid():
+    with pytest.raises(StitoError, match=r"unknown metric 'mfc'; valid: mfcc"):
+        get_metric("mfc")
+
+
+def sphere(target):
+    return lambda xs: -np.sum((xs - target) ** 2, axis=1)
+
+
+def test_optimizer_finds_optimum_seeded_quiet_and_no_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.random.seed(123)
+    global_state = np.random.get_state()[1].copy()
+    target = np.array([0.2, 0.7, 0.9])
+    r1 = optimize(sphere(target), np.full(3, 0.5), OptimizerOptions(popsize=16, max_generations=30, seed=7))
+    r2 = optimize(sphere(target), np.full(3, 0.5), OptimizerOptions(popsize=16, max_generations=30, seed=7))
+    assert np.abs(r1.mean_x - target).max() < 0.02
+    assert np.array_equal(r1.best_x, r2.best_x)
+    assert os.listdir(tmp_path) == []  # no outcmaes/ or signals file
+    assert capsys.readouterr().out == ""
+    assert np.array_equal(np.random.get_state()[1], global_state)  # numpy's global RNG untouched
+
+
+def test_plateau_stop_and_failures_counted():
+    def flat(xs):
+        out = np.zeros(len(xs))
+        out[0] = np.nan  # one failed render per generation
+        return out
+    r = optimize(flat, np.full(2, 0.5), OptimizerOptions(popsize=8, max_generations=25, patience=3, seed=0))
+    assert r.stop_reason == "plateau" and len(r.trajectory) == 4
+    assert r.failures == 4 and r.evaluations == 32
+
+
+def test_one_dimensional_search():
+    r = optimize(sphere(np.array([0.8])), np.array([0.5]), OptimizerOptions(popsize=8, max_generations=15, seed=1))
+    assert r.mean_x.shape == (1,) and abs(r.mean_x[0] - 0.8) < 0.05
