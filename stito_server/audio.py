@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -95,11 +95,11 @@ def validate_audio(audio: Audio, min_seconds: float = 1.0, role: str = "input") 
 def save_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it onto ``path``.
 
-    A failure leaves no file behind (neither the temporary nor a partial ``path``).
+    A failure leaves no file behind (neither the temporary nor a partial ``path``). The writer creates
+    the temporary file itself, so it gets the usual permissions (umask), not a private 0600.
     """
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent.resolve()))
-    os.close(fd)
+    tmp = str(p.parent.resolve() / f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}{p.suffix}")
     try:
         write(tmp)
         os.replace(tmp, p)

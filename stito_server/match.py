@@ -13,7 +13,7 @@ from .effects.chain import Chain
 from .errors import RenderError, StitoError
 from .metrics.base import Embedding, StyleMetric
 from .optimize import OptimizeResult, OptimizerOptions, Progress, optimize
-from .render import Clip, Renderer
+from .render import Clip, ProcessRenderer, Renderer
 
 SIDE_FLOOR_DB = -40.0  # side below mid by more than this counts as mono (side similarity ignored)
 
@@ -31,7 +31,10 @@ class MatchOptions:
         validation_excerpts: Further excerpts used only to pick the final candidate and report it.
         reference_windows: Windows of the reference averaged into its embedding.
         preroll_seconds: Audio rendered before each excerpt and dropped, to warm effect state.
-        workers: Rendering threads (default one per CPU core).
+        workers: Rendering threads or processes (default one per CPU core).
+        renderer: "threads" (in-process), "processes" (worker processes: a crashing plugin fails the
+            match, not the caller) or "auto": threads when every effect may render off the main
+            thread, else processes when the chain can be rebuilt from its spec, else one thread.
     """
 
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
@@ -43,8 +46,11 @@ class MatchOptions:
     reference_windows: int = 4
     preroll_seconds: float = 0.5
     workers: int | None = None
+    renderer: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.renderer not in ("auto", "threads", "processes"):
+            raise StitoError(f"renderer must be auto, threads or processes, got {self.renderer!r}")
         if not 0.0 <= self.amount <= 1.0:
             raise StitoError(f"amount must be between 0 and 1, got {self.amount:g}")
         if self.start not in ("current", "center"):
@@ -162,6 +168,14 @@ class _Scorer:
         return float(self.metric.similarity(emb, self.ref, self.use_side).mean())
 
 
+def make_renderer(chain: Chain, opts: MatchOptions) -> Renderer | ProcessRenderer:
+    """The renderer ``opts.renderer`` asks for (see MatchOptions)."""
+    kind = opts.renderer
+    if kind == "auto":
+        kind = "threads" if chain.thread_safe or chain.spec is None else "processes"
+    return ProcessRenderer(chain, opts.workers) if kind == "processes" else Renderer(chain, opts.workers)
+
+
 def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric,
           options: MatchOptions | None = None, progress: Callable[[Progress], None] | None = None,
           cancelled: Callable[[], bool] | None = None) -> MatchResult:
@@ -206,7 +220,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     warnings: list[str] = []
     before_rows = chain.describe()
     start = chain.get_vector() if opts.start == "current" else np.full(len(chain), 0.5)
-    with Renderer(chain, opts.workers) as renderer:
+    with make_renderer(chain, opts) as renderer:
         score = _Scorer(renderer, metric, ref_emb, analysis, sr, use_side)
         check = _Scorer(renderer, metric, ref_emb, validation, sr, use_side)
         result = optimize(score, start, opts.optimizer, progress, cancelled)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -92,3 +93,193 @@ class Renderer:
             for f in futures:
                 f.result()
         return out, errors
+
+
+class ProcessRenderer:
+    """Renders like ``Renderer`` but in worker processes, each with its own copy of the chain.
+
+    A plugin that crashes or hangs takes down only its worker: ``render`` raises ``WorkerCrashed``
+    naming the effect that was rendering, and the renderer is unusable afterwards (make a new one;
+    the server does so per job). Each worker renders on its own main thread, so plugins that must be
+    reset there (Dragonfly) still render in parallel. Renders come back through shared memory.
+    """
+
+    def __init__(self, chain: Chain, workers: int | None = None, render_timeout_s: float = 300.0) -> None:
+        """Start ``workers`` processes (default one per core) rebuilding ``chain`` from its spec.
+
+        Raises:
+            ValueError: the chain has no spec to rebuild it from.
+            WorkerCrashed: a worker died while loading the chain.
+        """
+        import multiprocessing as mp
+
+        if chain.spec is None:
+            raise ValueError(f"chain {chain.name!r} was not built from a spec; worker processes cannot rebuild it")
+        self.chain_name = chain.name
+        self.effect_names = [fx.name for fx in chain.effects]
+        self.render_timeout_s = render_timeout_s
+        ctx = mp.get_context("spawn")
+        n = max(1, workers or os.cpu_count() or 1)
+        recipe = (chain.spec, [x.tolist() for x in chain.get_state()])
+        self._workers = []
+        for i in range(n):
+            parent, child = ctx.Pipe()
+            current = ctx.Value("i", -1, lock=False)
+            proc = ctx.Process(target=_worker_main, args=(child, recipe, current), daemon=True,
+                               name=f"stito-render-{i}")
+            proc.start()
+            child.close()
+            self._workers.append((proc, parent, current))
+        self._clip_sets: dict[int, int] = {}
+        self._shm = None
+        self._shape: tuple[int, ...] = ()
+        for w in self._workers:
+            self._receive(w, "loading the chain")
+
+    def __enter__(self) -> "ProcessRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p, _, _ in self._workers]
+
+    def close(self) -> None:
+        """Stop the workers (killing any that do not stop within 5 s) and free shared memory."""
+        for proc, conn, _ in self._workers:
+            try:
+                conn.send(("stop",))
+            except (OSError, EOFError):
+                pass
+        for proc, conn, _ in self._workers:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            conn.close()
+        self._workers = []
+        if self._shm is not None:
+            self._shm.close()
+            self._shm.unlink()
+            self._shm = None
+
+    def _receive(self, worker, doing: str):
+        proc, conn, current = worker
+        deadline = time.monotonic() + self.render_timeout_s
+        while True:
+            if conn.poll(0.05):
+                try:
+                    reply = conn.recv()
+                except (EOFError, OSError):
+                    reply = None
+                if reply is not None:
+                    if reply[0] == "error":
+                        raise RenderError(reply[1])
+                    return reply
+            if not proc.is_alive() or (conn.closed if hasattr(conn, "closed") else False):
+                proc.join(timeout=1)
+                raise WorkerCrashed(self._blame(current.value, f"crashed (exit code {proc.exitcode})", doing))
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise WorkerCrashed(self._blame(current.value, f"hung for {self.render_timeout_s:g} s", doing))
+
+    def _blame(self, index: int, what: str, doing: str) -> str:
+        fx = f"effect {self.effect_names[index]!r}" if 0 <= index < len(self.effect_names) else "the chain"
+        return f"render worker {what} while {doing}, in {fx} of chain {self.chain_name!r}"
+
+    def render(self, xs: np.ndarray, clips: list[Clip], sample_rate: int) -> tuple[np.ndarray, list[str | None]]:
+        """Same contract as ``Renderer.render``."""
+        from multiprocessing import shared_memory
+
+        xs = np.atleast_2d(xs)
+        n = clips[0].audio.shape[1] - clips[0].preroll
+        shape = (len(xs), len(clips), clips[0].audio.shape[0], n)
+        key = id(clips)
+        if key not in self._clip_sets:
+            self._clip_sets[key] = len(self._clip_sets)
+            for w in self._workers:
+                w[1].send(("clips", self._clip_sets[key], [(c.audio, c.preroll) for c in clips], sample_rate))
+        if self._shm is None or np.prod(shape) > np.prod(self._shape):
+            if self._shm is not None:
+                self._shm.close()
+                self._shm.unlink()
+            self._shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)) * 4)
+            self._shape = shape
+        for w in self._workers:
+            w[1].send(("shm", self._shm.name, shape))
+        out = np.ndarray(shape, np.float32, buffer=self._shm.buf)
+        chunks = np.array_split(np.arange(len(xs)), len(self._workers))
+        busy = []
+        for w, rows in zip(self._workers, chunks):
+            if len(rows):
+                w[1].send(("render", self._clip_sets[key], rows.tolist(), xs[rows]))
+                busy.append(w)
+        errors: list[str | None] = [None] * len(xs)
+        for w in busy:
+            _, errs = self._receive(w, "rendering candidates")
+            for r, e in errs.items():
+                errors[r] = e
+        result = out.copy()
+        del out
+        return result, errors
+
+
+class WorkerCrashed(RenderError):
+    """A render worker process died or hung; the message names the effect it was rendering."""
+
+
+def _worker_main(conn, recipe, current) -> None:
+    """Render worker: rebuild the chain, then serve clips/shm/render/stop requests until told to stop."""
+    from multiprocessing import shared_memory
+
+    from .effects.specs import chain_from_dict
+
+    spec, state = recipe
+    try:
+        chain = chain_from_dict(spec)
+        chain.set_state([np.asarray(x) for x in state])
+    except Exception as exc:  # reported to the parent as a one-line error
+        conn.send(("error", f"render worker could not build chain: {exc}"))
+        return
+    conn.send(("ready",))
+    clip_sets: dict[int, tuple[list[tuple[np.ndarray, int]], int]] = {}
+    shm = None
+    out = None
+
+    def mark(i: int) -> None:
+        current.value = i
+
+    while True:
+        msg = conn.recv()
+        kind = msg[0]
+        if kind == "stop":
+            break
+        if kind == "clips":
+            clip_sets[msg[1]] = (msg[2], msg[3])
+        elif kind == "shm":
+            if shm is None or shm.name != msg[1]:
+                if shm is not None:
+                    out = None
+                    shm.close()
+                shm = shared_memory.SharedMemory(name=msg[1])
+            out = np.ndarray(msg[2], np.float32, buffer=shm.buf)
+        elif kind == "render":
+            clips, rate = clip_sets[msg[1]]
+            errors: dict[int, str] = {}
+            for r, x in zip(msg[2], msg[3]):
+                try:
+                    chain.set_vector(x)
+                    for c, (audio, pre) in enumerate(clips):
+                        y = chain.process(audio, rate, on_effect=mark)[:, pre:]
+                        if peak_dbfs(y) < SILENT_DBFS:
+                            raise RenderError(f"chain {chain.name!r} silenced the audio")
+                        out[r, c] = y
+                except RenderError as exc:
+                    errors[r] = str(exc)
+            current.value = -1
+            conn.send(("done", errors))
+    out = None
+    if shm is not None:
+        shm.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,16 +38,20 @@ class Chain:
     end), so mono stays mono at the output and stereo plugins see a stereo bus.
     """
 
-    def __init__(self, effects: list[Effect], dims: list[SearchDim] | None = None, name: str = "custom") -> None:
+    def __init__(self, effects: list[Effect], dims: list[SearchDim] | None = None, name: str = "custom",
+                 spec: dict[str, Any] | None = None) -> None:
         """Build a chain.
 
         Args:
             effects: Effects in processing order.
             dims: Searched parameters; default every parameter of every effect, full range.
             name: Chain name for reports.
+            spec: The chain spec it was built from (``specs.chain_from_dict`` rebuilds it, e.g. in a
+                worker process); None for a chain assembled in code.
         """
         self.effects = list(effects)
         self.name = name
+        self.spec = spec
         if dims is None:
             dims = [SearchDim(e, p) for e, fx in enumerate(self.effects) for p in range(len(fx.params))]
         for d in dims:
@@ -105,8 +109,11 @@ class Chain:
         for fx, x in zip(self.effects, state):
             fx.set_normalized(x)
 
-    def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def process(self, audio: np.ndarray, sample_rate: int,
+                on_effect: Callable[[int], None] | None = None) -> np.ndarray:
         """Render ``(channels, n)`` float32 audio (1 or 2 channels) through every effect.
+
+        ``on_effect(i)`` is called before effect ``i`` renders (a crash watchdog records it).
 
         Returns:
             A new ``(channels, n)`` float32 array; ``audio`` is not modified.
@@ -115,7 +122,9 @@ class Chain:
             RenderError: an effect produced NaN/Inf or runaway level (the message names it).
         """
         x = to_stereo(np.asarray(audio, dtype=np.float32))
-        for fx in self.effects:
+        for i, fx in enumerate(self.effects):
+            if on_effect is not None:
+                on_effect(i)
             x = fx.process(x, sample_rate)
             if not np.all(np.isfinite(x)):
                 raise RenderError(f"effect {fx.name!r} produced NaN/Inf audio with its current settings")
@@ -125,7 +134,7 @@ class Chain:
 
     def clone(self) -> "Chain":
         """An independent copy (new plugin instances) with the same settings and search space."""
-        return Chain([fx.clone() for fx in self.effects], list(self.dims), self.name)
+        return Chain([fx.clone() for fx in self.effects], list(self.dims), self.name, self.spec)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every parameter in real units, searched or not.

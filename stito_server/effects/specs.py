@@ -13,7 +13,7 @@ from .chain import Chain, SearchDim
 from .vst3 import VST3Effect, resolve_vst3
 
 CHAIN_DIR = Path(__file__).resolve().parent.parent / "chains"
-EFFECT_KEYS = ("builtin", "vst3", "name", "search", "exclude", "fix", "start", "ranges")
+EFFECT_KEYS = ("builtin", "vst3", "python", "name", "search", "exclude", "fix", "start", "ranges")
 TOP_KEYS = ("name", "description", "effects")
 
 
@@ -103,15 +103,34 @@ def chain_from_dict(data: dict[str, Any], default_name: str = "custom",
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ChainError(f"effect names must be unique in a chain; repeated: {', '.join(dupes)} (set 'name')")
-    return Chain(effects, dims, name=str(data.get("name", default_name)))
+    return Chain(effects, dims, name=str(data.get("name", default_name)), spec=data)
 
 
 def _make_effect(entry: dict[str, Any], where: str, vst3_paths: list[Path] | None) -> Effect:
-    if ("builtin" in entry) == ("vst3" in entry):
-        raise ChainError(f"{where}: give exactly one of 'builtin' (a built-in effect) or 'vst3' (a plugin)")
+    kinds = [k for k in ("builtin", "vst3", "python") if k in entry]
+    if len(kinds) != 1:
+        raise ChainError(f"{where}: give exactly one of 'builtin' (a built-in effect), 'vst3' (a plugin) "
+                         "or 'python' (module:factory of an Effect)")
+    if "python" in entry:
+        return _python_effect(str(entry["python"]), entry.get("name"), where)
     if "builtin" in entry:
         return BuiltinEffect(str(entry["builtin"]), entry.get("name"))
     return VST3Effect(resolve_vst3(str(entry["vst3"]), vst3_paths), entry.get("name"))
+
+
+def _python_effect(target: str, name: str | None, where: str) -> Effect:
+    """An Effect from ``module:factory`` (custom effects, and test-only ones such as a crashing plugin)."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ChainError(f"{where}: cannot import effect factory {target!r}: {exc}") from None
+    fx = factory(name) if name else factory()
+    if not isinstance(fx, Effect):
+        raise ChainError(f"{where}: {target!r} returned {type(fx).__name__}, not an Effect")
+    return fx
 
 
 def _check_keys(data: dict[str, Any], valid: tuple[str, ...], where: str) -> None:

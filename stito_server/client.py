@@ -1,0 +1,159 @@
+"""DEALER client of stito-server (numpy + pyzmq only, so REAPER's Python can load it)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable
+
+import numpy as np
+import zmq
+
+from .protocol import (DEFAULT_ADDRESS, Message, ProtocolError, ReplayGuard, Signer, audio_to_buffer,
+                       buffer_to_audio, deserialize, load_or_create_key, new_message, serialize)
+
+
+class ServerError(Exception):
+    """The server answered ``status: error``; ``ename``/``evalue`` are its error name and sentence."""
+
+    def __init__(self, ename: str, evalue: str, content: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue, self.content = ename, evalue, content or {}
+
+
+class ServerTimeout(Exception):
+    """No answer within the timeout; the server may not be running."""
+
+
+class StitoClient:
+    """Talks to stito-server: signs requests, waits with timeouts, streams match progress.
+
+    Every receive polls with a timeout; nothing blocks forever.
+    """
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, key: bytes | None = None, timeout_s: float = 10.0) -> None:
+        """Connect (ZeroMQ connects lazily: a missing server shows up as a timeout).
+
+        Args:
+            address: Server endpoint, e.g. "tcp://127.0.0.1:5557".
+            key: Signing key; default the per-user key file (which must exist).
+            timeout_s: Default wait for a reply, in seconds.
+        """
+        self.address, self.timeout_s = address, timeout_s
+        self.signer = Signer(key if key is not None else load_or_create_key(create=False))
+        self.guard = ReplayGuard()
+        self.session = uuid.uuid4().hex
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(address)
+        self._pending: list[Message] = []
+
+    def close(self) -> None:
+        self._sock.close(0)
+        self._ctx.term()
+
+    def __enter__(self) -> "StitoClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, msg_type: str, content: dict[str, Any] | None = None, buffers: list[bytes] | None = None) -> Message:
+        """Send a request without waiting; returns the message sent (its msg_id identifies the replies)."""
+        msg = new_message(msg_type, content, buffers=buffers, session=self.session)
+        self._sock.send_multipart(serialize(msg, self.signer), copy=False)
+        return msg
+
+    def poll(self, timeout_s: float = 0.0) -> list[Message]:
+        """Every message that arrives within ``timeout_s`` (0: only those already here). Never blocks longer."""
+        out, self._pending = self._pending, []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000)) if not out else 0
+            if not self._sock.poll(wait_ms):
+                return out
+            frames = self._sock.recv_multipart()
+            try:
+                out.append(deserialize(frames, self.signer, self.guard))
+            except ProtocolError:
+                continue  # a reply we cannot verify is dropped
+
+    def wait_for(self, request: Message, types: tuple[str, ...], timeout_s: float | None = None) -> Message:
+        """Wait for the first reply to ``request`` whose type is in ``types`` (others are kept for poll).
+
+        Raises:
+            ServerTimeout: nothing within the timeout.
+        """
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServerTimeout(f"no reply from {self.address} within {timeout_s or self.timeout_s:g} s; "
+                                    "is stito-server running? Start it with `stito-server`.")
+            keep = []
+            found = None
+            for m in self.poll(min(left, 0.2)):
+                if found is None and m.parent_header.get("msg_id") == request.msg_id and m.msg_type in types:
+                    found = m
+                else:
+                    keep.append(m)
+            self._pending = keep + self._pending
+            if found is not None:
+                return found
+
+    def request(self, msg_type: str, content: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """Send a request and return its reply's content; raises ServerError on ``status: error``."""
+        req = self.send(msg_type, content)
+        reply = self.wait_for(req, (msg_type.replace("_request", "_reply"), "error_reply"), timeout_s)
+        return _checked(reply.content)
+
+    def server_info(self, timeout_s: float | None = None) -> dict[str, Any]:
+        return self.request("server_info_request", timeout_s=timeout_s)
+
+    def list_plugins(self) -> dict[str, Any]:
+        return self.request("list_plugins_request")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("cancel_request", {"job_id": job_id})
+
+    def shutdown(self) -> dict[str, Any]:
+        return self.request("shutdown_request")
+
+    def start_match(self, input_audio: np.ndarray, input_rate: int, reference: np.ndarray, reference_rate: int,
+                    chain: dict[str, Any], options: dict[str, Any] | None = None,
+                    return_audio: bool = False) -> Message:
+        """Send a match_request; returns it (follow it with ``poll``/``wait_match``)."""
+        m_in, b_in = audio_to_buffer(input_audio, input_rate)
+        m_ref, b_ref = audio_to_buffer(reference, reference_rate)
+        content = {"input": {"buffer": 0, **m_in}, "reference": {"buffer": 1, **m_ref}, "chain": chain,
+                   "options": options or {}, "return_audio": return_audio}
+        return self.send("match_request", content, [b_in, b_ref])
+
+    def wait_match(self, request: Message, on_progress: Callable[[dict[str, Any]], None] | None = None,
+                   idle_timeout_s: float = 60.0) -> Message:
+        """Follow a match: call ``on_progress`` for each progress message, return the match_reply.
+
+        Raises:
+            ServerTimeout: no message about the job for ``idle_timeout_s``.
+            ServerError: the match failed (content has details, e.g. ``unsupported``).
+        """
+        while True:
+            msg = self.wait_for(request, ("progress", "match_reply", "error_reply"), idle_timeout_s)
+            if msg.msg_type == "progress":
+                if on_progress is not None:
+                    on_progress(msg.content)
+                continue
+            _checked(msg.content)
+            return msg
+
+    @staticmethod
+    def output_audio(reply: Message) -> tuple[np.ndarray, int]:
+        """The rendered output of a match_reply sent with ``return_audio``."""
+        return buffer_to_audio(reply.content["output"], reply.buffers)
+
+
+def _checked(content: dict[str, Any]) -> dict[str, Any]:
+    if content.get("status") != "ok":
+        raise ServerError(str(content.get("ename", "Error")), str(content.get("evalue", "unknown error")), content)
+    return content

@@ -1,0 +1,138 @@
+"""A REAPER track FX chain description (protocol terms) -> a hostable Chain and the map back to REAPER indices."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .effects.chain import Chain
+from .effects.specs import chain_from_dict
+from .effects.vst3 import resolve_vst3
+from .errors import ChainError, StitoError
+
+HOSTABLE_TYPES = ("VST3",)
+WHY_NOT = {
+    "JS": "JSFX run only inside REAPER",
+    "VST": "VST2 plugins cannot be hosted (pedalboard hosts VST3 only)",
+    "LV2": "LV2 plugins cannot be hosted (pedalboard hosts VST3 only)",
+    "CLAP": "CLAP plugins cannot be hosted (pedalboard hosts VST3 only)",
+    "AU": "Audio Units exist only on macOS",
+    "DX": "DirectX plugins cannot be hosted",
+    "VIDEO": "video processors are not audio effects",
+}
+
+
+class UnsupportedFX(StitoError):
+    """Enabled FX that the server cannot host; ``items`` lists each with its index, name and reason."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+        parts = [f"#{i['index'] + 1} {i['name']} ({i['reason']})" for i in items]
+        super().__init__("the track has FX stito cannot host, so it would optimise a chain that differs from "
+                         "what you hear: " + "; ".join(parts) + ". Bypass or remove them, or exclude them.")
+
+
+@dataclass
+class ReaperChain:
+    """A hosted chain built from REAPER's FX list.
+
+    Attributes:
+        chain: The hosted chain, at REAPER's current parameter values, searching the mapped parameters.
+        fx_index: For each effect of ``chain``, its index in REAPER's FX list.
+        param_index: For each effect, {effect parameter index: REAPER parameter index}.
+        skipped: FX left out (bypassed, offline, excluded) with the reason.
+        unmapped: Parameters REAPER lists that the hosted plugin does not expose as audio controls.
+    """
+
+    chain: Chain
+    fx_index: list[int]
+    param_index: list[dict[int, int]]
+    skipped: list[dict[str, Any]]
+    unmapped: list[dict[str, Any]]
+
+
+def bundle_name(fx: dict[str, Any]) -> str | None:
+    """The VST3 bundle (file stem) an FX refers to: ``file``, else the ``*.vst3`` name inside ``ident``,
+    else the plugin name in REAPER's "VST3: Name (Vendor)" label."""
+    for text in (fx.get("file"), fx.get("ident")):
+        if text:
+            m = re.search(r"([^/\\<>{}|]+)\.vst3", str(text), re.I)
+            if m:
+                return m.group(1)
+    m = re.match(r"^\s*VST3i?:\s*(.+?)(\s*\(.*\))?\s*$", str(fx.get("name", "")))
+    return m.group(1) if m else None
+
+
+def chain_from_reaper(fx_list: list[dict[str, Any]], vst3_paths: list[Path] | None = None) -> ReaperChain:
+    """Map REAPER's FX list to hosted effects (see docs/protocol.md, "FX description").
+
+    Raises:
+        UnsupportedFX: an enabled FX cannot be hosted (every such FX is listed).
+        ChainError: nothing left to optimise, or a malformed description.
+    """
+    if not isinstance(fx_list, list):
+        raise ChainError("chain.fx must be a list of FX descriptions")
+    entries, fx_index, skipped, unsupported, wanted = [], [], [], [], []
+    for pos, fx in enumerate(fx_list):
+        if not isinstance(fx, dict):
+            raise ChainError(f"FX #{pos + 1} is not an object")
+        index, name = int(fx.get("index", pos)), str(fx.get("name", f"FX {pos + 1}"))
+        if not fx.get("enabled", True) or fx.get("offline", False) or fx.get("exclude", False):
+            why = "excluded" if fx.get("exclude", False) else ("offline" if fx.get("offline") else "bypassed")
+            skipped.append({"index": index, "name": name, "reason": why})
+            continue
+        kind = str(fx.get("type", "")).upper()
+        if kind not in HOSTABLE_TYPES:
+            unsupported.append({"index": index, "name": name,
+                                "reason": WHY_NOT.get(kind, f"FX type {kind or 'unknown'!r} cannot be hosted")})
+            continue
+        bundle = bundle_name(fx)
+        try:
+            path = resolve_vst3(bundle or name, vst3_paths)
+        except ChainError:
+            unsupported.append({"index": index, "name": name,
+                                "reason": f"VST3 {bundle or name!r} is not installed on the server's VST3 paths"})
+            continue
+        params = [p for p in fx.get("params", []) if isinstance(p, dict)]
+        entries.append({"vst3": str(path), "name": f"{index + 1}:{bundle or name}"})
+        fx_index.append(index)
+        wanted.append(params)
+    if unsupported:
+        raise UnsupportedFX(unsupported)
+    if not entries:
+        raise ChainError("no enabled VST3 FX on the track to optimise")
+    # Build once to learn each plugin's own parameter list, then decide what to search.
+    probe = chain_from_dict({"name": "reaper-track", "effects": entries}, vst3_paths=vst3_paths)
+    param_index: list[dict[int, int]] = []
+    unmapped: list[dict[str, Any]] = []
+    states = probe.get_state()
+    for e, (fx, params) in enumerate(zip(probe.effects, wanted)):
+        names = {p.name: i for i, p in enumerate(fx.params)}
+        mapping: dict[int, int] = {}
+        search: list[str] = []
+        for p in params:
+            pname = str(p.get("name", ""))
+            if p.get("reaper_added", False):
+                continue
+            if pname not in names:
+                unmapped.append({"fx": fx_index[e], "index": p.get("index"), "name": pname})
+                continue
+            i = names[pname]
+            mapping[i] = int(p.get("index", i))
+            value = p.get("value")
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                states[e][i] = min(max(float(value), 0.0), 1.0)
+            if not p.get("exclude", False):
+                search.append(pname)
+        entries[e]["search"] = search
+        param_index.append(mapping)
+    if not any(entries[e]["search"] for e in range(len(entries))):
+        raise ChainError("every parameter of the track's FX is excluded; nothing to optimise")
+    spec = {"name": "reaper-track", "effects": entries}
+    chain = chain_from_dict(spec, vst3_paths=vst3_paths)
+    chain.set_state(states)
+    return ReaperChain(chain, fx_index, param_index, skipped, unmapped)

@@ -1,0 +1,480 @@
+"""stito-server: the ZeroMQ style-transfer service (ROUTER socket, job queue, worker-process rendering)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import queue
+import signal
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import zmq
+
+from . import __version__
+from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard,
+                       Signer, audio_to_buffer, buffer_to_audio, config_dir, deserialize, load_or_create_key,
+                       new_message, serialize, split_identities)
+
+POLL_MS = 20
+
+
+@dataclass
+class ServerOptions:
+    """Settings of a server.
+
+    Attributes:
+        bind: ZeroMQ endpoint to bind.
+        jobs: Matches run at once; more wait in a queue.
+        device: "cpu" or "cuda" for the metric.
+        workers: Render worker processes per job (default one per core).
+        job_timeout_s: A match running longer is stopped with ``Timeout``.
+        max_message_bytes: Largest accepted message (all buffers together).
+        key_file: Signing key file (default the per-user one).
+        quiet: No log lines on stderr.
+    """
+
+    bind: str = DEFAULT_ADDRESS
+    jobs: int = 1
+    device: str = "cpu"
+    workers: int | None = None
+    job_timeout_s: float = 600.0
+    max_message_bytes: int = MAX_BUFFER_BYTES
+    key_file: Path | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Job:
+    """A queued or running match."""
+
+    job_id: str
+    identities: list[bytes]
+    request: Message
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reason: str = "Cancelled"
+    state: str = "queued"
+    deadline: float = 0.0
+
+
+class Server:
+    """Serves protocol v1 on a ROUTER socket. ``serve()`` runs until shutdown; ``stop()`` asks it to end.
+
+    ZeroMQ sockets are used only from the thread running ``serve``; job threads hand their messages over
+    through a queue.
+    """
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        check_bind(options.bind, options.key_file)
+        if options.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, got {options.device!r}")
+        if options.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeError("--gpu/--device cuda asked for CUDA, but torch sees no CUDA device; "
+                                   "run with --device cpu")
+        self.key_path = options.key_file or config_dir() / "key"
+        self.signer = Signer(load_or_create_key(self.key_path, create=options.key_file is None))
+        self.guard = ReplayGuard()
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes + (8 << 20))
+        self._sock.bind(options.bind)
+        self.address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._outbox: queue.Queue[tuple[list[bytes], Message]] = queue.Queue()
+        self._pool = ThreadPoolExecutor(options.jobs, thread_name_prefix="stito-job")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._metrics: dict[str, Any] = {}
+        self.render_pids: set[int] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask ``serve`` to finish (safe from any thread or a signal handler)."""
+        self._stop.set()
+
+    def log(self, text: str) -> None:
+        if not self.options.quiet:
+            print(f"stito-server: {text}", file=sys.stderr, flush=True)
+
+    def serve(self) -> None:
+        """Answer messages until ``stop()`` or a shutdown_request; then end every job and close."""
+        self.log(f"{__version__} listening on {self.address} (protocol {PROTOCOL_VERSION}, key {self.key_path}, "
+                 f"{self.options.jobs} concurrent job(s), device {self.options.device})")
+        try:
+            while not self._stop.is_set():
+                if self._sock.poll(POLL_MS):
+                    self._receive()
+                self._flush()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.reason = "ServerShutdown"
+            job.cancel.set()
+        self._pool.shutdown(wait=True)  # running jobs stop within one generation, queued ones at once
+        self._flush()
+        self._sock.close(0)
+        self._ctx.term()
+        self.log("stopped")
+
+    def _flush(self) -> None:
+        while True:
+            try:
+                identities, msg = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            self._sock.send_multipart(identities + serialize(msg, self.signer), copy=False)
+
+    def _send(self, identities: list[bytes], msg: Message) -> None:
+        self._outbox.put((identities, msg))
+
+    # -- receiving -----------------------------------------------------------------------------------
+    def _receive(self) -> None:
+        try:
+            frames = self._sock.recv_multipart(copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        peer = frames[-1].get("Peer-Address") if frames else None
+        raw = [f.bytes for f in frames]
+        try:
+            identities, rest = split_identities(raw)
+        except ProtocolError:
+            return  # nowhere sensible to answer: drop
+        if not identities:
+            return
+        try:
+            msg = deserialize(rest, self.signer, self.guard, self.options.max_message_bytes)
+        except ProtocolError as exc:
+            self._send(identities, new_message("error_reply", _error(exc.ename, exc.evalue)))
+            return
+        try:
+            self._dispatch(identities, msg, peer)
+        except Exception as exc:  # a bad request must never take the server down
+            self._send(identities, new_message("error_reply", _error("InternalError", str(exc)), parent=msg))
+
+    def _dispatch(self, identities: list[bytes], msg: Message, peer: str | None) -> None:
+        kind = msg.msg_type
+        if kind == "server_info_request":
+            self._send(identities, new_message("server_info_reply", self.info(), parent=msg))
+        elif kind == "list_plugins_request":
+            self._send(identities, new_message("list_plugins_reply", list_plugins(), parent=msg))
+        elif kind == "match_request":
+            self._submit(identities, msg)
+        elif kind == "cancel_request":
+            job_id = str(msg.content.get("job_id", ""))
+            with self._lock:
+                job = self._jobs.get(job_id)
+            if job is None:
+                content = _error("UnknownJob", f"no running or queued job {job_id!r}")
+            else:
+                job.reason = "Cancelled"
+                job.cancel.set()
+                content = {"status": "ok", "job_id": job_id, "state": job.state}
+            self._send(identities, new_message("cancel_reply", content, parent=msg))
+        elif kind == "shutdown_request":
+            if not _is_loopback(peer):
+                self._send(identities, new_message("shutdown_reply", _error(
+                    "NotAllowed", f"shutdown is accepted only from this machine, not from {peer}"), parent=msg))
+                return
+            self._send(identities, new_message("shutdown_reply", {"status": "ok"}, parent=msg))
+            self.stop()
+        else:
+            self._send(identities, new_message("error_reply", _error(
+                "UnknownType", f"unknown msg_type {kind!r}; known: server_info_request, list_plugins_request, "
+                "match_request, cancel_request, shutdown_request"), parent=msg))
+
+    def info(self) -> dict[str, Any]:
+        from .effects.vst3 import vst3_search_paths
+        from .metrics import metric_names
+
+        with self._lock:
+            running = sum(j.state == "running" for j in self._jobs.values())
+            queued = sum(j.state == "queued" for j in self._jobs.values())
+        return {"status": "ok", "protocol_version": PROTOCOL_VERSION, "server_version": __version__,
+                "device": self.options.device, "metrics": metric_names(), "metric": metric_names()[0],
+                "jobs": {"running": running, "queued": queued, "max_concurrent": self.options.jobs},
+                "vst3_paths": [str(p) for p in vst3_search_paths()]}
+
+    # -- jobs ------------------------------------------------------------------------------------------
+    def _submit(self, identities: list[bytes], msg: Message) -> None:
+        job = Job(uuid.uuid4().hex[:12], identities, msg)
+        with self._lock:
+            position = sum(j.state == "queued" for j in self._jobs.values()) + \
+                (sum(j.state == "running" for j in self._jobs.values()) >= self.options.jobs)
+            self._jobs[job.job_id] = job
+        self._progress(job, {"state": "queued", "queue_position": int(position)})
+        self._pool.submit(self._run, job)
+
+    def _progress(self, job: Job, content: dict[str, Any]) -> None:
+        self._send(job.identities, new_message("progress", {"job_id": job.job_id, **content}, parent=job.request))
+
+    def _run(self, job: Job) -> None:
+        try:
+            if job.cancel.is_set():
+                raise _Stopped(job.reason)
+            job.state = "running"
+            job.deadline = time.monotonic() + float(job.request.content.get("options", {}).get(
+                "timeout_s", self.options.job_timeout_s))
+            self._progress(job, {"state": "running", "queue_position": 0})
+            content, buffers = self._match(job)
+            self._send(job.identities, new_message("match_reply", content, parent=job.request, buffers=buffers))
+            self.log(f"job {job.job_id} done")
+        except _Stopped as stop:
+            evalue = {"Cancelled": "the match was cancelled; nothing was changed",
+                      "ServerShutdown": "the server is shutting down; nothing was changed",
+                      "Timeout": "the match ran past its time limit; nothing was changed"}[stop.reason]
+            self._reply_error(job, stop.reason, evalue)
+        except Exception as exc:
+            ename, evalue, extra = _classify(exc)
+            self._reply_error(job, ename, evalue, extra)
+        finally:
+            with self._lock:
+                self._jobs.pop(job.job_id, None)
+
+    def _reply_error(self, job: Job, ename: str, evalue: str, extra: dict[str, Any] | None = None) -> None:
+        self.log(f"job {job.job_id} failed: {ename}: {evalue}")
+        content = {**_error(ename, evalue), "job_id": job.job_id, **(extra or {})}
+        self._send(job.identities, new_message("match_reply", content, parent=job.request))
+
+    def metric(self, name: str):
+        """One metric object per name, shared by every job (learned encoders load once)."""
+        from .metrics import get_metric
+
+        with self._lock:
+            if name not in self._metrics:
+                self._metrics[name] = get_metric(name, self.options.device)
+            return self._metrics[name]
+
+    def _match(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
+        from .audio import Audio
+        from .match import MatchOptions, match
+        from .optimize import OptimizerOptions
+
+        c = job.request.content
+        try:
+            x, x_rate = buffer_to_audio(_obj(c, "input"), job.request.buffers)
+            r, r_rate = buffer_to_audio(_obj(c, "reference"), job.request.buffers)
+        except ProtocolError as exc:
+            raise _RequestError(exc.ename, exc.evalue) from None
+        o = c.get("options", {}) if isinstance(c.get("options", {}), dict) else {}
+        built = build_chain(_obj(c, "chain"))
+        try:
+            opts = MatchOptions(
+                optimizer=OptimizerOptions(popsize=int(o.get("popsize", 64)),
+                                           max_generations=int(o.get("max_generations", 25)),
+                                           seed=int(o.get("seed", 0))),
+                amount=float(o.get("amount", 1.0)), excerpt_seconds=float(o.get("excerpt_seconds", 5.5)),
+                excerpts=int(o.get("excerpts", 2)), workers=self.options.workers,
+                renderer="processes" if built.chain.spec is not None else "threads")
+        except (TypeError, ValueError) as exc:
+            raise _RequestError("BadRequest", f"bad options: {exc}") from None
+        metric = self.metric(str(o.get("metric", "mfcc")))
+
+        def progress(p) -> None:
+            self._progress(job, {"state": "running", "generation": p.generation,
+                                 "max_generations": p.max_generations, "evaluations": p.evaluations,
+                                 "best_similarity": p.best_similarity, "elapsed_s": p.elapsed_s})
+
+        def cancelled() -> bool:
+            if time.monotonic() > job.deadline:
+                job.reason = "Timeout"
+                return True
+            return job.cancel.is_set()
+
+        from .errors import CancelledError
+
+        try:
+            result = match(Audio(x, x_rate), Audio(r, r_rate), built.chain, metric, opts, progress, cancelled)
+        except CancelledError:
+            raise _Stopped(job.reason) from None
+        content = {"status": "ok", "job_id": job.job_id, "fx": built.reply_fx(result.parameters),
+                   "similarity": result.similarity, "skipped": built.skipped, "unmapped": built.unmapped,
+                   "report": result.report(chain_name=built.chain.name, metric=metric.name)}
+        buffers: list[bytes] = []
+        if c.get("return_audio", False):
+            meta, data = audio_to_buffer(result.output, result.sample_rate)
+            content["output"] = {"buffer": 0, **meta}
+            buffers.append(data)
+        return content, buffers
+
+
+@dataclass
+class BuiltChain:
+    """A chain for a request plus the map from its effects/parameters to the request's own indices."""
+
+    chain: Any
+    fx_index: list[int]
+    param_index: list[dict[int, int]] | None
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    unmapped: list[dict[str, Any]] = field(default_factory=list)
+
+    def reply_fx(self, parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per FX, every mapped parameter's new normalized value and text, in the request's indices."""
+        out: dict[int, dict[str, Any]] = {}
+        counters: dict[str, int] = {}
+        effect_of = {fx.name: e for e, fx in enumerate(self.chain.effects)}
+        for row in parameters:
+            e = effect_of[row["effect"]]
+            i = counters.get(row["effect"], 0)
+            counters[row["effect"]] = i + 1
+            index = i if self.param_index is None else self.param_index[e].get(i)
+            if index is None:
+                continue
+            fx = out.setdefault(e, {"index": self.fx_index[e], "name": row["effect"], "params": []})
+            fx["params"].append({"index": index, "name": row["param"], "value": row["normalized_after"],
+                                 "before": row["normalized_before"], "text": row["after_text"],
+                                 "before_text": row["before_text"], "unit": row["unit"],
+                                 "changed": row["changed"], "searched": row["searched"]})
+        return [out[e] for e in sorted(out)]
+
+
+def build_chain(desc: dict[str, Any]) -> BuiltChain:
+    """A request's ``chain`` ({"spec": name or spec object} or {"fx": [...]}) -> BuiltChain."""
+    from .effects.specs import chain_from_dict, load_chain
+    from .reaper_chain import chain_from_reaper
+
+    if "fx" in desc:
+        rc = chain_from_reaper(desc["fx"])
+        return BuiltChain(rc.chain, rc.fx_index, rc.param_index, rc.skipped, rc.unmapped)
+    spec = desc.get("spec")
+    if isinstance(spec, str):
+        chain = load_chain(spec) if "/" not in spec and not spec.endswith(".toml") else None
+        if chain is None:
+            raise _RequestError("BadRequest", "chain.spec must be a shipped chain name or a spec object, "
+                                              "not a file path on the server")
+    elif isinstance(spec, dict):
+        chain = chain_from_dict(spec)
+    else:
+        raise _RequestError("BadRequest", "chain must be {\"spec\": name or object} or {\"fx\": [...]}")
+    return BuiltChain(chain, list(range(len(chain.effects))), None)
+
+
+class _Stopped(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _RequestError(Exception):
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(evalue)
+        self.ename, self.evalue = ename, evalue
+
+
+def _obj(content: dict[str, Any], key: str) -> dict[str, Any]:
+    value = content.get(key)
+    if not isinstance(value, dict):
+        raise _RequestError("BadRequest", f"match_request needs an object {key!r}")
+    return value
+
+
+def _classify(exc: Exception) -> tuple[str, str, dict[str, Any]]:
+    from .errors import AudioError, ChainError, RenderError
+    from .reaper_chain import UnsupportedFX
+    from .render import WorkerCrashed
+
+    one_line = " ".join(str(exc).split())
+    if isinstance(exc, _RequestError):
+        return exc.ename, exc.evalue, {}
+    if isinstance(exc, UnsupportedFX):
+        return "UnsupportedFX", one_line, {"unsupported": exc.items}
+    for cls, name in ((WorkerCrashed, "WorkerCrashed"), (RenderError, "RenderError"), (AudioError, "AudioError"),
+                      (ChainError, "ChainError")):
+        if isinstance(exc, cls):
+            return name, one_line, {}
+    from .errors import StitoError
+
+    if isinstance(exc, StitoError):
+        return "BadRequest", one_line, {}
+    return "InternalError", f"{type(exc).__name__}: {one_line}", {}
+
+
+def _error(ename: str, evalue: str) -> dict[str, Any]:
+    return {"status": "error", "ename": ename, "evalue": evalue}
+
+
+def _is_loopback(peer: str | None) -> bool:
+    if not peer:
+        return True  # ipc:// and inproc:// have no peer address: same machine
+    try:
+        return ipaddress.ip_address(peer.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(bind: str, key_file: Path | None) -> None:
+    """Refuse a non-loopback TCP bind unless an explicit key file is configured.
+
+    Raises:
+        ValueError: with the reason and what to do.
+    """
+    if not bind.startswith("tcp://"):
+        return
+    host = bind[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost",):
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and key_file is None:
+        raise ValueError(f"--bind {bind} listens beyond this machine; give --key-file KEY (copied to the "
+                         "clients, mode 0600) to allow it, or bind 127.0.0.1")
+
+
+def list_plugins() -> dict[str, Any]:
+    from .effects.builtin import BUILTINS
+    from .effects.vst3 import find_vst3
+
+    return {"status": "ok", "plugins": [{"name": n, "path": str(p)} for n, p in find_vst3().items()],
+            "builtins": [{"name": n, "description": s.description} for n, s in BUILTINS.items()]}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stito-server", description="stito style-transfer server (ZeroMQ).")
+    p.add_argument("--bind", default=DEFAULT_ADDRESS, help="endpoint to bind (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="matches run at once; more are queued (default: 1)")
+    p.add_argument("--gpu", action="store_true", help="run the metric on CUDA (same as --device cuda)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--workers", type=int, default=None, help="render processes per job (default: one per core)")
+    p.add_argument("--timeout", type=float, default=600.0, help="per-job time limit in seconds (default: 600)")
+    p.add_argument("--max-message-mb", type=int, default=MAX_BUFFER_BYTES >> 20)
+    p.add_argument("--key-file", type=Path, default=None,
+                   help="signing key (default: ~/.config/stito/key, created on first start)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    opts = ServerOptions(bind=args.bind, jobs=max(1, args.jobs), device="cuda" if args.gpu else args.device,
+                         workers=args.workers, job_timeout_s=args.timeout,
+                         max_message_bytes=args.max_message_mb << 20, key_file=args.key_file, quiet=args.quiet)
+    try:
+        server = Server(opts)
+    except (ValueError, RuntimeError, PermissionError, FileNotFoundError, zmq.ZMQError) as exc:
+        print(f"stito-server: error: {exc}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.stop())
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
