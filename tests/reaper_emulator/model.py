@@ -1,0 +1,235 @@
+"""The emulated REAPER project: tracks, FX backed by real pedalboard VST3 instances, items over real audio files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+import numpy as np
+import soundfile as sf
+
+# Parameters REAPER appends after a plugin's own (ASSUMPTIONS.md A3): name and identifier.
+REAPER_ADDED = (("Bypass", ":bypass"), ("Wet", ":wet"), ("Delta", ":delta"))
+
+
+class FX:
+    """One track FX: a real pedalboard VST3 instance plus REAPER's own state (enabled, offline, name, wet).
+
+    Parameter ``i`` < n is the plugin's ``_parameters[i]`` (ASSUMPTIONS.md A2); the last three are
+    REAPER's Bypass, Wet and Delta.
+    """
+
+    def __init__(self, path: Path, vendor: str = "Damien Zammit", renamed: str = "") -> None:
+        import pedalboard
+
+        self.path = Path(path)
+        self.plugin = pedalboard.load_plugin(str(self.path))
+        self.vendor = vendor
+        self.renamed = renamed
+        self.enabled = True
+        self.offline = False
+        self.added = {":bypass": 0.0, ":wet": 1.0, ":delta": 0.0}
+        self.mono = self._probe_mono()
+
+    def _probe_mono(self) -> bool:
+        try:
+            self.plugin(np.zeros((2, 64), np.float32), 48000)
+            return False
+        except Exception as exc:  # pedalboard: "does not support 2-channel output"
+            if "channel" in str(exc):
+                return True
+            raise
+
+    @property
+    def plugin_name(self) -> str:
+        return self.path.stem
+
+    @property
+    def fx_name(self) -> str:
+        """REAPER's original label, e.g. "VST3: ZamEQ2 (Damien Zammit)" (ASSUMPTIONS.md A1)."""
+        return f"VST3: {self.plugin_name} ({self.vendor})"
+
+    @property
+    def display_name(self) -> str:
+        """What TrackFX_GetFXName returns: the instance name if the user renamed it."""
+        return self.renamed or self.fx_name
+
+    @property
+    def ident(self) -> str:
+        """fx_ident (ASSUMPTIONS.md A1): bundle path, '<', a class id."""
+        return f"{self.path}<{abs(hash(self.plugin_name)) % 10**32:032X}"
+
+    @property
+    def n_plugin_params(self) -> int:
+        return len(self.plugin._parameters)
+
+    @property
+    def n_params(self) -> int:
+        return self.n_plugin_params + len(REAPER_ADDED)
+
+    def param_name(self, index: int) -> str:
+        n = self.n_plugin_params
+        if index < n:
+            return str(self.plugin._parameters[index].name)
+        return REAPER_ADDED[index - n][0]
+
+    def get(self, index: int) -> float:
+        n = self.n_plugin_params
+        if index < n:
+            return float(self.plugin._parameters[index].raw_value)
+        return self.added[REAPER_ADDED[index - n][1]]
+
+    def set(self, index: int, value: float) -> None:
+        value = min(max(float(value), 0.0), 1.0)
+        n = self.n_plugin_params
+        if index < n:
+            self.plugin._parameters[index].raw_value = value
+        else:
+            self.added[REAPER_ADDED[index - n][1]] = value
+
+    def formatted(self, index: int) -> str:
+        n = self.n_plugin_params
+        if index < n:
+            p = self.plugin._parameters[index]
+            return f"{p.string_value.strip()} {(p.label or '').strip()}".strip()
+        return f"{self.get(index):.2f}"
+
+    def param_index(self, name: str) -> int:
+        for i in range(self.n_params):
+            if self.param_name(i) == name:
+                return i
+        raise KeyError(f"{self.plugin_name} has no parameter {name!r}")
+
+    def ident_index(self, ident: str) -> int:
+        for k, (_, key) in enumerate(REAPER_ADDED):
+            if key == ident:
+                return self.n_plugin_params + k
+        return -1
+
+    def snapshot(self) -> list[float]:
+        return [self.get(i) for i in range(self.n_params)]
+
+    def restore(self, values: list[float]) -> None:
+        for i, v in enumerate(values):
+            if self.get(i) != v:
+                self.set(i, v)
+
+    def process(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """REAPER-style processing: skipped when bypassed/offline, dual mono for a mono plugin
+        (ASSUMPTIONS.md A4), then the Wet mix."""
+        if not self.enabled or self.offline or self.added[":bypass"] >= 0.5:
+            return audio
+        self.plugin.reset()
+        if self.mono:
+            wet = np.concatenate([self.plugin(audio[c:c + 1], rate) for c in range(audio.shape[0])], axis=0)
+        else:
+            wet = self.plugin(audio, rate)
+        mix = self.added[":wet"]
+        return (mix * wet + (1.0 - mix) * audio).astype(np.float32)
+
+
+@dataclass
+class Source:
+    """A PCM source: a real audio file on disk."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        info = sf.info(str(self.path))
+        self.rate, self.channels, self.frames = int(info.samplerate), int(info.channels), int(info.frames)
+
+    @property
+    def length(self) -> float:
+        return self.frames / self.rate
+
+    def read(self) -> np.ndarray:
+        """``(channels, frames)`` float64."""
+        data, _ = sf.read(str(self.path), dtype="float64", always_2d=True)
+        return data.T
+
+
+@dataclass
+class Take:
+    source: Source
+    item: "Item"
+    info: dict[str, float] = field(default_factory=lambda: {"D_STARTOFFS": 0.0, "D_PLAYRATE": 1.0, "D_VOL": 1.0,
+                                                            "I_CHANMODE": 0.0, "D_PITCH": 0.0})
+
+
+@dataclass
+class Item:
+    track: "Track"
+    selected: bool = False
+    info: dict[str, float] = field(default_factory=dict)
+    takes: list[Take] = field(default_factory=list)
+    active: int = 0
+
+    @property
+    def take(self) -> Take | None:
+        return self.takes[self.active] if self.takes else None
+
+
+@dataclass
+class Track:
+    name: str
+    fx: list[FX] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+    selected: bool = False
+
+    def render(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """``audio`` through this track's FX chain as REAPER plays it."""
+        out = np.asarray(audio, dtype=np.float32)
+        for fx in self.fx:
+            out = fx.process(out, rate)
+        return out
+
+
+@dataclass
+class UndoPoint:
+    name: str
+    before: dict[int, list[float]]  # id(FX) -> every parameter value before the block
+    after: dict[int, list[float]]
+
+
+class Project:
+    """The current project: tracks, undo history of FX parameter states."""
+
+    def __init__(self) -> None:
+        self.tracks: list[Track] = []
+        self.undo: list[UndoPoint] = []
+        self.undo_depth = 0
+        self._block_before: dict[int, list[float]] | None = None
+
+    def add_track(self, name: str) -> Track:
+        track = Track(name)
+        self.tracks.append(track)
+        return track
+
+    def add_fx(self, track: Track, path: Path, renamed: str = "", values: dict[str, float] | None = None) -> FX:
+        """Add a real VST3 to ``track``; ``values`` sets plugin parameters by name (normalized)."""
+        fx = FX(path, renamed=renamed)
+        for name, value in (values or {}).items():
+            fx.set(fx.param_index(name), value)
+        track.fx.append(fx)
+        return fx
+
+    def add_item(self, track: Track, audio_file: Path, position: float = 0.0, length: float | None = None,
+                 start_offset: float = 0.0, selected: bool = True) -> Item:
+        source = Source(Path(audio_file))
+        item = Item(track, selected, {"D_POSITION": position,
+                                      "D_LENGTH": length if length is not None else source.length - start_offset,
+                                      "D_VOL": 1.0, "D_FADEINLEN": 0.0, "D_FADEOUTLEN": 0.0, "B_MUTE": 0.0})
+        take = Take(source, item)
+        take.info["D_STARTOFFS"] = start_offset
+        item.takes.append(take)
+        track.items.append(item)
+        return item
+
+    @property
+    def all_fx(self) -> list[FX]:
+        return [fx for t in self.tracks for fx in t.fx]
+
+    def fx_state(self) -> dict[int, list[float]]:
+        return {id(fx): fx.snapshot() for fx in self.all_fx}
+
+    def selected_items(self) -> list[Item]:
+        return [it for t in self.tracks for it in t.items if it.selected]
