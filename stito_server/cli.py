@@ -37,12 +37,18 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--excerpts", type=int, default=2, help="analysis excerpts per candidate (default: %(default)s)")
     m.add_argument("--workers", type=int, default=None, help="rendering threads (default: one per core)")
     m.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    m.add_argument("--server", metavar="ADDRESS", help="run the match on stito-server at ADDRESS "
+                   "(e.g. tcp://127.0.0.1:5557) instead of in this process")
 
     p = sub.add_parser("plugins", help="list VST3 plugins found and built-in effects; `plugins show NAME` for details")
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", help="plugin or built-in effect name (for show)")
 
     sub.add_parser("chains", help="list the shipped chains")
+
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    b.add_argument("task", choices=("server",), help="server: server_info latency and match overhead vs in-process")
+    b.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
 
     d = sub.add_parser("demo", help="generate the bundled example pair and match it with zam-strip")
     d.add_argument("--out-dir", default="out/demo", help="folder for the example and results (default: %(default)s)")
@@ -63,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_chains()
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "bench":
+            from .bench_server import run_server_bench
+
+            return run_server_bench(args.repeats)
     except StitoError as exc:
         print("stito: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2
@@ -101,10 +111,77 @@ def cmd_match(args: argparse.Namespace) -> int:
         raise StitoError(str(exc)) from None
     input_audio = load_audio(args.input, role="input")
     reference = load_audio(args.reference, role="reference")
+    if args.server:
+        return match_on_server(args, opts, input_audio, reference)
     metric = get_metric(args.metric)
     chain = load_chain(args.chain)
     run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
                   extra={"input": args.input, "reference": args.reference, "chain": args.chain})
+    return 0
+
+
+def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> int:
+    """`stito match --server`: the same options and result as in-process, computed by stito-server."""
+    import tomllib
+
+    from tqdm import tqdm
+
+    from .audio import save_atomically, save_audio
+    from .client import ServerError, ServerTimeout, StitoClient
+    from .plot import save_plot
+
+    path = Path(args.chain)
+    spec: object = args.chain
+    if path.suffix == ".toml" or path.exists():
+        try:
+            spec = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise StitoError(f"cannot read chain file {path}: {exc}") from None
+    options = {"amount": opts.amount, "seed": opts.optimizer.seed, "popsize": opts.optimizer.popsize,
+               "max_generations": opts.optimizer.max_generations, "excerpt_seconds": opts.excerpt_seconds,
+               "excerpts": opts.excerpts, "metric": args.metric}
+    bar = tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen", file=sys.stderr,
+               disable=args.quiet, leave=False)
+
+    def progress(p: dict) -> None:
+        if p.get("generation"):
+            bar.update(p["generation"] - bar.n)
+            bar.set_postfix(best=f"{p['best_similarity']:.4f}")
+        elif p.get("state") == "queued" and p.get("queue_position"):
+            bar.set_description(f"queued (position {p['queue_position']})")
+
+    try:
+        with StitoClient(args.server) as client:
+            req = client.start_match(input_audio.samples, input_audio.sample_rate, reference.samples,
+                                     reference.sample_rate, {"spec": spec}, options, return_audio=True)
+            reply = client.wait_match(req, progress)
+            output, rate = client.output_audio(reply)
+    except (ServerError, ServerTimeout, FileNotFoundError, PermissionError) as exc:
+        raise StitoError(f"server {args.server}: {exc}") from None
+    finally:
+        bar.close()
+    report = reply.content["report"]
+    report.update(input=args.input, reference=args.reference, chain=args.chain, server=args.server)
+    text = json.dumps(report, indent=2, allow_nan=False)
+    written: list[Path] = []
+    try:
+        save_audio(args.out, output, rate)
+        written.append(Path(args.out))
+        if args.report:
+            save_atomically(args.report, lambda tmp: Path(tmp).write_text(text))
+            written.append(Path(args.report))
+        if args.plot:
+            save_plot(args.plot, input_audio.samples, input_audio.sample_rate, reference.samples,
+                      reference.sample_rate, output, report["search"]["trajectory"], title=f"{args.chain} (server)")
+    except BaseException:
+        for w in written:
+            w.unlink(missing_ok=True)
+        raise
+    if not args.quiet:
+        s = report["similarity"]
+        changed = [p for p in report["parameters"] if p["changed"]]
+        print(f"similarity to reference: dry {s['dry']:.4f} -> matched {s['after']:.4f}; "
+              f"{len(changed)} parameters changed; server wall {report['wall_s']:.1f} s")
     return 0
 
 

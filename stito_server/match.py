@@ -238,8 +238,12 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         final = start + opts.amount * (finalists[chosen] - start)
         after = check(final[None])[0] if opts.amount < 1.0 else val[chosen]
         dry = check.dry()
+        # The whole input, rendered by the same workers (some plugins may only reset on their own thread).
+        rendered, errors = renderer.render(final[None], [Clip(input_audio.samples, 0)], sr)
+        if errors[0] is not None:
+            raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
+        output = rendered[0, 0]
     chain.set_vector(final)
-    output = chain.process(input_audio.samples, sr)  # RenderError here means nothing is written
     if chosen == 0:
         warnings.append("no candidate beat the starting settings on the validation excerpts; nothing changed")
     if result.failures:
@@ -247,8 +251,9 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
     params = _param_changes(before_rows, chain.describe())
     return MatchResult(
-        output=output, sample_rate=sr, vector=final, matched_vector=finalists[chosen], start_vector=start, parameters=params,
-        similarity={"dry": dry, "before": None if start_failed else float(val[0]), "after": float(after)},
+        output=output, sample_rate=sr, vector=final, matched_vector=finalists[chosen], start_vector=start,
+        parameters=params,
+        similarity={"dry": dry, "before": None if start_failed else float(val[0]), "after": _f(after)},
         pick={"chosen": names[chosen], "finalists": [
             {"name": n, "analysis": _f(a), "validation": _f(v)} for n, a, v in zip(names, ana, val)]},
         search=result,

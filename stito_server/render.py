@@ -131,6 +131,7 @@ class ProcessRenderer:
             child.close()
             self._workers.append((proc, parent, current))
         self._clip_sets: dict[int, int] = {}
+        self._clip_refs: list[list[Clip]] = []
         self._shm = None
         self._shape: tuple[int, ...] = ()
         for w in self._workers:
@@ -199,6 +200,7 @@ class ProcessRenderer:
         key = id(clips)
         if key not in self._clip_sets:
             self._clip_sets[key] = len(self._clip_sets)
+            self._clip_refs.append(clips)  # keeps the list alive, so its id is never reused for another
             for w in self._workers:
                 w[1].send(("clips", self._clip_sets[key], [(c.audio, c.preroll) for c in clips], sample_rate))
         if self._shm is None or np.prod(shape) > np.prod(self._shape):
@@ -232,10 +234,12 @@ class WorkerCrashed(RenderError):
 
 def _worker_main(conn, recipe, current) -> None:
     """Render worker: rebuild the chain, then serve clips/shm/render/stop requests until told to stop."""
+    import signal
     from multiprocessing import shared_memory
 
     from .effects.specs import chain_from_dict
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     spec, state = recipe
     try:
         chain = chain_from_dict(spec)
@@ -252,7 +256,10 @@ def _worker_main(conn, recipe, current) -> None:
         current.value = i
 
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            break
         kind = msg[0]
         if kind == "stop":
             break

@@ -39,6 +39,8 @@ class ServerOptions:
         max_message_bytes: Largest accepted message (all buffers together).
         key_file: Signing key file (default the per-user one).
         quiet: No log lines on stderr.
+        allow_python_effects: Accept chain specs naming ``python = "module:factory"`` effects (imports
+            code named by a client; for tests and trusted setups only).
     """
 
     bind: str = DEFAULT_ADDRESS
@@ -49,6 +51,7 @@ class ServerOptions:
     max_message_bytes: int = MAX_BUFFER_BYTES
     key_file: Path | None = None
     quiet: bool = False
+    allow_python_effects: bool = False
 
 
 @dataclass
@@ -271,8 +274,12 @@ class Server:
             r, r_rate = buffer_to_audio(_obj(c, "reference"), job.request.buffers)
         except ProtocolError as exc:
             raise _RequestError(exc.ename, exc.evalue) from None
+        from .audio import validate_audio
+
+        validate_audio(Audio(x, x_rate), role="input")  # fail fast, before any plugin loads
+        validate_audio(Audio(r, r_rate), role="reference")
         o = c.get("options", {}) if isinstance(c.get("options", {}), dict) else {}
-        built = build_chain(_obj(c, "chain"))
+        built = build_chain(_obj(c, "chain"), self.options.allow_python_effects)
         try:
             opts = MatchOptions(
                 optimizer=OptimizerOptions(popsize=int(o.get("popsize", 64)),
@@ -343,7 +350,7 @@ class BuiltChain:
         return [out[e] for e in sorted(out)]
 
 
-def build_chain(desc: dict[str, Any]) -> BuiltChain:
+def build_chain(desc: dict[str, Any], allow_python: bool = False) -> BuiltChain:
     """A request's ``chain`` ({"spec": name or spec object} or {"fx": [...]}) -> BuiltChain."""
     from .effects.specs import chain_from_dict, load_chain
     from .reaper_chain import chain_from_reaper
@@ -358,6 +365,9 @@ def build_chain(desc: dict[str, Any]) -> BuiltChain:
             raise _RequestError("BadRequest", "chain.spec must be a shipped chain name or a spec object, "
                                               "not a file path on the server")
     elif isinstance(spec, dict):
+        effects = spec.get("effects") if isinstance(spec.get("effects"), list) else []
+        if not allow_python and any(isinstance(e, dict) and "python" in e for e in effects):
+            raise _RequestError("NotAllowed", "this server does not load Python effects named by clients")
         chain = chain_from_dict(spec)
     else:
         raise _RequestError("BadRequest", "chain must be {\"spec\": name or object} or {\"fx\": [...]}")

@@ -1,0 +1,366 @@
+"""stito-server over real ZeroMQ sockets on 127.0.0.1: every message type, security, hostile input, jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from stito_server.audio import Audio
+from stito_server.client import ServerError, StitoClient
+from stito_server.effects.specs import chain_from_dict
+from stito_server.match import MatchOptions, match
+from stito_server.metrics import get_metric
+from stito_server.optimize import OptimizerOptions
+from stito_server.protocol import (DELIMITER, Signer, load_or_create_key, new_message, serialize)
+from stito_server.server import Server, ServerOptions
+
+from .conftest import RATE
+
+SMALL = {"popsize": 8, "max_generations": 2, "excerpt_seconds": 2.0, "excerpts": 1}
+EQ_SPEC = {"name": "eq", "effects": [{"builtin": "parametric_eq", "search": ["high_shelf_gain_db", "peak2_gain_db"]}]}
+
+
+@pytest.fixture()
+def key(tmp_path, monkeypatch) -> tuple[bytes, Path]:
+    """A fresh per-user key in a private config dir (so the CLI's client finds it too)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = tmp_path / "config" / "stito" / "key"
+    return load_or_create_key(path), path
+
+
+@pytest.fixture()
+def server(key):
+    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", jobs=2, workers=1, key_file=key[1], quiet=True,
+                               allow_python_effects=True))
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    yield srv
+    srv.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+@pytest.fixture()
+def client(server, key):
+    with StitoClient(server.address, key[0], timeout_s=20) as c:
+        yield c
+
+
+def eq_ref(dry, gain_db: float) -> np.ndarray:
+    chain = chain_from_dict(EQ_SPEC)
+    chain.effects[0].set_values({"high_shelf_gain_db": gain_db})
+    return chain.process(dry, RATE)
+
+
+def test_key_file_is_private_and_loose_modes_refused(tmp_path):
+    path = tmp_path / "cfg" / "key"
+    key = load_or_create_key(path)
+    assert len(key) == 64 and (path.stat().st_mode & 0o777) == 0o600
+    assert load_or_create_key(path) == key
+    path.chmod(0o644)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        load_or_create_key(path)
+
+
+def test_non_loopback_bind_refused_without_key(tmp_path):
+    with pytest.raises(ValueError, match="listens beyond this machine; give --key-file"):
+        Server(ServerOptions(bind="tcp://0.0.0.0:0", quiet=True))
+
+
+def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
+    info = client.server_info()
+    assert info["protocol_version"] == "1.0" and info["jobs"]["max_concurrent"] == 2
+    plugins = client.list_plugins()
+    assert any(b["name"] == "compressor" for b in plugins["builtins"])
+    assert any(p["name"] == "ZamEQ2" for p in plugins["plugins"])
+    ref = eq_ref(dry_b, 9.0)
+    progress = []
+    req = client.start_match(dry_a, RATE, ref, RATE, {"spec": EQ_SPEC}, SMALL, return_audio=True)
+    reply = client.wait_match(req, progress.append)
+    states = [p["state"] for p in progress]
+    assert states[0] == "queued" and "running" in states
+    assert [p["generation"] for p in progress if "generation" in p] == [1, 2]
+    out, rate = client.output_audio(reply)
+    assert out.shape == dry_a.shape and rate == RATE
+    (fx,) = reply.content["fx"]
+    assert [p["name"] for p in fx["params"]][:4] == ["low_cut_hz", "low_shelf_gain_db", "low_shelf_cutoff_hz",
+                                                     "low_shelf_q"]
+    # the same match in-process gives the same parameters
+    local = match(Audio(dry_a, RATE), Audio(ref, RATE), chain_from_dict(EQ_SPEC), get_metric("mfcc"),
+                  MatchOptions(optimizer=OptimizerOptions(popsize=8, max_generations=2), excerpt_seconds=2.0,
+                               excerpts=1))
+    assert reply.content["report"]["vector"] == pytest.approx(local.vector.tolist(), abs=1e-12)
+    assert np.allclose(out, local.output, atol=1e-6)
+    # cancel: a long job stops within one generation after the cancel
+    req = client.start_match(dry_a, RATE, ref, RATE, {"spec": EQ_SPEC}, {**SMALL, "max_generations": 200})
+    job_id = None
+    while True:
+        (m,) = [client.wait_for(req, ("progress",))]
+        job_id = m.content["job_id"]
+        if m.content.get("generation"):
+            break
+    assert client.cancel(job_id)["status"] == "ok"
+    with pytest.raises(ServerError) as err:
+        client.wait_match(req)
+    assert err.value.ename == "Cancelled"
+    with pytest.raises(ServerError, match="UnknownJob"):
+        client.cancel("nope")
+
+
+def test_tampered_unsigned_replayed_and_wrong_key_rejected(server, key, client):
+    signer = Signer(key[0])
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.address)
+
+    def ask(frames):
+        sock.send_multipart(frames)
+        assert sock.poll(5000), "no answer"
+        reply = sock.recv_multipart()
+        return json.loads(reply[4])
+
+    good = serialize(new_message("server_info_request"), signer)
+    assert ask(good)["status"] == "ok"
+    assert ask(good)["ename"] == "Replay"  # the very same message again
+    tampered = serialize(new_message("server_info_request", {"x": 1}), signer)
+    tampered[4] = tampered[4].replace(b"1", b"2")
+    assert ask(tampered)["ename"] == "BadSignature"
+    unsigned = serialize(new_message("server_info_request"), signer)
+    unsigned[1] = b""
+    assert ask(unsigned)["ename"] == "BadSignature"
+    wrong = serialize(new_message("server_info_request"), Signer(b"0" * 64))
+    assert ask(wrong)["ename"] == "BadSignature"
+    stale = new_message("server_info_request")
+    stale.header["date"] = "2020-01-01T00:00:00+00:00"
+    assert ask(serialize(stale, signer))["ename"] == "Replay"
+    future = new_message("server_info_request")
+    future.header["version"] = "2.0"
+    assert ask(serialize(future, signer))["ename"] == "BadVersion"
+    sock.close(0)
+    assert client.server_info()["status"] == "ok"
+
+
+def hostile_messages(signer: Signer, dry: np.ndarray, rng: np.random.Generator) -> list[tuple[str, list[bytes]]]:
+    """(expected outcome, frames) pairs: 'error' must be answered with status error, 'drop' may be dropped."""
+    out: list[tuple[str, list[bytes]]] = []
+    audio = dry[:, : RATE * 2].astype("<f4")
+    good_meta = {"sample_rate": RATE, "channels": 2, "samples": audio.shape[1]}
+    for _ in range(200):  # random bytes, random frame counts without a delimiter
+        out.append(("drop", [rng.bytes(int(rng.integers(0, 64))) for _ in range(int(rng.integers(1, 6)))]))
+    for _ in range(150):  # a delimiter followed by the wrong number of frames
+        out.append(("error", [DELIMITER] + [rng.bytes(8) for _ in range(int(rng.integers(0, 4)))]))
+    for _ in range(150):  # correctly signed, wrong JSON types
+        bad = rng.choice([b"[]", b"1", b'"x"', b"null", b"{", b"\xff\xfe"])
+        frames = [json.dumps(new_message("server_info_request").header).encode(), b"{}", bytes(bad)]
+        if rng.random() < 0.5:
+            frames = [bytes(bad), b"{}", b"{}"]
+        out.append(("error", [DELIMITER, signer.sign(frames)] + frames))
+    for _ in range(100):  # signed headers missing fields / unknown types
+        header = new_message(str(rng.choice(["nope_request", "match_reply", ""]))).header
+        if rng.random() < 0.3:
+            header.pop(str(rng.choice(["msg_id", "date", "version"])))
+        frames = [json.dumps(header).encode(), b"{}", b"{}"]
+        out.append(("error", [DELIMITER, signer.sign(frames)] + frames))
+
+    def match_msg(content, buffers):
+        return serialize(new_message("match_request", content, buffers=buffers), signer)
+
+    for _ in range(100):  # huge declared sizes / inconsistent audio descriptions
+        meta = dict(good_meta, samples=int(rng.choice([10 ** 12, 2 ** 40, -5, 0])))
+        out.append(("error", match_msg({"input": {"buffer": 0, **meta}, "reference": {"buffer": 0, **good_meta},
+                                        "chain": {"spec": "pedalboard-strip"}}, [audio.tobytes()])))
+    for k in range(100):  # NaN/Inf audio and zero-length audio
+        bad_audio = audio.copy()
+        bad_audio[k % 2, int(rng.integers(0, audio.shape[1]))] = [np.nan, np.inf, -np.inf][k % 3]
+        if k % 4 == 0:
+            content = {"input": {"buffer": 0, "sample_rate": RATE, "channels": 2, "samples": 0},
+                       "reference": {"buffer": 1, **good_meta}, "chain": {"spec": "pedalboard-strip"}}
+            out.append(("error", match_msg(content, [b"", audio.tobytes()])))
+        else:
+            content = {"input": {"buffer": 0, **good_meta}, "reference": {"buffer": 1, **good_meta},
+                       "chain": {"spec": "pedalboard-strip"}}
+            out.append(("error", match_msg(content, [bad_audio.tobytes(), audio.tobytes()])))
+    for k in range(100):  # unknown plugins, bad chains, wrong option types
+        chain = [{"fx": [{"type": "VST3", "name": "VST3: NoSuchPlugin (Nobody)", "ident": "NoSuchPlugin.vst3"}]},
+                 {"spec": {"effects": [{"vst3": "NoSuchPlugin"}]}}, {"spec": "no-such-chain"}, {"fx": "x"},
+                 {"spec": {"effects": [{"python": "os:system"}]}}][k % 5]
+        content = {"input": {"buffer": 0, **good_meta}, "reference": {"buffer": 1, **good_meta}, "chain": chain,
+                   "options": {"popsize": "many"} if k % 7 == 0 else {}}
+        out.append(("error", match_msg(content, [audio.tobytes(), audio.tobytes()])))
+    for _ in range(100):  # non-object content / chain / options
+        content = rng.choice([None, 5, "s"])
+        out.append(("error", match_msg({"input": content, "reference": content, "chain": content}, [])))
+    return out
+
+
+def test_a_thousand_hostile_messages_then_still_serving(key, dry_a):
+    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", jobs=2, workers=1, key_file=key[1], quiet=True,
+                               allow_python_effects=False))
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    try:
+        msgs = hostile_messages(Signer(key[0]), dry_a, np.random.default_rng(0))
+        assert len(msgs) >= 1000
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(srv.address)
+        for _, frames in msgs:
+            sock.send_multipart(frames)
+        expected = sum(kind == "error" for kind, _ in msgs)
+        replies = []
+        deadline = time.monotonic() + 120
+        while len(replies) < expected and time.monotonic() < deadline:
+            if sock.poll(500):
+                replies.append(json.loads(sock.recv_multipart()[4]))
+        progress = [r for r in replies if "state" in r]
+        finals = [r for r in replies if "state" not in r]
+        while len(finals) < expected and time.monotonic() < deadline:  # progress messages came too
+            if sock.poll(500):
+                r = json.loads(sock.recv_multipart()[4])
+                (progress if "state" in r else finals).append(r)
+        assert len(finals) == expected, (len(finals), expected)
+        assert all(r["status"] == "error" and r["ename"] for r in finals)
+        names = {r["ename"] for r in finals}
+        assert {"BadFrames", "BadJSON", "BadHeader", "BadAudio", "AudioError", "UnsupportedFX", "ChainError",
+                "NotAllowed", "BadRequest"} <= names, names
+        sock.close(0)
+        with StitoClient(srv.address, key[0], timeout_s=10) as c:
+            assert c.server_info()["status"] == "ok"
+    finally:
+        srv.stop()
+        thread.join(timeout=60)
+
+
+def test_eight_concurrent_clients_get_their_own_results(server, key, dry_a, dry_b):
+    gains = [-9.0, 0.0, 6.0, 12.0]
+    refs = [eq_ref(dry_b, g) for g in gains]
+    expected = [match(Audio(dry_a, RATE), Audio(r, RATE), chain_from_dict(EQ_SPEC), get_metric("mfcc"),
+                      MatchOptions(optimizer=OptimizerOptions(popsize=8, max_generations=2), excerpt_seconds=2.0,
+                                   excerpts=1)).vector for r in refs]
+    results: dict[int, list[float]] = {}
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            with StitoClient(server.address, key[0], timeout_s=30) as c:
+                req = c.start_match(dry_a, RATE, refs[i % 4], RATE, {"spec": EQ_SPEC}, SMALL)
+                results[i] = c.wait_match(req, idle_timeout_s=120).content["report"]["vector"]
+        except BaseException as exc:  # collected and re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    for i in range(8):
+        assert results[i] == pytest.approx(expected[i % 4].tolist(), abs=1e-12)
+
+
+def test_crashing_effect_fails_one_job_and_the_next_succeeds(client, dry_a, dry_b):
+    crash_spec = {"name": "crashy", "effects": [{"python": "tests.crashing_effect:make", "name": "crashing_gain",
+                                                 "search": ["gain_db"]}]}
+    req = client.start_match(dry_a, RATE, dry_b, RATE, {"spec": crash_spec}, SMALL)
+    with pytest.raises(ServerError) as err:
+        client.wait_match(req, idle_timeout_s=60)
+    assert err.value.ename == "WorkerCrashed"
+    assert "effect 'crashing_gain'" in err.value.evalue and "exit code -11" in err.value.evalue
+    req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, SMALL)
+    assert client.wait_match(req, idle_timeout_s=60).content["status"] == "ok"
+    assert client.server_info()["status"] == "ok"
+
+
+def children_of(pid: int) -> set[int]:
+    kids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.add(int(entry.name))
+    return kids
+
+
+@pytest.mark.parametrize("how", ["shutdown_request", "SIGTERM"])
+def test_stopping_ends_running_jobs_and_leaves_no_child_process(tmp_path, key, dry_a, dry_b, how):
+    proc = subprocess.Popen([sys.executable, "-m", "stito_server.server", "--bind", "tcp://127.0.0.1:5571",
+                             "--key-file", str(key[1]), "--workers", "2", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        with StitoClient("tcp://127.0.0.1:5571", key[0], timeout_s=30) as c:
+            c.server_info(timeout_s=60)
+            req = c.start_match(dry_a, RATE, dry_b, RATE, {"spec": "zam-strip"}, {**SMALL, "max_generations": 500})
+            while True:
+                m = c.wait_for(req, ("progress",), 120)
+                if m.content.get("generation"):
+                    break
+            workers = children_of(proc.pid)
+            assert len(workers) >= 2  # render worker processes (plus multiprocessing's tracker)
+            if how == "SIGTERM":
+                proc.send_signal(signal.SIGTERM)
+            else:
+                assert c.shutdown()["status"] == "ok"
+            with pytest.raises(ServerError) as err:
+                c.wait_match(req, idle_timeout_s=60)
+            assert err.value.ename == "ServerShutdown"
+        assert proc.wait(timeout=60) == 0
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if Path(f"/proc/{w}").exists()]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_client_and_protocol_import_without_torch_or_pedalboard():
+    code = ("import sys, stito_server.client, stito_server.protocol; "
+            "bad = [m for m in ('torch', 'pedalboard', 'scipy') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_timeout_when_no_server(key):
+    with StitoClient("tcp://127.0.0.1:5598", key[0], timeout_s=0.5) as c:
+        t0 = time.monotonic()
+        with pytest.raises(Exception, match="is stito-server running"):
+            c.server_info()
+        assert time.monotonic() - t0 < 3
+
+
+def test_cli_match_through_server_equals_in_process(server, tmp_path, dry_a, dry_b):
+    from stito_server.cli import main
+    from .conftest import write
+
+    inp = write(tmp_path / "in.wav", dry_a)
+    ref = write(tmp_path / "ref.wav", eq_ref(dry_b, 9.0))
+    spec = tmp_path / "eq.toml"
+    spec.write_text('name = "eq"\n[[effects]]\nbuiltin = "parametric_eq"\n'
+                    'search = ["high_shelf_gain_db", "peak2_gain_db"]\n')
+    args = [str(inp), str(ref), "--chain", str(spec), "--max-generations", "2", "--popsize", "8",
+            "--excerpt-seconds", "2", "--excerpts", "1", "--quiet"]
+    assert main(["match", *args, "--out", str(tmp_path / "local.wav"), "--report", str(tmp_path / "local.json")]) == 0
+    assert main(["match", *args, "--out", str(tmp_path / "served.wav"), "--report", str(tmp_path / "served.json"),
+                 "--server", server.address]) == 0
+    local = json.loads((tmp_path / "local.json").read_text())
+    served = json.loads((tmp_path / "served.json").read_text())
+    assert served["vector"] == pytest.approx(local["vector"], abs=1e-12)
+    import soundfile as sf
+    a, _ = sf.read(str(tmp_path / "local.wav"))
+    b, _ = sf.read(str(tmp_path / "served.wav"))
+    assert np.allclose(a, b, atol=1e-6)
