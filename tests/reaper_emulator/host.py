@@ -44,7 +44,7 @@ class Reaper:
             for Cancel), consumed in order; none left means the user pressed Cancel.
         ext_state: (section, key) -> value; ``persisted`` holds the keys saved with persist=True.
         errors: Script exceptions and API misuse (unpaired undo blocks, ...). A test expects none.
-        tick_seconds: Wall time of every script run and deferred call.
+        tick_seconds: Wall time of every script run and deferred call (``tick_cpu_seconds``: its CPU time).
     """
 
     def __init__(self, resource_path: Path) -> None:
@@ -66,6 +66,8 @@ class Reaper:
         self.errors: list[str] = []
         self.unblocked_changes: list[tuple[str, float]] = []
         self.tick_seconds: list[float] = []
+        self.tick_cpu_seconds: list[float] = []  # CPU time of the same calls (immune to a busy machine)
+        self.tick_log: list[tuple[str, float, float, int]] = []  # (what ran, wall s, CPU s, API calls so far)
         self._deferred: list[tuple[types.ModuleType, str]] = []
         self._at_exit: list[tuple[types.ModuleType, str]] = []
         self._audio: dict[Path, np.ndarray] = {}
@@ -110,13 +112,15 @@ class Reaper:
             sys.modules["__main__"] = saved
 
     def _run(self, main: types.ModuleType, code: Any, what: str) -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         with self._as_main(main):
             try:
                 exec(code, main.__dict__)
             except Exception:  # REAPER prints the traceback and stops that script's defer chain
                 self.errors.append(f"{what} raised:\n{traceback.format_exc()}")
         self.tick_seconds.append(time.perf_counter() - start)
+        self.tick_cpu_seconds.append(time.thread_time() - cpu)
+        self.tick_log.append((what, self.tick_seconds[-1], self.tick_cpu_seconds[-1], len(self.calls)))
         if self.project.undo_depth != 0:
             self.errors.append(f"{what} left {self.project.undo_depth} undo block(s) open at the end of a cycle")
             self.project.undo_depth = 0
