@@ -282,6 +282,14 @@ def test_crashing_effect_fails_one_job_and_the_next_succeeds(client, dry_a, dry_
     assert client.server_info()["status"] == "ok"
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def children_of(pid: int) -> set[int]:
     kids = set()
     for entry in Path("/proc").iterdir():
@@ -297,11 +305,12 @@ def children_of(pid: int) -> set[int]:
 
 @pytest.mark.parametrize("how", ["shutdown_request", "SIGTERM"])
 def test_stopping_ends_running_jobs_and_leaves_no_child_process(tmp_path, key, dry_a, dry_b, how):
-    proc = subprocess.Popen([sys.executable, "-m", "stito_server.server", "--bind", "tcp://127.0.0.1:5571",
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "stito_server.server", "--bind", address,
                              "--key-file", str(key[1]), "--workers", "2", "--quiet"],
                             stderr=subprocess.PIPE, text=True)
     try:
-        with StitoClient("tcp://127.0.0.1:5571", key[0], timeout_s=30) as c:
+        with StitoClient(address, key[0], timeout_s=30) as c:
             c.server_info(timeout_s=60)
             req = c.start_match(dry_a, RATE, dry_b, RATE, {"spec": "zam-strip"}, {**SMALL, "max_generations": 500})
             while True:
@@ -336,7 +345,7 @@ def test_client_and_protocol_import_without_torch_or_pedalboard():
 
 
 def test_timeout_when_no_server(key):
-    with StitoClient("tcp://127.0.0.1:5598", key[0], timeout_s=0.5) as c:
+    with StitoClient(f"tcp://127.0.0.1:{free_port()}", key[0], timeout_s=0.5) as c:
         t0 = time.monotonic()
         with pytest.raises(Exception, match="is stito-server running"):
             c.server_info()
