@@ -373,3 +373,20 @@ def test_cli_match_through_server_equals_in_process(server, tmp_path, dry_a, dry
     a, _ = sf.read(str(tmp_path / "local.wav"))
     b, _ = sf.read(str(tmp_path / "served.wav"))
     assert np.allclose(a, b, atol=1e-6)
+
+
+def test_job_timeout_stops_the_match(client, dry_a, dry_b):
+    req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC},
+                             {**SMALL, "max_generations": 200, "timeout_s": 0.5})
+    with pytest.raises(ServerError) as err:
+        client.wait_match(req, idle_timeout_s=60)
+    assert err.value.ename == "Timeout" and "time limit" in err.value.evalue
+
+
+def test_gpu_without_cuda_is_a_clear_error(key):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="torch sees no CUDA device; run with --device cpu"):
+        Server(ServerOptions(bind="tcp://127.0.0.1:0", device="cuda", key_file=key[1], quiet=True))
