@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import threading
+import time
+
 import pytest
+import zmq
 
 from stito_server.distances import multi_resolution_stft_distance
 from stito_server.examples import phrase
+from stito_server.protocol import Signer, deserialize, new_message, serialize
 
-from .reaper_emulator.fixtures import (RATE, SCRIPTS, register_marker, running_reaper, start_server,
-                                       style_project)
+from .reaper_emulator.fixtures import (RATE, SCRIPTS, free_port, plugin, register_marker, running_reaper,
+                                       start_server, style_project)
+from .reaper_emulator.model import JSFX
 
 register_marker()
 MATCH = SCRIPTS / "stito_match_style.py"
@@ -81,3 +89,178 @@ def test_match_style_end_to_end(reaper, server, tmp_path):
     assert reaper.fx_values() == before_values
     d_undone = multi_resolution_stft_distance(inp.render(dry_in, RATE), oracle, RATE)
     assert abs(d_undone - d_before) < 0.05 * d_before, (d_undone, d_before)  # the reverb is not bit-exact
+
+
+# --- error paths: each shows a message box saying what to do and leaves every FX parameter unchanged ---
+
+CANCEL = SCRIPTS / "stito_cancel_match_style.py"
+SETTINGS = SCRIPTS / "stito_settings.py"
+
+
+@pytest.fixture()
+def project(reaper, server, tmp_path):
+    """Input track (ZamEQ2 + ZamCompX2) with a dry item, reference track with another item; settings set."""
+    inp, ref, _ = style_project(reaper, tmp_path, phrase(3.0, RATE, seed=1), phrase(3.0, RATE, seed=2), room=False)
+    settings(reaper, server, effort="preview", connect_timeout_s=1.5)
+    return inp, ref
+
+
+def run_expecting_box(reaper, script=MATCH, timeout_s=60.0) -> str:
+    """Run ``script``; assert one message box, no script error, no change to any FX, no undo point."""
+    before = reaper.fx_values()
+    reaper.run_script(script, timeout_s=timeout_s)
+    assert reaper.errors == [], reaper.errors
+    assert len(reaper.message_boxes) == 1, (reaper.message_boxes, "".join(reaper.console))
+    assert reaper.fx_values() == before
+    assert reaper.project.undo == [] and reaper.unblocked_changes == []
+    assert sys.modules["stito_match"]._JOB is None and reaper.ext_state.get(("stito", "running"), "") == ""
+    return reaper.message_boxes[0][1]
+
+
+@pytest.mark.parametrize("selected", [0, 1, 3])
+def test_not_two_items(reaper, project, tmp_path, selected):
+    inp, ref = project
+    items = [inp.items[0], ref.items[0]]
+    if selected == 3:
+        items.append(reaper.project.add_item(ref, ref.items[0].takes[0].source.path, position=30.0))
+    for k, item in enumerate(items):
+        item.selected = k < selected
+    text = run_expecting_box(reaper)
+    assert "Select exactly two items" in text and f"{selected} item(s) are selected" in text
+
+
+def test_no_fx(reaper, project):
+    inp, _ = project
+    inp.fx.clear()
+    assert "Neither track ('Guitar', 'Reference') has FX" in run_expecting_box(reaper)
+
+
+def test_both_items_on_one_track(reaper, project):
+    inp, ref = project
+    item = ref.items.pop()
+    item.track = inp
+    inp.items.append(item)
+    assert "Both items are on track 'Guitar'" in run_expecting_box(reaper)
+
+
+def test_ambiguous_when_both_tracks_have_fx_and_no_track_selected(reaper, project):
+    inp, ref = project
+    reaper.project.add_fx(ref, plugin("ZamCompX2"))
+    assert "Select only the track whose FX stito should set" in run_expecting_box(reaper)
+
+
+def test_unsupported_fx_named_by_the_server(reaper, project):
+    inp, _ = project
+    inp.fx.append(JSFX("Saturation", {"Drive (dB)": 0.3}))
+    text = run_expecting_box(reaper)
+    assert "cannot host these FX" in text and "#3 JS: Saturation: JSFX run only inside REAPER" in text
+
+
+def test_server_not_running(reaper, project, server):
+    settings(reaper, server, effort="preview", connect_timeout_s=1.0, address=f"tcp://127.0.0.1:{free_port()}")
+    text = run_expecting_box(reaper)
+    assert "did not answer" in text and "Start it with `stito-server`" in text
+
+
+def test_server_error_reported(reaper, project, server):
+    settings(reaper, server, effort="preview", skip="*:*")
+    text = run_expecting_box(reaper)
+    assert "stito-server could not match (ChainError)" in text and "nothing to optimise" in text
+
+
+def test_no_key_file(reaper, project, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty-config"))
+    assert "start stito-server once" in run_expecting_box(reaper)
+
+
+def test_stalled_server_times_out_without_blocking_ticks(reaper, project, server):
+    """A real ROUTER on 127.0.0.1 that answers with one signed progress message, then says nothing."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    settings(reaper, server, effort="preview", idle_timeout_s=1.0, address=f"tcp://127.0.0.1:{port}")
+    signer = Signer(server.key)
+
+    def stall() -> None:
+        if sock.poll(10000):
+            frames = sock.recv_multipart()
+            ident, request = frames[0], deserialize(frames[1:], signer)
+            progress = new_message("progress", {"job_id": "j1", "state": "queued", "queue_position": 0}, request)
+            sock.send_multipart([ident] + serialize(progress, signer))
+
+    thread = threading.Thread(target=stall)
+    thread.start()
+    try:
+        text = run_expecting_box(reaper)
+    finally:
+        thread.join()
+        sock.close(0)
+        ctx.term()
+    assert "stopped reporting progress for 1 s" in text
+    assert "stito: queued" in "".join(reaper.console)
+    assert len(reaper.tick_seconds) > 20  # it kept ticking while waiting
+    assert_ticks_fast(reaper, limit_s=0.050)
+
+
+def test_cancel_stops_the_match_and_changes_nothing(reaper, project, server):
+    settings(reaper, server, effort="thorough", skip="")
+    before = reaper.fx_values()
+    reaper.run_script(MATCH, pump=False)
+    deadline = time.monotonic() + 60
+    while not sys.modules["stito_match"]._JOB.job_id and time.monotonic() < deadline:
+        reaper.pump(max_ticks=1)
+    reaper.run_script(MATCH, pump=False)  # a second run while one is running is refused
+    assert "already running" in reaper.message_boxes[-1][1]
+    reaper.run_script(CANCEL, pump=False)
+    reaper.pump(timeout_s=60)
+    assert reaper.errors == [] and len(reaper.message_boxes) == 1
+    assert "stito: cancelled; nothing changed" in "".join(reaper.console)
+    assert reaper.fx_values() == before and reaper.project.undo == []
+    assert sys.modules["stito_match"]._JOB is None
+    reaper.run_script(CANCEL)  # nothing running now
+    assert reaper.message_boxes[-1][1] == "No stito match is running."
+
+
+def test_fx_chain_edited_during_the_match_is_not_overwritten(reaper, project):
+    inp, _ = project
+    reaper.run_script(MATCH, pump=False)
+    reaper.pump(max_ticks=3)
+    inp.fx[1].renamed = "Comp (renamed by the user)"
+    assert "changed during the match" in run_expecting_box_after_pump(reaper)
+
+
+def run_expecting_box_after_pump(reaper) -> str:
+    before = reaper.fx_values()
+    reaper.pump(timeout_s=60)
+    assert reaper.errors == [] and len(reaper.message_boxes) == 1, reaper.errors
+    assert reaper.fx_values() == before and reaper.project.undo == []
+    return reaper.message_boxes[0][1]
+
+
+def test_settings_dialog_stores_values_and_refuses_a_bad_amount(reaper):
+    reaper.user_inputs = [lambda defaults: defaults.replace("\n1\n", "\n0.5\n", 1).replace("normal", "fast")]
+    reaper.run_script(SETTINGS)
+    assert reaper.errors == [] and reaper.message_boxes == []
+    assert reaper.ext_state[("stito", "amount")] == "0.5" and reaper.ext_state[("stito", "effort")] == "fast"
+    assert ("stito", "amount") in reaper.persisted
+    prompt = reaper.user_input_prompts[0]
+    assert prompt[1] == 5 and prompt[3].split("\n") == ["tcp://127.0.0.1:5557", "1", "normal", "", "120"]
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\n1.7\nfast\n\n120"]
+    reaper.run_script(SETTINGS)
+    assert "amount = 1.7 is outside 0..1" in reaper.message_boxes[-1][1]
+    assert reaper.ext_state[("stito", "amount")] == "0.5"  # nothing saved
+
+
+def test_capture_fixture_dumps_reaper_facts(reaper, project):
+    inp, _ = project
+    inp.selected = True
+    reaper.run_script(SCRIPTS / "capture_fixture.py")
+    assert reaper.errors == []
+    (path,) = reaper.resource_path.glob("stito_capture_*.json")
+    facts = json.loads(path.read_text())
+    eq = facts["tracks"][0]["fx"][0]
+    names = [p["name"][4] for p in eq["params"]]
+    assert names[:4] == ["Buffer Size", "Sample Rate", "Current Program", "Boost/Cut 1"]
+    assert names[-3:] == ["Bypass", "Wet", "Delta"] and eq["fx_type"][4] == "VST3"
+    assert len(facts["items"]) == 2 and len(facts["items"][0]["accessor"]["first_64_frames_call"][-1]) == 128
+    path.unlink()

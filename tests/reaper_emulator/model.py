@@ -18,6 +18,8 @@ class FX:
     REAPER's Bypass, Wet and Delta.
     """
 
+    kind = "VST3"
+
     def __init__(self, path: Path, vendor: str = "Damien Zammit", renamed: str = "") -> None:
         import pedalboard
 
@@ -125,6 +127,53 @@ class FX:
             wet = self.plugin(audio, rate)
         mix = self.added[":wet"]
         return (mix * wet + (1.0 - mix) * audio).astype(np.float32)
+
+
+class JSFX(FX):
+    """A JS effect (REAPER's own script FX, which stito cannot host): named parameters, no audio change."""
+
+    kind = "JS"
+
+    def __init__(self, name: str, params: dict[str, float]) -> None:
+        self.path = Path(name)
+        self._names, self._values = list(params), list(params.values())
+        self.vendor, self.renamed, self.enabled, self.offline = "", "", True, False
+        self.added = {":bypass": 0.0, ":wet": 1.0, ":delta": 0.0}
+        self.mono = False
+
+    @property
+    def fx_name(self) -> str:
+        return f"JS: {self.path.name}"
+
+    @property
+    def ident(self) -> str:
+        return str(self.path)
+
+    @property
+    def n_plugin_params(self) -> int:
+        return len(self._names)
+
+    def param_name(self, index: int) -> str:
+        n = self.n_plugin_params
+        return self._names[index] if index < n else REAPER_ADDED[index - n][0]
+
+    def get(self, index: int) -> float:
+        n = self.n_plugin_params
+        return self._values[index] if index < n else self.added[REAPER_ADDED[index - n][1]]
+
+    def set(self, index: int, value: float) -> None:
+        n = self.n_plugin_params
+        value = min(max(float(value), 0.0), 1.0)
+        if index < n:
+            self._values[index] = value
+        else:
+            self.added[REAPER_ADDED[index - n][1]] = value
+
+    def formatted(self, index: int) -> str:
+        return f"{self.get(index):.2f}"
+
+    def process(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        return audio
 
 
 @dataclass

@@ -140,6 +140,11 @@ def build(current: Callable[[], "Reaper"]) -> types.ModuleType:
         return bool(track_of(track, "IsTrackSelected").selected)
 
     @export
+    def GetSelectedTrack(proj, seltrackidx):
+        chosen = [t for t in proj_of(proj, "GetSelectedTrack").tracks if t.selected]
+        return P.of("MediaTrack", chosen[seltrackidx] if 0 <= seltrackidx < len(chosen) else None)
+
+    @export
     def CountSelectedTracks(proj):
         return sum(t.selected for t in proj_of(proj, "CountSelectedTracks").tracks)
 
@@ -280,7 +285,7 @@ def build(current: Callable[[], "Reaper"]) -> types.ModuleType:
     @export
     def TrackFX_GetNamedConfigParm(track, fx, parmname, bufOut, bufOut_sz):
         f = fx_of(track, fx, "TrackFX_GetNamedConfigParm")
-        values = {} if f is None else {"fx_type": "VST3", "fx_ident": f.ident, "fx_name": f.fx_name,
+        values = {} if f is None else {"fx_type": f.kind, "fx_ident": f.ident, "fx_name": f.fx_name,
                                        "renamed_name": f.renamed}
         ok = parmname in values
         return (ok, track, fx, parmname, _trunc(values.get(parmname, ""), bufOut_sz), bufOut_sz)
