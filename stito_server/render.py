@@ -240,6 +240,12 @@ def _worker_main(conn, recipe, current) -> None:
     from .effects.specs import chain_from_dict
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    if not os.environ.get("STITO_PLUGIN_STDERR"):
+        # Plugins write C-level chatter to fd 2 on every reset (DPF: "asked to delete component ...").
+        # Errors reach the parent through the pipe and crashes through the exit code, so silence it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     spec, state = recipe
     try:
         chain = chain_from_dict(spec)
