@@ -149,6 +149,7 @@ def test_ambiguous_when_both_tracks_have_fx_and_no_track_selected(reaper, projec
     assert "Select only the track whose FX stito should set" in run_expecting_box(reaper)
 
 
+@pytest.mark.reaper_assumption
 def test_unsupported_fx_named_by_the_server(reaper, project):
     inp, _ = project
     inp.fx.append(JSFX("Saturation", {"Drive (dB)": 0.3}))
@@ -173,6 +174,7 @@ def test_no_key_file(reaper, project, monkeypatch, tmp_path):
     assert "start stito-server once" in run_expecting_box(reaper)
 
 
+@pytest.mark.reaper_assumption
 def test_stalled_server_times_out_without_blocking_ticks(reaper, project, server):
     """A real ROUTER on 127.0.0.1 that answers with one signed progress message, then says nothing."""
     ctx = zmq.Context()
@@ -202,6 +204,7 @@ def test_stalled_server_times_out_without_blocking_ticks(reaper, project, server
     assert_ticks_fast(reaper, limit_s=0.050)
 
 
+@pytest.mark.reaper_assumption
 def test_cancel_stops_the_match_and_changes_nothing(reaper, project, server):
     settings(reaper, server, effort="thorough", skip="")
     before = reaper.fx_values()
@@ -237,6 +240,7 @@ def run_expecting_box_after_pump(reaper) -> str:
     return reaper.message_boxes[0][1]
 
 
+@pytest.mark.reaper_assumption
 def test_settings_dialog_stores_values_and_refuses_a_bad_amount(reaper):
     reaper.user_inputs = [lambda defaults: defaults.replace("\n1\n", "\n0.5\n", 1).replace("normal", "fast")]
     reaper.run_script(SETTINGS)
@@ -251,6 +255,7 @@ def test_settings_dialog_stores_values_and_refuses_a_bad_amount(reaper):
     assert reaper.ext_state[("stito", "amount")] == "0.5"  # nothing saved
 
 
+@pytest.mark.reaper_assumption
 def test_capture_fixture_dumps_reaper_facts(reaper, project):
     inp, _ = project
     inp.selected = True
