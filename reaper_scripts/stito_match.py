@@ -216,12 +216,10 @@ def tick() -> None:
     try:
         again = job.step()
     except UserError as exc:
-        again = False
         _end(job)
         message(str(exc), exc.title)
         return
     except Exception as exc:  # a bug: say so, keep REAPER and the project intact
-        again = False
         _end(job)
         message(f"stito failed unexpectedly: {type(exc).__name__}: {exc}\nNothing was changed. Please report "
                 "this with the REAPER console output.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -91,11 +92,10 @@ def site_paths() -> list[str]:
     """Folders REAPER's Python needs on sys.path: stito_server's parent and the site-packages of zmq, numpy, reapy."""
     folders = [str(Path(__file__).resolve().parent.parent)]
     for module in ("zmq", "numpy", "reapy"):
-        try:
-            mod = __import__(module)
-        except ImportError:
+        spec = importlib.util.find_spec(module)  # located, not imported (reapy warns when imported outside REAPER)
+        if spec is None or spec.origin is None:
             continue
-        folder = str(Path(mod.__file__).resolve().parent.parent)
+        folder = str(Path(spec.origin).resolve().parent.parent)
         if folder not in folders:
             folders.append(folder)
     return folders

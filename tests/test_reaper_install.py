@@ -12,7 +12,7 @@ import pytest
 from stito_server import reaper_install
 from stito_server.reaper_install import ACTIONS, LIBRARY
 
-from .reaper_emulator.fixtures import SCRIPTS, register_marker
+from .reaper_emulator.fixtures import SCRIPTS, register_marker, running_reaper
 
 register_marker()
 USER_LINES = [
@@ -90,3 +90,21 @@ def test_reapack_index_lists_every_script_with_its_version():
             shipped.add(src.get("file"))
             assert (SCRIPTS / src.get("file")).exists() and src.text.endswith(src.get("file"))
     assert shipped == {a[0] for a in ACTIONS} | set(LIBRARY)
+
+
+def test_installed_scripts_run_from_the_reaper_scripts_folder(tmp_path):
+    resource = tmp_path / "REAPER"
+    resource.mkdir()
+    assert reaper_install.main(["install", "--resource-path", str(resource), "--force"]) == 0
+    installed = resource / "Scripts" / "stito"
+    wanted = (installed / "stito_paths.txt").read_text().splitlines()[1:]
+    for reaper in running_reaper(tmp_path):
+        reaper.resource_path = resource
+        reaper.run_script(installed / "stito_match_style.py")
+        assert reaper.errors == []
+        assert "Select exactly two items" in reaper.message_boxes[0][1]  # the empty project: nothing selected
+        reaper.run_script(installed / "stito_cancel_match_style.py")
+        assert reaper.message_boxes[1][1] == "No stito match is running."
+    assert str(installed) in sys.path and all(folder in sys.path for folder in wanted)
+    assert reaper_install.main(["uninstall", "--resource-path", str(resource), "--force"]) == 0
+    assert not installed.exists()
