@@ -98,7 +98,7 @@ class StyleMetric(ABC):
 
 def metric_names() -> list[str]:
     """Names accepted by ``get_metric``."""
-    return ["mfcc"]
+    return ["mfcc", "mir"]
 
 
 def get_metric(name: str, device: str = "cpu") -> StyleMetric:
@@ -115,4 +115,8 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
         from .mfcc import MFCCMetric
 
         return MFCCMetric()
+    if name == "mir":
+        from .mir import MIRMetric
+
+        return MIRMetric()
     raise StitoError(f"unknown metric {name!r}; " + did_you_mean(name, metric_names()))

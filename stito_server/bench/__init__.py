@@ -1,0 +1,1 @@
+"""Benchmarks on held-out real audio: scoring, zero-shot style classification and style retrieval."""
