@@ -1,0 +1,40 @@
+"""`stito bench classification|retrieval [--quick]`: run benchmark tasks and write results under bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from .common import RESULTS_DIR
+
+TASKS = {"classification": "stito_server.bench.classification", "retrieval": "stito_server.bench.retrieval"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bench`` with one sub-command per task to a CLI's sub-parsers."""
+    p = subparsers.add_parser("bench", help="benchmarks on held-out real audio (results in bench/results/)")
+    sub = p.add_subparsers(dest="bench_task", required=True)
+    for task in TASKS:
+        t = sub.add_parser(task, help=f"task: {task}")
+        t.add_argument("--quick", action="store_true", help="quick data subset and few trials (for CI)")
+        t.add_argument("--out", type=Path, default=None,
+                       help="results folder (default: bench/results, or bench/results/quick with --quick)")
+        t.add_argument("--metrics", default="mfcc,mir", help="comma-separated metric names (default mfcc,mir)")
+        t.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+        t.add_argument("--cache", default=None,
+                       help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stito bench TASK``; prints the markdown table and returns the exit status."""
+    if args.bench_task not in TASKS:
+        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}")
+    module = importlib.import_module(TASKS[args.bench_task])
+    out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    report = module.run(quick=args.quick, out_dir=out, metrics=metrics, seed=args.seed, cache=args.cache)
+    print(Path(report["files"][0]).read_text())
+    print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
+    return 0

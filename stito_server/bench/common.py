@@ -1,0 +1,59 @@
+"""Shared benchmark helpers: the results folder, clip pools from the evaluation manifests, stereo batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.clips import load_clip, load_manifest
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
+
+
+class ClipPool:
+    """The clips of one content type, loaded on demand (at most ``cache_size`` kept in memory).
+
+    Attributes:
+        entries: Manifest entries.
+        recordings: ``(clips,)`` recording id of each clip (clips of one recording share it).
+    """
+
+    def __init__(self, data_root: Path, content_type: str, quick: bool, cache_size: int = 256) -> None:
+        self.root = data_root
+        self.content_type = content_type
+        self.entries = load_manifest(data_root, content_type, quick)
+        if len({e["recording"] for e in self.entries}) < 2:
+            raise ValueError(f"{content_type}: the benchmark needs clips from at least 2 recordings, "
+                             f"the manifest has {len(self.entries)} clips")
+        self.recordings = np.array([e["recording"] for e in self.entries])
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_size = cache_size
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def stereo(self, i: int) -> np.ndarray:
+        """Clip ``i`` as ``(2, samples)`` float32 at 48 kHz (mono duplicated)."""
+        if i not in self._cache:
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            x = load_clip(self.root, self.entries[i])
+            self._cache[i] = np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x
+        return self._cache[i]
+
+    def is_mono(self, i: int) -> bool:
+        """Whether clip ``i`` was recorded in mono."""
+        return int(self.entries[i]["channels"]) == 1
+
+    def other_recording(self, i: int, rng: np.random.Generator, exclude: set[str] = frozenset()) -> int:
+        """A random clip from a recording other than clip ``i``'s (and not in ``exclude``)."""
+        ok = np.flatnonzero((self.recordings != self.recordings[i]) & ~np.isin(self.recordings, list(exclude)))
+        if ok.size == 0:
+            ok = np.flatnonzero(self.recordings != self.recordings[i])
+        return int(rng.choice(ok))
+
+
+def fmt(x: float) -> str:
+    """Two-decimal figure for tables."""
+    return f"{x:.2f}"
