@@ -36,6 +36,9 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--excerpt-seconds", type=float, default=5.5, help="analysis excerpt length (default: %(default)s)")
     m.add_argument("--excerpts", type=int, default=2, help="analysis excerpts per candidate (default: %(default)s)")
     m.add_argument("--workers", type=int, default=None, help="rendering threads (default: one per core)")
+    m.add_argument("--loudness", choices=("reference", "input", "off"), default="reference",
+                   help="gain the output file to the reference's or the input's integrated loudness, or leave "
+                        "the chain's level (default: %(default)s; a gain on the file, not a chain parameter)")
     m.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     m.add_argument("--server", metavar="ADDRESS", help="run the match on stito-server at ADDRESS "
                    "(e.g. tcp://127.0.0.1:5557) instead of in this process")
@@ -53,7 +56,8 @@ def get_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate the bundled example pair and match it with zam-strip")
     d.add_argument("--out-dir", default="out/demo", help="folder for the example and results (default: %(default)s)")
     d.add_argument("--chain", default="zam-strip", help="chain to use (default: %(default)s)")
-    d.add_argument("--max-generations", type=int, default=25)
+    d.add_argument("--max-generations", type=int, default=12, help="(default: %(default)s)")
+    d.add_argument("--popsize", type=int, default=32, help="(default: %(default)s)")
     return parser
 
 
@@ -106,7 +110,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         opts = MatchOptions(
             optimizer=OptimizerOptions(popsize=args.popsize, max_generations=args.max_generations, seed=args.seed),
             amount=args.amount, start=args.start, excerpt_seconds=args.excerpt_seconds, excerpts=args.excerpts,
-            workers=args.workers)
+            workers=args.workers, loudness=args.loudness)
     except ValueError as exc:
         raise StitoError(str(exc)) from None
     input_audio = load_audio(args.input, role="input")
@@ -139,7 +143,7 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
             raise StitoError(f"cannot read chain file {path}: {exc}") from None
     options = {"amount": opts.amount, "seed": opts.optimizer.seed, "popsize": opts.optimizer.popsize,
                "max_generations": opts.optimizer.max_generations, "excerpt_seconds": opts.excerpt_seconds,
-               "excerpts": opts.excerpts, "metric": args.metric}
+               "excerpts": opts.excerpts, "metric": args.metric, "loudness": opts.loudness}
     bar = tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen", file=sys.stderr,
                disable=args.quiet, leave=False)
 
@@ -209,7 +213,8 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
                          options={"amount": opts.amount, "seed": opts.optimizer.seed,
                                   "popsize": opts.optimizer.popsize,
                                   "max_generations": opts.optimizer.max_generations, "start": opts.start,
-                                  "excerpt_seconds": opts.excerpt_seconds, "excerpts": opts.excerpts})
+                                  "excerpt_seconds": opts.excerpt_seconds, "excerpts": opts.excerpts,
+                                  "loudness": opts.loudness})
     text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
     written: list[Path] = []
     try:
@@ -253,7 +258,9 @@ def summary(result, chain_name: str) -> str:
         lines.append(f"    {p['param']:<24} {p['before_text']:>16} -> {p['after_text']}")
     lo = result.loudness_lufs
     lines.append(f"loudness: input {lo['input']:.1f} LUFS, reference {lo['reference']:.1f} LUFS, "
-                 f"output {lo['output']:.1f} LUFS")
+                 f"chain output {lo['chain_output']:.1f} LUFS"
+                 + (f", file gained {result.output_gain_db:+.1f} dB to {lo['output']:.1f} LUFS"
+                    if result.output_gain_db else ""))
     sr = result.search
     lines.append(f"search: {len(sr.trajectory)} generations, {sr.evaluations} evaluations, stopped: {sr.stop_reason}; "
                  f"picked '{result.pick['chosen']}'; {result.wall_s:.1f} s "
@@ -311,12 +318,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rate = 48000
-    dry = phrase(20.0, rate, seed=1)
-    ref = styled(phrase(20.0, rate, seed=2), rate)
+    dry = phrase(12.0, rate, seed=1)
+    ref = styled(phrase(12.0, rate, seed=2), rate)
     save_audio(out / "input.wav", dry, rate)
     save_audio(out / "reference.wav", ref, rate)
     print(f"example pair written: {out / 'input.wav'} (dry), {out / 'reference.wav'} (styled, other notes)")
-    opts = MatchOptions(optimizer=OptimizerOptions(max_generations=args.max_generations, seed=0))
+    opts = MatchOptions(optimizer=OptimizerOptions(popsize=args.popsize, max_generations=args.max_generations, seed=0),
+                        loudness="reference")
     run_and_write(Audio(dry, rate, str(out / "input.wav")), Audio(ref, rate, str(out / "reference.wav")),
                   load_chain(args.chain), get_metric("mfcc"), opts, str(out / "output.wav"),
                   str(out / "report.json"), str(out / "plot.png"), quiet=False,

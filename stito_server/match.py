@@ -32,6 +32,9 @@ class MatchOptions:
         reference_windows: Windows of the reference averaged into its embedding.
         preroll_seconds: Audio rendered before each excerpt and dropped, to warm effect state.
         workers: Rendering threads or processes (default one per CPU core).
+        loudness: Gain applied to the *output audio* after the match (not a chain parameter): "off",
+            "input" (same integrated loudness as the input) or "reference". The metric is level-blind
+            (peak-normalised), so without it the output level is whatever the chain's gains ended at.
         renderer: "threads" (in-process), "processes" (worker processes: a crashing plugin fails the
             match, not the caller) or "auto": threads when every effect may render off the main
             thread, else processes when the chain can be rebuilt from its spec, else one thread.
@@ -47,8 +50,11 @@ class MatchOptions:
     preroll_seconds: float = 0.5
     workers: int | None = None
     renderer: str = "auto"
+    loudness: str = "off"
 
     def __post_init__(self) -> None:
+        if self.loudness not in ("off", "input", "reference"):
+            raise StitoError(f"loudness must be off, input or reference, got {self.loudness!r}")
         if self.renderer not in ("auto", "threads", "processes"):
             raise StitoError(f"renderer must be auto, threads or processes, got {self.renderer!r}")
         if not 0.0 <= self.amount <= 1.0:
@@ -77,7 +83,9 @@ class MatchResult:
             input), "before" (starting settings), "after" (final settings).
         pick: How the final candidate was chosen: finalists with analysis and validation similarities.
         search: The optimiser's result (trajectory, stop reason, evaluations).
-        loudness_lufs: Integrated loudness of input, reference and output.
+        loudness_lufs: Integrated loudness of input, reference, the chain's raw output ("chain_output")
+            and the written output ("output", after ``output_gain_db``).
+        output_gain_db: Gain applied to the output for ``MatchOptions.loudness`` (0 when "off").
         wall_s: Seconds for the whole match.
         warnings: Things the user should know (e.g. starting settings failed to render).
     """
@@ -92,6 +100,7 @@ class MatchResult:
     pick: dict[str, Any]
     search: OptimizeResult
     loudness_lufs: dict[str, float]
+    output_gain_db: float
     wall_s: float
     warnings: list[str] = field(default_factory=list)
 
@@ -106,6 +115,7 @@ class MatchResult:
             **extra,
             "similarity": self.similarity,
             "loudness_lufs": self.loudness_lufs,
+            "output_gain_db": self.output_gain_db,
             "parameters": self.parameters,
             "vector": self.vector.tolist(),
             "matched_vector": self.matched_vector.tolist(),
@@ -250,6 +260,14 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         sample = "; ".join(sorted(set(score.errors))[:3])
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
     params = _param_changes(before_rows, chain.describe())
+    lufs = {"input": loudness_lufs(input_audio.samples, sr),
+            "reference": loudness_lufs(reference.samples, reference.sample_rate),
+            "chain_output": loudness_lufs(output, sr)}
+    gain_db = 0.0
+    if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
+        gain_db = lufs[opts.loudness] - lufs["chain_output"]
+        output = (output * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+    lufs["output"] = lufs["chain_output"] + gain_db
     return MatchResult(
         output=output, sample_rate=sr, vector=final, matched_vector=finalists[chosen], start_vector=start,
         parameters=params,
@@ -257,9 +275,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         pick={"chosen": names[chosen], "finalists": [
             {"name": n, "analysis": _f(a), "validation": _f(v)} for n, a, v in zip(names, ana, val)]},
         search=result,
-        loudness_lufs={"input": loudness_lufs(input_audio.samples, sr),
-                       "reference": loudness_lufs(reference.samples, reference.sample_rate),
-                       "output": loudness_lufs(output, sr)},
+        loudness_lufs=lufs, output_gain_db=gain_db,
         wall_s=time.perf_counter() - t0, warnings=warnings,
     )
 

@@ -287,6 +287,7 @@ class Server:
                                            seed=int(o.get("seed", 0))),
                 amount=float(o.get("amount", 1.0)), excerpt_seconds=float(o.get("excerpt_seconds", 5.5)),
                 excerpts=int(o.get("excerpts", 2)), workers=self.options.workers,
+                loudness=str(o.get("loudness", "off")),
                 renderer="processes" if built.chain.spec is not None else "threads")
         except (TypeError, ValueError) as exc:
             raise _RequestError("BadRequest", f"bad options: {exc}") from None

@@ -36,6 +36,14 @@ def test_match_writes_audio_report_and_plot(files, capsys):
     assert len(report["vector"]) == 36 and report["search"]["evaluations"] == 16
     assert report["similarity"]["after"] >= report["similarity"]["before"] - 1e-9
     assert (d / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # default --loudness reference: the written file sits at the reference's integrated loudness
+    import pyloudnorm
+    ref, _ = sf.read(str(files["reference"]))
+    meter = pyloudnorm.Meter(RATE)
+    assert meter.integrated_loudness(out) == pytest.approx(meter.integrated_loudness(ref), abs=0.1)
+    assert report["loudness_lufs"]["output"] == pytest.approx(meter.integrated_loudness(ref), abs=0.1)
+    assert report["output_gain_db"] == pytest.approx(
+        report["loudness_lufs"]["reference"] - report["loudness_lufs"]["chain_output"], abs=1e-6)
     text = capsys.readouterr().out
     assert "similarity to reference" in text and "parameters changed in pedalboard-strip" in text
     assert sorted(p.name for p in d.iterdir()) == ["in.wav", "out.wav", "p.png", "r.json", "ref.flac"]

@@ -116,7 +116,9 @@ def test_amount_blends_from_start_and_mono_rate_preserved(dry_a, dry_b):
     assert np.allclose(half.vector, half.start_vector + 0.5 * (half.matched_vector - half.start_vector))
     assert not np.allclose(half.matched_vector, half.start_vector)
     none = match(Audio(mono_in, 44100), Audio(reference, RATE), gain_chain(), get_metric("mfcc"),
-                 small(gens=3, amount=0.0, excerpt_seconds=2.0))
+                 small(gens=3, amount=0.0, excerpt_seconds=2.0, loudness="input"))
+    assert none.loudness_lufs["output"] == pytest.approx(none.loudness_lufs["input"], abs=1e-6)
+    assert half.output_gain_db == 0.0 and half.loudness_lufs["output"] == half.loudness_lufs["chain_output"]
     assert np.array_equal(none.vector, none.start_vector)
     assert not any(p["changed"] for p in none.parameters)
 
