@@ -152,7 +152,7 @@ def plot(report: dict, path: Path) -> None:
         ax.set_title(domain)
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("accuracy")
-    axes[0].legend(loc="lower left", fontsize=8)
+    axes[-1].legend(loc="upper right", fontsize=8)
     fig.suptitle(f"Zero-shot style classification ({report['trials']} trials per domain"
                  f"{', quick' if report['quick'] else ''})")
     fig.tight_layout()
