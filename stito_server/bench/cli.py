@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval [--quick]`: run benchmark tasks and write results under bench/results/."""
+"""`stito bench classification|retrieval [--quick]` (results under bench/results/) and `stito bench server`."""
 
 from __future__ import annotations
 
@@ -24,13 +24,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         t.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
         t.add_argument("--cache", default=None,
                        help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
+    s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
+    s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stito bench TASK``; prints the markdown table and returns the exit status."""
+    if args.bench_task == "server":
+        from ..bench_server import run_server_bench
+
+        return run_server_bench(args.repeats)
     if args.bench_task not in TASKS:
-        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}")
+        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, server")
     module = importlib.import_module(TASKS[args.bench_task])
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
