@@ -14,7 +14,12 @@ def _spectrum_db(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarra
 
     mid, _ = mid_side(x)
     f, p = welch(mid, sample_rate, nperseg=4096)
-    return f, 10 * np.log10(np.maximum(p, 1e-14))
+    # 1/6-octave smoothing: average the power in bands around log-spaced centres
+    centres = np.geomspace(20.0, sample_rate / 2, 160)
+    smooth = np.array([p[(f >= c * 2 ** (-1 / 12)) & (f <= c * 2 ** (1 / 12))].mean()
+                       if np.any((f >= c * 2 ** (-1 / 12)) & (f <= c * 2 ** (1 / 12))) else np.interp(c, f, p)
+                       for c in centres])
+    return centres, 10 * np.log10(np.maximum(smooth, 1e-14))
 
 
 def save_plot(path: str | Path, input_audio: np.ndarray, input_rate: int, reference: np.ndarray, reference_rate: int,
@@ -41,7 +46,7 @@ def save_plot(path: str | Path, input_audio: np.ndarray, input_rate: int, refere
         f, db = _spectrum_db(x, rate)
         keep = f > 20
         ax1.semilogx(f[keep], db[keep], label=label, lw=1.2)
-    ax1.set(xlabel="frequency [Hz]", ylabel="power [dB]", title="long-term spectrum (mid)")
+    ax1.set(xlabel="frequency [Hz]", ylabel="power [dB]", title="long-term spectrum (mid, 1/6 octave)")
     ax1.legend()
     ax1.grid(alpha=0.3)
     gens = [t["generation"] for t in trajectory]
