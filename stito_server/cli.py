@@ -130,9 +130,7 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
 
     from tqdm import tqdm
 
-    from .audio import save_atomically, save_audio
     from .client import ServerError, ServerTimeout, StitoClient
-    from .plot import save_plot
 
     path = Path(args.chain)
     spec: object = args.chain
@@ -166,26 +164,10 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
         bar.close()
     report = reply.content["report"]
     report.update(input=args.input, reference=args.reference, chain=args.chain, server=args.server)
-    text = json.dumps(report, indent=2, allow_nan=False)
-    written: list[Path] = []
-    try:
-        save_audio(args.out, output, rate)
-        written.append(Path(args.out))
-        if args.report:
-            save_atomically(args.report, lambda tmp: Path(tmp).write_text(text))
-            written.append(Path(args.report))
-        if args.plot:
-            save_plot(args.plot, input_audio.samples, input_audio.sample_rate, reference.samples,
-                      reference.sample_rate, output, report["search"]["trajectory"], title=f"{args.chain} (server)")
-    except BaseException:
-        for w in written:
-            w.unlink(missing_ok=True)
-        raise
+    write_outputs(input_audio, reference, output, rate, report, args.out, args.report, args.plot,
+                  title=f"{args.chain} (server)")
     if not args.quiet:
-        s = report["similarity"]
-        changed = [p for p in report["parameters"] if p["changed"]]
-        print(f"similarity to reference: dry {s['dry']:.4f} -> matched {s['after']:.4f}; "
-              f"{len(changed)} parameters changed; server wall {report['wall_s']:.1f} s")
+        print(summary(report, args.chain))
     return 0
 
 
@@ -194,9 +176,7 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
     """Run a match with a progress bar, then write output, report and plot (all or nothing)."""
     from tqdm import tqdm
 
-    from .audio import save_atomically, save_audio
     from .match import match
-    from .plot import save_plot
 
     bar = tqdm(total=opts.optimizer.max_generations, desc="matching", unit="gen", file=sys.stderr,
                disable=quiet, leave=False)
@@ -215,24 +195,34 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
                                   "max_generations": opts.optimizer.max_generations, "start": opts.start,
                                   "excerpt_seconds": opts.excerpt_seconds, "excerpts": opts.excerpts,
                                   "loudness": opts.loudness})
+    write_outputs(input_audio, reference, result.output, result.sample_rate, data, out, report, plot,
+                  title=f"{chain.name} / {metric.name}")
+    if not quiet:
+        print(summary(data, chain.name))
+
+
+def write_outputs(input_audio, reference, output, rate: int, data: dict, out: str, report: str | None,
+                  plot: str | None, title: str) -> None:
+    """Write output audio, JSON report and plot, all or nothing (a failure removes what was written)."""
+    from .audio import save_atomically, save_audio
+    from .plot import save_plot
+
     text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
     written: list[Path] = []
     try:
-        save_audio(out, result.output, result.sample_rate)
+        save_audio(out, output, rate)
         written.append(Path(out))
         if report:
             save_atomically(report, lambda tmp: Path(tmp).write_text(text))
             written.append(Path(report))
         if plot:
             save_plot(plot, input_audio.samples, input_audio.sample_rate, reference.samples, reference.sample_rate,
-                      result.output, result.search.trajectory, title=f"{chain.name} / {metric.name}")
+                      output, data["search"]["trajectory"], title=title)
             written.append(Path(plot))
     except BaseException:
-        for w in written:  # all or nothing
+        for w in written:
             w.unlink(missing_ok=True)
         raise
-    if not quiet:
-        print(summary(result, chain.name))
 
 
 def _json_default(x):
@@ -243,29 +233,29 @@ def _json_default(x):
     raise TypeError(f"cannot serialise {type(x).__name__}")
 
 
-def summary(result, chain_name: str) -> str:
-    """Readable summary: similarity before -> after, what changed per effect, stop reason, timing."""
-    s = result.similarity
+def summary(report: dict, chain_name: str) -> str:
+    """Readable summary of a match report: similarity, what changed per effect, loudness, search, timing."""
+    s = report["similarity"]
     before = "n/a" if s["before"] is None else f"{s['before']:.4f}"
-    lines = [f"similarity to reference: dry {s['dry']:.4f}, start {before} -> matched {s['after']:.4f}"]
-    changed = result.changed()
-    lines.append(f"{len(changed)} of {len(result.parameters)} parameters changed in {chain_name}:")
+    after = "n/a" if s["after"] is None else f"{s['after']:.4f}"
+    lines = [f"similarity to reference: dry {s['dry']:.4f}, start {before} -> matched {after}"]
+    changed = [p for p in report["parameters"] if p["changed"]]
+    lines.append(f"{len(changed)} of {len(report['parameters'])} parameters changed in {chain_name}:")
     effect = None
     for p in changed:
         if p["effect"] != effect:
             effect = p["effect"]
             lines.append(f"  {effect}")
         lines.append(f"    {p['param']:<24} {p['before_text']:>16} -> {p['after_text']}")
-    lo = result.loudness_lufs
+    lo, gain = report["loudness_lufs"], report["output_gain_db"]
     lines.append(f"loudness: input {lo['input']:.1f} LUFS, reference {lo['reference']:.1f} LUFS, "
                  f"chain output {lo['chain_output']:.1f} LUFS"
-                 + (f", file gained {result.output_gain_db:+.1f} dB to {lo['output']:.1f} LUFS"
-                    if result.output_gain_db else ""))
-    sr = result.search
-    lines.append(f"search: {len(sr.trajectory)} generations, {sr.evaluations} evaluations, stopped: {sr.stop_reason}; "
-                 f"picked '{result.pick['chosen']}'; {result.wall_s:.1f} s "
-                 f"({sr.evaluations / max(result.wall_s, 1e-9):.0f} evaluations/s)")
-    lines += [f"warning: {w}" for w in result.warnings]
+                 + (f", file gained {gain:+.1f} dB to {lo['output']:.1f} LUFS" if gain else ""))
+    sr = report["search"]
+    lines.append(f"search: {sr['generations']} generations, {sr['evaluations']} evaluations, stopped: "
+                 f"{sr['stop_reason']}; picked '{report['pick']['chosen']}'; {report['wall_s']:.1f} s "
+                 f"({sr['evaluations'] / max(report['wall_s'], 1e-9):.0f} evaluations/s)")
+    lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)
 
 
