@@ -22,7 +22,7 @@ TASK = "retrieval"
 # uniform over its normalised range, i.e. log-uniform for frequencies and times).
 EFFECT_POOL = ("parametric_eq", "compressor", "distortion", "delay", "reverb", "chorus", "phaser", "highpass",
                "lowpass", "bitcrush", "limiter", "noise_gate")
-FULL = {"n_effects": (1, 2, 3, 4, 5), "trials": 8, "set_size": 25, "sizes": (2, 5, 10, 15, 20, 25)}
+FULL = {"n_effects": (1, 2, 3, 4, 5), "trials": 12, "set_size": 25, "sizes": (2, 5, 10, 15, 20, 25)}
 QUICK = {"n_effects": (1, 4), "trials": 2, "set_size": 6, "sizes": (2, 4, 6)}
 
 

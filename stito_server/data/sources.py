@@ -73,7 +73,11 @@ EVAL_SOURCES: tuple[Source, ...] = (
     # guitar
     Source("fretsonfire-songs-sectoid", "guitar", (_SECTOID + "/guitar.ogg",), "GPL-2+", "stem",
            "isolated electric-guitar stems of 4 songs (amp tone baked in, no mix processing); long silences",
-           quick=True),
+           quick=True, max_clips_per_file=40),
+    Source("hydrogen-drumkits-effects", "guitar",
+           ("usr/share/hydrogen/data/drumkits/belofilms_GuitarStrums/*.flac",), "CC-BY-3.0 (Gabriel Verdugo Soto)",
+           "dry", "294 close-miked acoustic-guitar strums (96 kHz), chords up/down, joined in name order",
+           assembly="concat"),
     # drums
     Source("sonic-pi-samples", "drums",
            tuple(_SONIC_PI + f"loop_{n}.flac" for n in ("amen", "amen_full", "breakbeat", "compus", "garzul",
