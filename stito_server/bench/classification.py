@@ -58,7 +58,7 @@ def run_domain(pool: ClipPool, metric_names: Sequence[str], trials: int, seed: i
             protos_emb = type(emb)(emb.mid[1:], emb.side[1:])
             sims[name][t] = metric.similarity(protos_emb, query, use_side=use_side)
         labels.append(style)
-    return {m: zero_shot_accuracy(sims[m], labels, list(STYLE_NAMES) * 1, STYLE_NAMES) | {"scores": sims[m]}
+    return {m: zero_shot_accuracy(sims[m], labels, list(STYLE_NAMES), STYLE_NAMES) | {"scores": sims[m]}
             for m in metric_names}
 
 

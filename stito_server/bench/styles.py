@@ -1,22 +1,4 @@
-"""The five production styles of the zero-shot classification task, built from the built-in EQ and compressor.
-
-Each style is a chain of built-in effects whose parameters are drawn, per rendering, uniformly from a
-narrow range (log-uniform for frequencies), so a query and a prototype of one style are two different
-instances of it, as two engineers would set them. The input is first peak-normalised to -1 dBFS so the
-compressor thresholds mean the same on every clip.
-
-- telephone: band-pass 300-500 Hz .. 3-4 kHz (pedalboard's filters are first order, so the EQ's low/high
-  cut and a separate high-pass and low-pass are stacked: 12 dB/oct each side), +4..+8 dB nasal peak at
-  1.2-2 kHz, compression
-  (threshold -30..-22 dB, ratio 4..8).
-- bright: +8..+12 dB high shelf at 4-7 kHz, -3..-6 dB low shelf at 120-250 Hz, light compression
-  (threshold -18..-12 dB, ratio 1.5..2.5).
-- warm: +5..+9 dB low shelf at 150-300 Hz, -8..-12 dB high shelf at 3-6 kHz, light compression
-  (threshold -22..-16 dB, ratio 1.5..2.5).
-- broadcast: 60-90 Hz low cut, +2..+4 dB low shelf at 100-150 Hz, +3..+5 dB presence peak at 2.5-4 kHz,
-  heavy fast compression (threshold -36..-28 dB, ratio 6..10, attack 1-5 ms, release 50-150 ms).
-- neutral: no compression, every EQ band within +-1 dB (an untouched recording).
-"""
+"""The five production styles of the zero-shot classification task, built from the built-in EQ and compressor."""
 
 from __future__ import annotations
 
@@ -30,6 +12,22 @@ INPUT_PEAK_DBFS = -1.0
 
 Range = tuple[float, float]
 
+# Each style is a chain of built-in effects whose parameters are drawn, per rendering, uniformly from a
+# narrow range (log-uniform for frequencies), so a query and a prototype of one style are two different
+# instances of it, as two engineers would set them. The input is first peak-normalised to -1 dBFS so the
+# compressor thresholds mean the same on every clip.
+#
+# - telephone: band-pass 300-500 Hz .. 3-4 kHz (pedalboard's filters are first order, so the EQ's low/high
+#   cut and a separate high-pass and low-pass are stacked: 12 dB/oct each side), +4..+8 dB nasal peak at
+#   1.2-2 kHz, compression (threshold -30..-22 dB, ratio 4..8).
+# - bright: +8..+12 dB high shelf at 4-7 kHz, -3..-6 dB low shelf at 120-250 Hz, light compression
+#   (threshold -18..-12 dB, ratio 1.5..2.5).
+# - warm: +5..+9 dB low shelf at 150-300 Hz, -8..-12 dB high shelf at 3-6 kHz, light compression
+#   (threshold -22..-16 dB, ratio 1.5..2.5).
+# - broadcast: 60-90 Hz low cut, +2..+4 dB low shelf at 100-150 Hz, +3..+5 dB presence peak at 2.5-4 kHz,
+#   heavy fast compression (threshold -36..-28 dB, ratio 6..10, attack 1-5 ms, release 50-150 ms).
+# - neutral: no compression, every EQ band within +-1 dB (an untouched recording).
+#
 # style -> [(built-in effect kind, {parameter: (low, high)})]; ranges on "_hz" parameters are log-uniform
 STYLES: dict[str, list[tuple[str, dict[str, Range]]]] = {
     "telephone": [

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..errors import StitoError
 from .clips import ClipPlan, build_source, write_manifests
 from .fetch import cache_dir, fetch_packages
 from .sources import packages, sources
@@ -59,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command != "eval":
         raise SystemExit(f"unknown data command {args.data_command!r}; valid: eval")
     t0 = time.perf_counter()
-    out, hours = build_eval(quick=args.quick, cache=args.cache, seed=args.seed)
+    try:
+        out, hours = build_eval(quick=args.quick, cache=args.cache, seed=args.seed)
+    except FileNotFoundError as exc:  # a package no longer holds the listed files
+        raise StitoError(str(exc)) from None
     for ct, h in hours.items():
         print(f"{ct:8s} {h * 60:7.1f} min")
     print(f"clips and manifests in {out} ({time.perf_counter() - t0:.1f} s)")
