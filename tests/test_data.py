@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -77,22 +78,25 @@ def test_window_clip_equals_its_manifest_segment(quick_data):
     x, rate = read_source_file(pkg_root, seg["file"])
     start = int(round(seg["offset_s"] * rate))
     ref = resample(x[:, start: start + int(round(seg["duration_s"] * rate))], rate, RATE)
-    ref *= 10 ** (clip.get("gain_db", 0.0) / 20)
+    ref *= 10 ** (clip["gain_db"] / 20)
     stored = load_clip(out, clip)
     assert stored.shape == ref.shape
     assert np.max(np.abs(stored - ref)) < 1e-4  # 24-bit FLAC quantisation
 
 
-def test_second_run_is_a_no_op_and_a_deleted_clip_is_restored_identically(quick_data, request):
+def test_second_run_is_a_no_op_and_a_deleted_clip_is_restored_identically(quick_data):
     out, _ = quick_data
     cache = out.parent
     clips = load_manifest(out, "guitar", quick=True)
+    manifest = (out / "guitar" / "manifest-quick.json").read_bytes()
     victim = out / clips[0]["path"]
     before = victim.read_bytes()
     mtimes = {c["path"]: (out / c["path"]).stat().st_mtime_ns for c in clips}
     victim.unlink()
+    shutil.rmtree(out / ".units" / clips[0]["package"])  # as if interrupted before the records were written
     data_cli.build_eval(quick=True, cache=cache, log=lambda m: None)
     assert victim.read_bytes() == before
+    assert (out / "guitar" / "manifest-quick.json").read_bytes() == manifest
     after = load_manifest(out, "guitar", quick=True)
     assert [c["id"] for c in after] == [c["id"] for c in clips]
     untouched = [c["path"] for c in clips[1:]]

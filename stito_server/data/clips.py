@@ -275,18 +275,14 @@ def build_source(source: Source, root: Path, version: str, out_root: Path, plan:
         unit_entries = []
         for meta, render in gen:
             path = clip_dir / f"{meta['id']}.flac"
+            audio, gain_db = render()  # cheap once the file is decoded; keeps the manifest independent of history
             if not path.exists():
-                audio, gain_db = render()
                 save_atomically(path, lambda tmp, a=audio: sf.write(tmp, a.T, RATE, subtype="PCM_24", format="FLAC"))
-            else:
-                gain_db = None
             info = sf.info(str(path))
             meta.update({"content_type": source.content_type, "package": source.package, "version": version,
                          "license": source.license, "dryness": source.dryness, "dryness_note": source.note,
                          "path": f"{source.content_type}/{meta['id']}.flac", "sample_rate": RATE,
-                         "channels": int(info.channels), "duration_s": info.frames / RATE})
-            if gain_db is not None:
-                meta["gain_db"] = gain_db
+                         "channels": int(info.channels), "duration_s": info.frames / RATE, "gain_db": gain_db})
             unit_entries.append(meta)
         _write_json(unit_file, unit_entries)
         entries += unit_entries
