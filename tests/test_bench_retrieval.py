@@ -38,7 +38,7 @@ def test_identical_content_makes_the_positive_win(quick_root):
     assert (sims[:, 1:] < sims[:, :1]).all()
 
 
-def test_quick_retrieval_end_to_end(tmp_path, request, quick_root, capsys):
+def test_quick_retrieval_end_to_end(tmp_path, quick_root, capsys):
     parser = argparse.ArgumentParser(prog="stito")
     bench_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", "retrieval", "--quick", "--out", str(tmp_path),
