@@ -49,9 +49,11 @@ def get_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("chains", help="list the shipped chains")
 
-    b = sub.add_parser("bench", help="benchmarks that print figures")
-    b.add_argument("task", choices=("server",), help="server: server_info latency and match overhead vs in-process")
-    b.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
+    from .bench import cli as bench_cli
+    from .data import cli as data_cli
+
+    bench_cli.add_parser(sub)
+    data_cli.add_parser(sub)
 
     d = sub.add_parser("demo", help="generate the bundled example pair and match it with zam-strip")
     d.add_argument("--out-dir", default="out/demo", help="folder for the example and results (default: %(default)s)")
@@ -74,9 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "bench":
-            from .bench_server import run_server_bench
+            from .bench import cli as bench_cli
 
-            return run_server_bench(args.repeats)
+            return bench_cli.run(args)
+        if args.command == "data":
+            from .data import cli as data_cli
+
+            return data_cli.run(args)
     except StitoError as exc:
         print("stito: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2

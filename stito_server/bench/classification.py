@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,7 +11,7 @@ import numpy as np
 from ..data.cli import build_eval
 from ..data.clips import RATE
 from ..metrics import get_metric
-from .common import ClipPool, fmt
+from .common import ClipPool, fmt, write_results
 from .scoring import zero_shot_accuracy
 from .styles import STYLE_ABBREVIATIONS, STYLE_NAMES, apply_style
 
@@ -98,14 +97,7 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), tr
         results[m]["all"] = zero_shot_accuracy(scores, labels, list(STYLE_NAMES), STYLE_NAMES)
     report = {"task": TASK, "quick": quick, "trials": trials, "seed": seed, "clips": clips,
               "wall_s": time.perf_counter() - t0, "results": results}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = [out_dir / f"{TASK}.md", out_dir / f"{TASK}.json", out_dir / f"{TASK}.png"]
-    files[0].write_text(markdown(report))
-    files[1].write_text(json.dumps(report, indent=1) + "\n")
-    plot(report, files[2])
-    report["files"] = [str(f) for f in files]
-    return report
+    return write_results(report, out_dir, markdown, plot)
 
 
 def markdown(report: dict) -> str:

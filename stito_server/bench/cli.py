@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Run ``stito bench TASK``; prints the markdown table and returns the exit status."""
     if args.bench_task == "server":
-        from ..bench_server import run_server_bench
+        from .server import run_server_bench
 
         return run_server_bench(args.repeats)
     if args.bench_task not in TASKS:

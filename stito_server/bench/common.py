@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -62,3 +63,19 @@ class ClipPool:
 def fmt(x: float) -> str:
     """Two-decimal figure for tables."""
     return f"{x:.2f}"
+
+
+def write_results(report: dict, out_dir: str | Path, markdown: Callable[[dict], str],
+                  plot: Callable[[dict, Path], None]) -> dict:
+    """Write ``<task>.md``, ``<task>.json`` and ``<task>.png`` into ``out_dir``; returns the report with "files"."""
+    import json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = report["task"]
+    files = [out_dir / f"{task}.md", out_dir / f"{task}.json", out_dir / f"{task}.png"]
+    files[0].write_text(markdown(report))
+    files[1].write_text(json.dumps(report, indent=1) + "\n")
+    plot(report, files[2])
+    report["files"] = [str(f) for f in files]
+    return report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,7 +13,7 @@ from ..data.clips import RATE
 from ..data.sources import CONTENT_TYPES
 from ..effects.builtin import BuiltinEffect
 from ..metrics import Embedding, get_metric
-from .common import ClipPool, fmt
+from .common import ClipPool, fmt, write_results
 from .scoring import retrieval_curve
 
 TASK = "retrieval"
@@ -115,14 +114,7 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
                                                               retrieval_curve(sims[m], cfg["sizes"]).items()}
     report = {"task": TASK, "quick": quick, "settings": cfg, "seed": seed, "clips": clips,
               "wall_s": time.perf_counter() - t0, "results": results}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = [out_dir / f"{TASK}.md", out_dir / f"{TASK}.json", out_dir / f"{TASK}.png"]
-    files[0].write_text(markdown(report))
-    files[1].write_text(json.dumps(report, indent=1) + "\n")
-    plot(report, files[2])
-    report["files"] = [str(f) for f in files]
-    return report
+    return write_results(report, out_dir, markdown, plot)
 
 
 def markdown(report: dict) -> str:

@@ -136,9 +136,9 @@ BUILTINS: dict[str, BuiltinSpec] = {s.name: s for s in [
     ),
     BuiltinSpec("gain", "level change", (lin("gain_db", "dB", -24.0, 24.0, 0.0),),
                 (Stage(pb.Gain, {"gain_db": ("gain_db", same)}),)),
-    BuiltinSpec("highpass", "12 dB/oct high-pass", (log("cutoff_hz", "Hz", 20.0, 2000.0, 20.0),),
+    BuiltinSpec("highpass", "first-order (6 dB/oct) high-pass", (log("cutoff_hz", "Hz", 20.0, 2000.0, 20.0),),
                 (Stage(pb.HighpassFilter, {"cutoff_frequency_hz": ("cutoff_hz", freq)}),)),
-    BuiltinSpec("lowpass", "12 dB/oct low-pass", (log("cutoff_hz", "Hz", 500.0, 20000.0, 20000.0),),
+    BuiltinSpec("lowpass", "first-order (6 dB/oct) low-pass", (log("cutoff_hz", "Hz", 500.0, 20000.0, 20000.0),),
                 (Stage(pb.LowpassFilter, {"cutoff_frequency_hz": ("cutoff_hz", freq)}),)),
     BuiltinSpec(
         "chorus", "modulated-delay chorus",

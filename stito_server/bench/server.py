@@ -12,15 +12,15 @@ from pathlib import Path
 
 def run_server_bench(repeats: int = 200) -> int:
     """Start a private server on a free loopback port, time it, print figures; returns 0."""
-    from .audio import Audio
-    from .client import StitoClient
-    from .effects.specs import load_chain
-    from .examples import phrase, styled
-    from .match import MatchOptions, match
-    from .metrics import get_metric
-    from .optimize import OptimizerOptions
-    from .protocol import load_or_create_key
-    from .server import Server, ServerOptions
+    from ..audio import Audio
+    from ..client import StitoClient
+    from ..effects.specs import load_chain
+    from ..examples import phrase, styled
+    from ..match import MatchOptions, match
+    from ..metrics import get_metric
+    from ..optimize import OptimizerOptions
+    from ..protocol import load_or_create_key
+    from ..server import Server, ServerOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         key_file = Path(tmp) / "key"
