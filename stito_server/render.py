@@ -6,6 +6,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -27,6 +28,33 @@ class Clip:
 
     audio: np.ndarray
     preroll: int
+
+
+def render_candidate(chain: Chain, x: np.ndarray, clips: list[tuple[np.ndarray, int]], sample_rate: int,
+                     out: np.ndarray, on_effect: Callable[[int], None] | None = None) -> str | None:
+    """Render one search vector on every clip into ``out``.
+
+    Args:
+        chain: The chain to set and render (its settings change).
+        x: Search vector ``(dims,)``.
+        clips: (audio ``(channels, preroll + n)``, preroll) pairs.
+        sample_rate: In Hz.
+        out: ``(len(clips), channels, n)`` destination.
+        on_effect: Passed to ``Chain.process`` (crash watchdog).
+
+    Returns:
+        None, or why the render failed (non-finite, runaway or silent output, naming the effect).
+    """
+    try:
+        chain.set_vector(x)
+        for c, (audio, pre) in enumerate(clips):
+            y = chain.process(audio, sample_rate, on_effect)[:, pre:]
+            if peak_dbfs(y) < SILENT_DBFS:
+                raise RenderError(f"chain {chain.name!r} silenced the audio")
+            out[c] = y
+    except RenderError as exc:
+        return str(exc)
+    return None
 
 
 class Renderer:
@@ -74,17 +102,11 @@ class Renderer:
         errors: list[str | None] = [None] * len(xs)
         chunks = np.array_split(np.arange(len(xs)), self.workers)
 
+        pairs = [(c.audio, c.preroll) for c in clips]
+
         def work(chain: Chain, rows: np.ndarray) -> None:
             for r in rows:
-                try:
-                    chain.set_vector(xs[r])
-                    for c, clip in enumerate(clips):
-                        y = chain.process(clip.audio, sample_rate)[:, clip.preroll:]
-                        if peak_dbfs(y) < SILENT_DBFS:
-                            raise RenderError(f"chain {chain.name!r} silenced the audio")
-                        out[r, c] = y
-                except RenderError as exc:
-                    errors[r] = str(exc)
+                errors[r] = render_candidate(chain, xs[r], pairs, sample_rate, out[r])
 
         if self._pool is None:
             work(self.chains[0], np.arange(len(xs)))
@@ -282,15 +304,9 @@ def _worker_main(conn, recipe, current) -> None:
             clips, rate = clip_sets[msg[1]]
             errors: dict[int, str] = {}
             for r, x in zip(msg[2], msg[3]):
-                try:
-                    chain.set_vector(x)
-                    for c, (audio, pre) in enumerate(clips):
-                        y = chain.process(audio, rate, on_effect=mark)[:, pre:]
-                        if peak_dbfs(y) < SILENT_DBFS:
-                            raise RenderError(f"chain {chain.name!r} silenced the audio")
-                        out[r, c] = y
-                except RenderError as exc:
-                    errors[r] = str(exc)
+                error = render_candidate(chain, x, clips, rate, out[r], on_effect=mark)
+                if error is not None:
+                    errors[r] = error
             current.value = -1
             conn.send(("done", errors))
     out = None
