@@ -1,8 +1,9 @@
-"""`stito data eval [--quick] [--cache DIR]`: fetch the evaluation packages and cut the 48 kHz clips."""
+"""`stito data eval|train [--quick] [--cache DIR]`: fetch the evaluation or training packages and cut 48 kHz clips."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -13,9 +14,33 @@ from .fetch import cache_dir, fetch_packages
 from .sources import packages, sources
 
 
+TRAIN_CLIP_SECONDS = 6.0  # the encoder issue asks for training clips of at least 6 s
+TRAIN_MAX_CLIPS_PER_FILE = 40
+
+
 def eval_root(cache: str | Path | None = None) -> Path:
     """Folder of the evaluation clips and manifests inside the data cache."""
     return cache_dir(cache) / "eval"
+
+
+def train_root(cache: str | Path | None = None) -> Path:
+    """Folder of the training clips and manifests inside the data cache."""
+    return cache_dir(cache) / "train"
+
+
+def _build(which: str, plan: ClipPlan, cache: str | Path | None, log: Callable[[str], None],
+           max_clips_per_file: int | None = None) -> tuple[Path, dict[str, float]]:
+    root = cache_dir(cache)
+    src = [s for s in sources(which) if s.quick or not plan.quick]
+    if max_clips_per_file is not None:
+        src = [dataclasses.replace(s, max_clips_per_file=max_clips_per_file) for s in src]
+    fetched = fetch_packages(packages(src), root, log)
+    out = root / which
+    entries: list[dict] = []
+    for s in src:
+        folder, version = fetched[s.package]
+        entries += build_source(s, folder, version, out, plan, log)
+    return out, write_manifests(out, entries, plan)
 
 
 def build_eval(quick: bool = False, cache: str | Path | None = None, seed: int = 0,
@@ -31,37 +56,48 @@ def build_eval(quick: bool = False, cache: str | Path | None = None, seed: int =
     Returns:
         The evaluation folder (manifests in ``CONTENT/manifest[-quick].json``) and hours per content type.
     """
-    root = cache_dir(cache)
-    src = [s for s in sources("eval") if s.quick or not quick]
-    fetched = fetch_packages(packages(sources("eval"), quick), root, log)
-    plan = ClipPlan(seed=seed, quick=quick)
-    out = eval_root(root)
-    entries: list[dict] = []
-    for s in src:
-        folder, version = fetched[s.package]
-        entries += build_source(s, folder, version, out, plan, log)
-    return out, write_manifests(out, entries, plan)
+    return _build("eval", ClipPlan(seed=seed, quick=quick), cache, log)
+
+
+def build_train(quick: bool = False, cache: str | Path | None = None, seed: int = 0,
+                log: Callable[[str], None] = print) -> tuple[Path, dict[str, float]]:
+    """Fetch the training packages (disjoint from the evaluation ones) and cut 6 s clips (idempotent, resumable).
+
+    Args:
+        quick: Only the quick subset of the training sources.
+        cache: Data cache folder (default ``$STITO_DATA_DIR`` or ``~/.cache/stito/data``).
+        seed: Seed of clip choice.
+        log: Progress printer.
+
+    Returns:
+        The training folder (manifests in ``CONTENT/manifest[-quick].json``) and hours per content type.
+    """
+    return _build("train", ClipPlan(clip_seconds=TRAIN_CLIP_SECONDS, seed=seed, quick=quick), cache, log,
+                  max_clips_per_file=TRAIN_MAX_CLIPS_PER_FILE)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``data`` with its ``eval`` sub-command to a CLI's sub-parsers."""
-    p = subparsers.add_parser("data", help="fetch evaluation audio from Debian packages and cut clips")
+    p = subparsers.add_parser("data", help="fetch audio from Debian packages and cut clips")
     sub = p.add_subparsers(dest="data_command", required=True)
-    e = sub.add_parser("eval", help="fetch the held-out evaluation packages and cut 48 kHz clips + manifests")
-    e.add_argument("--quick", action="store_true", help="a small subset (a few small packages) for CI")
-    e.add_argument("--cache", default=None,
-                   help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
-    e.add_argument("--seed", type=int, default=0, help="seed of clip choice (default 0)")
+    for name, text in (("eval", "fetch the held-out evaluation packages and cut 5 s 48 kHz clips + manifests"),
+                       ("train", "fetch the encoder's training packages (disjoint from eval) and cut 6 s clips")):
+        e = sub.add_parser(name, help=text)
+        e.add_argument("--quick", action="store_true", help="a small subset (a few small packages) for CI")
+        e.add_argument("--cache", default=None,
+                       help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
+        e.add_argument("--seed", type=int, default=0, help="seed of clip choice (default 0)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stito data ...``; returns the exit status."""
-    if args.data_command != "eval":
-        raise SystemExit(f"unknown data command {args.data_command!r}; valid: eval")
+    builders = {"eval": build_eval, "train": build_train}
+    if args.data_command not in builders:
+        raise SystemExit(f"unknown data command {args.data_command!r}; valid: {', '.join(builders)}")
     t0 = time.perf_counter()
     try:
-        out, hours = build_eval(quick=args.quick, cache=args.cache, seed=args.seed)
+        out, hours = builders[args.data_command](quick=args.quick, cache=args.cache, seed=args.seed)
     except FileNotFoundError as exc:  # a package no longer holds the listed files
         raise StitoError(str(exc)) from None
     for ct, h in hours.items():
