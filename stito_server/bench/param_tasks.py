@@ -34,13 +34,15 @@ class ParamTask:
 
 PARAM_TASKS: tuple[ParamTask, ...] = (
     ParamTask("distortion_drive", "builtin", "distortion", "drive_db"),
-    ParamTask("compressor_threshold", "builtin", "compressor", "threshold_db"),
+    # ratio 4:1 (the built-in compressor's default ratio is 1:1, where the threshold does nothing)
+    ParamTask("compressor_threshold", "builtin", "compressor", "threshold_db", fixed={"ratio": 0.46276}),
     ParamTask("eq_high_shelf", "builtin", "parametric_eq", "high_shelf_gain_db"),
     ParamTask("reverb_wet", "builtin", "reverb", "wet_level"),
     ParamTask("lowpass_cutoff", "builtin", "lowpass", "cutoff_hz"),
     ParamTask("bitcrush_depth", "builtin", "bitcrush", "bit_depth", unseen=True),
+    # Boost/Cut spans -50..+20 dB, so 0 dB sits at 50/70 = 0.714286; 0.7145 is +0.015 dB
     ParamTask("zam_eq_high", "vst3", "ZamEQ2", "Boost/Cut H",
-              fixed={"Boost/Cut 1": 0.5005, "Boost/Cut 2": 0.5005}),
+              fixed={"Boost/Cut 1": 0.7145, "Boost/Cut 2": 0.7145}),
     ParamTask("zam_comp_threshold", "vst3", "ZamCompX2", "Threshold"),
     ParamTask("zam_delay_mix", "vst3", "ZamDelay", "Dry/Wet"),
     ParamTask("dragonfly_room_late", "vst3", "DragonflyRoomReverb", "Late Level"),
