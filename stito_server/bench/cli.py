@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval [--quick]` (results under bench/results/) and `stito bench server`."""
+"""`stito bench classification|retrieval|parameters|transfer|all [--quick]` (into bench/results/); `bench server`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from pathlib import Path
 
 from .common import RESULTS_DIR
 
-TASKS = {"classification": "stito_server.bench.classification", "retrieval": "stito_server.bench.retrieval"}
+TASKS = {"classification": "stito_server.bench.classification", "retrieval": "stito_server.bench.retrieval",
+         "parameters": "stito_server.bench.parameters", "transfer": "stito_server.bench.transfer"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``bench`` with one sub-command per task to a CLI's sub-parsers."""
     p = subparsers.add_parser("bench", help="benchmarks on held-out real audio (results in bench/results/)")
     sub = p.add_subparsers(dest="bench_task", required=True)
-    for task in TASKS:
-        t = sub.add_parser(task, help=f"task: {task}")
+    for task in (*TASKS, "all"):
+        t = sub.add_parser(task, help=f"task: {task}" if task != "all" else f"every task in turn: {', '.join(TASKS)}")
         t.add_argument("--quick", action="store_true", help="quick data subset and few trials (for CI)")
         t.add_argument("--out", type=Path, default=None,
                        help="results folder (default: bench/results, or bench/results/quick with --quick)")
@@ -35,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
         from .server import run_server_bench
 
         return run_server_bench(args.repeats)
-    if args.bench_task not in TASKS:
-        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, server")
-    module = importlib.import_module(TASKS[args.bench_task])
+    if args.bench_task not in TASKS and args.bench_task != "all":
+        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, server")
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    report = module.run(quick=args.quick, out_dir=out, metrics=metrics, seed=args.seed, cache=args.cache)
-    print(Path(report["files"][0]).read_text())
-    print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
+    for task in TASKS if args.bench_task == "all" else (args.bench_task,):
+        module = importlib.import_module(TASKS[task])
+        report = module.run(quick=args.quick, out_dir=out, metrics=metrics, seed=args.seed, cache=args.cache)
+        print(Path(report["files"][0]).read_text())
+        print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
     return 0

@@ -65,6 +65,19 @@ def fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
+def peak_normalize(audio: np.ndarray, peak_dbfs: float = -1.0) -> np.ndarray:
+    """``(channels, samples)`` float32 scaled so its peak sits at ``peak_dbfs`` (a new array).
+
+    Raises:
+        ValueError: silent audio (peak 0).
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    peak = float(np.abs(x).max())
+    if peak <= 0.0:
+        raise ValueError("cannot peak-normalise silent audio (peak 0)")
+    return x * np.float32(10 ** (peak_dbfs / 20) / peak)
+
+
 def write_results(report: dict, out_dir: str | Path, markdown: Callable[[dict], str],
                   plot: Callable[[dict, Path], None]) -> dict:
     """Write ``<task>.md``, ``<task>.json`` and ``<task>.png`` into ``out_dir``; returns the report with "files"."""

@@ -1,0 +1,277 @@
+"""Task 3, parameter estimation: recover one effect parameter from a reference of another recording with match()."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..audio import Audio
+from ..data.cli import build_eval
+from ..data.clips import RATE
+from ..effects.chain import Chain
+from ..effects.specs import chain_from_dict
+from ..match import MatchOptions, match
+from ..metrics import get_metric
+from ..optimize import OptimizerOptions
+from .common import ClipPool, fmt, peak_normalize, write_results
+from .param_tasks import PARAM_TASKS, ParamTask
+
+TASK = "parameters"
+CONTENTS = ("speech", "music")
+# Settings of each run. The one free parameter is searched over its whole normalized range from 0.5 (the
+# centre, so the start says nothing about the target), on the 5 s input clip, by match() itself: CMA-ES on a
+# padded 2-D problem, then the pick among start, mean, best and last best on the validation excerpt.
+FULL = {"tasks": tuple(t.key for t in PARAM_TASKS), "targets": (0.2, 0.4, 0.6, 0.8), "runs": 3,
+        "popsize": 8, "generations": 8, "excerpt_s": 5.0}
+QUICK = {"tasks": ("lowpass_cutoff", "zam_comp_threshold", "dragonfly_plate_wet"), "targets": (0.25, 0.75),
+         "runs": 1, "popsize": 6, "generations": 3, "excerpt_s": 3.0}
+
+
+def task_by_key(key: str) -> ParamTask:
+    """The ``ParamTask`` with this key.
+
+    Raises:
+        ValueError: unknown key (valid ones listed).
+    """
+    for t in PARAM_TASKS:
+        if t.key == key:
+            return t
+    raise ValueError(f"unknown parameter task {key!r}; valid: {', '.join(t.key for t in PARAM_TASKS)}")
+
+
+def make_chain(task: ParamTask) -> Chain:
+    """A one-effect chain searching only ``task.param``; other parameters at ``task.fixed`` or their defaults.
+
+    The chain is built from a spec, so worker processes can rebuild it (Dragonfly reverbs render there), and
+    the fixed positions travel with its state.
+    """
+    chain = chain_from_dict({"name": task.key, "effects": [{task.kind: task.effect, "search": [task.param]}]})
+    fx = chain.effects[0]
+    x = fx.get_normalized()
+    for name, value in task.fixed.items():
+        x[fx.param_index(name)] = value
+    fx.set_normalized(x)
+    return chain
+
+
+def pearson(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Pearson correlation of two equally long sequences; 0 when either is constant (no linear relation).
+
+    Raises:
+        ValueError: different lengths, fewer than 2 values, or a non-finite value.
+    """
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"pearson needs two 1-D sequences of the same length >= 2, got {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("pearson: the values contain NaN or Inf")
+    dx, dy = x - x.mean(), y - y.mean()
+    denom = float(np.sqrt((dx ** 2).sum() * (dy ** 2).sum()))
+    if denom <= 1e-12:
+        return 0.0
+    return float(np.clip((dx * dy).sum() / denom, -1.0, 1.0))
+
+
+def estimation_scores(targets: Sequence[float], estimates: Sequence[float]) -> dict:
+    """Mean squared error and Pearson correlation of estimated against true normalized values.
+
+    Args:
+        targets: ``(n,)`` true normalized parameter values in [0, 1].
+        estimates: ``(n,)`` estimated normalized values in [0, 1].
+
+    Returns:
+        ``{"mse": mean squared error, "rho": Pearson correlation (0 if constant), "n": n}``.
+    """
+    t, e = np.asarray(targets, dtype=np.float64), np.asarray(estimates, dtype=np.float64)
+    rho = pearson(t, e)
+    return {"mse": float(np.mean((t - e) ** 2)), "rho": rho, "n": int(len(t))}
+
+
+def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequence[str], cfg: dict, seed: int,
+               log: Callable[[str], None] = print) -> dict:
+    """Estimate one effect's parameter ``len(targets) * runs`` times per metric.
+
+    Case ``k`` (target ``k // runs``) takes its content type from ``CONTENTS`` in turn, a random input clip A
+    and a reference clip B from another recording, both peak-normalised to -1 dBFS; the reference is B
+    through the chain with the parameter at the target. Every metric sees the same cases.
+
+    Args:
+        task: The effect and its free parameter.
+        pools: Content type -> clips (every name in ``CONTENTS``).
+        metric_names: Metrics to optimise (names for ``get_metric``).
+        cfg: Settings (``FULL`` or ``QUICK`` shape).
+        seed: Seed of clip choice and of the optimiser.
+        log: Progress printer.
+
+    Returns:
+        ``{metric: {"targets", "estimates", "contents", "similarity", "match_s", "mse", "rho", "n"}}``.
+    """
+    chain = make_chain(task)
+    metrics = {m: get_metric(m) for m in metric_names}
+    out = {m: {"targets": [], "estimates": [], "contents": [], "similarity": [], "match_s": []} for m in metric_names}
+    k = 0
+    for target in cfg["targets"]:
+        for _ in range(cfg["runs"]):
+            content = CONTENTS[k % len(CONTENTS)]
+            pool = pools[content]
+            rng = np.random.default_rng([seed, k])
+            a = int(rng.integers(len(pool)))
+            b = pool.other_recording(a, rng)
+            chain.set_vector(np.array([target]))
+            reference = chain.process(peak_normalize(pool.stereo(b)), RATE)
+            dry = Audio(peak_normalize(pool.stereo(a)), RATE)
+            for name, metric in metrics.items():
+                chain.set_vector(np.array([0.5]))
+                opts = MatchOptions(
+                    optimizer=OptimizerOptions(popsize=cfg["popsize"], max_generations=cfg["generations"],
+                                               seed=seed + k),
+                    start="center", excerpt_seconds=cfg["excerpt_s"], excerpts=1, validation_excerpts=1,
+                    reference_windows=1, loudness="off")
+                result = match(dry, Audio(reference, RATE), chain, metric, opts)
+                r = out[name]
+                r["targets"].append(float(target))
+                r["estimates"].append(float(result.matched_vector[0]))
+                r["contents"].append(content)
+                r["similarity"].append(result.similarity["after"])
+                r["match_s"].append(result.wall_s)
+            k += 1
+    for name, r in out.items():
+        r.update(estimation_scores(r["targets"], r["estimates"]))
+        log(f"{TASK}: {task.key} ({name}): MSE {r['mse']:.3f}, rho {r['rho']:.2f}, "
+            f"{np.mean(r['match_s']):.1f} s per match")
+    return out
+
+
+def summarize(by_effect: dict[str, dict]) -> dict[str, dict]:
+    """Mean MSE and mean rho over effect groups: all, seen, unseen, builtin, vst3 (groups with effects only).
+
+    Args:
+        by_effect: Effect key -> ``{"mse", "rho", ...}`` for one metric.
+
+    Returns:
+        Group -> ``{"mse", "rho", "effects"}``.
+    """
+    groups = {"all": lambda t: True, "seen": lambda t: not t.unseen, "unseen": lambda t: t.unseen,
+              "builtin": lambda t: t.kind == "builtin", "vst3": lambda t: t.kind == "vst3"}
+    out = {}
+    for group, keep in groups.items():
+        keys = [k for k in by_effect if keep(task_by_key(k))]
+        if keys:
+            out[group] = {"mse": float(np.mean([by_effect[k]["mse"] for k in keys])),
+                          "rho": float(np.mean([by_effect[k]["rho"] for k in keys])), "effects": len(keys)}
+    return out
+
+
+def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), seed: int = 0,
+        cache: str | Path | None = None, tasks: Sequence[str] | None = None,
+        log: Callable[[str], None] = print) -> dict:
+    """Run task 3 and write ``parameters.md``, ``.json`` and ``.png``.
+
+    Args:
+        quick: Quick data subset and the ``QUICK`` settings (else ``FULL``).
+        out_dir: Folder for the result files.
+        metrics: Metric names.
+        seed: Seed of everything random.
+        cache: Data cache folder.
+        tasks: Effect keys to run (default: the settings' list).
+        log: Progress printer.
+
+    Returns:
+        ``{"task", "quick", "settings", "seed", "wall_s", "clips": {content: n}, "effects": {key: description},
+        "results": {metric: {"effects": {key: scores and cases}, "summary": {group: {"mse", "rho"}}}}, "files"}``.
+    """
+    t0 = time.perf_counter()
+    cfg = dict(QUICK if quick else FULL)
+    if tasks is not None:
+        cfg["tasks"] = tuple(tasks)
+    chosen = [task_by_key(k) for k in cfg["tasks"]]
+    data_root, _ = build_eval(quick=quick, cache=cache, log=log)
+    pools = {c: ClipPool(data_root, c, quick) for c in CONTENTS}
+    results: dict[str, dict] = {m: {"effects": {}} for m in metrics}
+    for i, task in enumerate(chosen):
+        log(f"{TASK}: {task.key}: {task.effect_id} '{task.param}', {len(cfg['targets'])} targets x {cfg['runs']} runs")
+        res = run_effect(task, pools, metrics, cfg, seed + 1000 * i, log)
+        for m in metrics:
+            results[m]["effects"][task.key] = res[m]
+    for m in metrics:
+        results[m]["summary"] = summarize(results[m]["effects"])
+    effects = {t.key: {"effect": t.effect_id, "param": t.param, "kind": t.kind, "unseen": t.unseen,
+                       "fixed": dict(t.fixed)} for t in chosen}
+    report = {"task": TASK, "quick": quick, "settings": cfg, "seed": seed,
+              "clips": {c: len(p) for c, p in pools.items()}, "effects": effects,
+              "wall_s": time.perf_counter() - t0, "results": results}
+    return write_results(report, out_dir, markdown, plot)
+
+
+def markdown(report: dict) -> str:
+    """Tables: MSE and rho per effect and metric, then means over all, seen, unseen, built-in and VST3 effects."""
+    cfg = report["settings"]
+    metrics = list(report["results"])
+    quick = " --quick" if report["quick"] else ""
+    n_match = np.mean([s for m in metrics for r in report["results"][m]["effects"].values() for s in r["match_s"]])
+    lines = [f"# Task 3: parameter estimation{' (quick)' if report['quick'] else ''}", "",
+             f"Command: `stito bench parameters{quick}` · {len(cfg['tasks'])} effects · targets "
+             f"{', '.join(f'{t:g}' for t in cfg['targets'])} (normalized) x {cfg['runs']} runs · seed {report['seed']}"
+             f" · wall time {report['wall_s']:.0f} s ({n_match:.1f} s per match) · clips: "
+             + ", ".join(f"{c} {n}" for c, n in report["clips"].items()), "",
+             "Each run: input clip A and reference clip B from different recordings (speech and music in turn, "
+             "both peak-normalised to -1 dBFS); the reference is B through the effect with its one free parameter "
+             f"at the target. `match()` searches that parameter from 0.5 with CMA-ES (popsize {cfg['popsize']}, "
+             f"{cfg['generations']} generations, {cfg['excerpt_s']:g} s excerpt), optimising the named metric; "
+             "every other parameter stays at its default (or its fixed value in "
+             "`stito_server/bench/param_tasks.py`). MSE and Pearson rho compare estimated and true normalized "
+             "values (rho is 0 when all estimates are equal). *Unseen*: effects the learned encoder never sees "
+             "in training.", "",
+             "| Effect | Parameter | Kind | Unseen | "
+             + " | ".join(f"{m.upper()} MSE | {m.upper()} rho" for m in metrics) + " |",
+             "|---|---|---|---|" + "---|---|" * len(metrics)]
+    for key, e in report["effects"].items():
+        scores = [report["results"][m]["effects"][key] for m in metrics]
+        cells = [f"{fmt(r['mse'])} | {fmt(r['rho'])}" for r in scores]
+        lines.append(f"| {key} | {e['effect']} '{e['param']}' | {e['kind']} | {'yes' if e['unseen'] else ''} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "## Means over effects", "",
+              "| Group | Effects | " + " | ".join(f"{m.upper()} MSE | {m.upper()} rho" for m in metrics) + " |",
+              "|---|---|" + "---|---|" * len(metrics)]
+    for group in report["results"][metrics[0]]["summary"]:
+        s = [report["results"][m]["summary"][group] for m in metrics]
+        lines.append(f"| {group} | {s[0]['effects']} | " + " | ".join(f"{fmt(x['mse'])} | {fmt(x['rho'])}" for x in s)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    """Estimated against true normalized value, one panel per effect, one colour per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(report["effects"])
+    cols = min(4, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.6 * rows), squeeze=False, sharex=True, sharey=True)
+    for ax, key in zip(axes.flat, keys):
+        for k, (m, res) in enumerate(report["results"].items()):
+            r = res["effects"][key]
+            jitter = (k - (len(report["results"]) - 1) / 2) * 0.015
+            ax.scatter(np.asarray(r["targets"]) + jitter, r["estimates"], s=12, color=f"C{k}",
+                       label=f"{m.upper()} (rho {r['rho']:.2f})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.set_title(key + (" (unseen)" if report["effects"][key]["unseen"] else ""), fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("true (normalized)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("estimated")
+    fig.suptitle(f"Parameter estimation{' (quick)' if report['quick'] else ''}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
