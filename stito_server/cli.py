@@ -51,9 +51,11 @@ def get_parser() -> argparse.ArgumentParser:
 
     from .bench import cli as bench_cli
     from .data import cli as data_cli
+    from .encoder import cli as train_cli
 
     bench_cli.add_parser(sub)
     data_cli.add_parser(sub)
+    train_cli.add_parser(sub)
 
     d = sub.add_parser("demo", help="generate the bundled example pair and match it with zam-strip")
     d.add_argument("--out-dir", default="out/demo", help="folder for the example and results (default: %(default)s)")
@@ -83,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .data import cli as data_cli
 
             return data_cli.run(args)
+        if args.command == "train":
+            from .encoder import cli as train_cli
+
+            return train_cli.run(args)
     except StitoError as exc:
         print("stito: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2

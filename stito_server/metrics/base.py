@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,16 +40,16 @@ def _l2(x: np.ndarray) -> np.ndarray:
 class StyleMetric(ABC):
     """A production-style embedding: audio in, mid/side embeddings out, cosine similarity between them.
 
-    Subclasses implement ``embed_mid_side``; ``embed`` peak-normalises each clip (so level alone does
-    not count as style), splits mid and side and resamples to ``sample_rate``.
+    Subclasses implement ``embed_mid_side`` (one function for mid and side alike) or, when mid and side
+    need different treatment (separate heads), ``embed_pair``. ``embed`` peak-normalises each clip (so level
+    alone does not count as style), splits mid and side and resamples to ``sample_rate``.
     """
 
     name: str
     sample_rate: int
 
-    @abstractmethod
     def embed_mid_side(self, signals: np.ndarray) -> np.ndarray:
-        """Embed mono signals.
+        """Embed mono signals (mid and side alike).
 
         Args:
             signals: ``(batch, samples)`` float32 at ``self.sample_rate``.
@@ -57,6 +57,20 @@ class StyleMetric(ABC):
         Returns:
             ``(batch, dim)`` float32 embeddings (not necessarily normalised).
         """
+        raise NotImplementedError(f"{type(self).__name__} implements neither embed_mid_side nor embed_pair")
+
+    def embed_pair(self, mid: np.ndarray, side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embed mid and side signals.
+
+        Args:
+            mid: ``(batch, samples)`` float32 at ``self.sample_rate``.
+            side: Same shape.
+
+        Returns:
+            ``(batch, dim)`` float32 mid and side embeddings (not necessarily normalised).
+        """
+        both = self.embed_mid_side(np.concatenate([mid, side], axis=0))
+        return both[: mid.shape[0]], both[mid.shape[0]:]
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> Embedding:
         """Embed a batch of clips.
@@ -74,9 +88,8 @@ class StyleMetric(ABC):
         peak = np.maximum(np.abs(x).max(axis=(1, 2), keepdims=True), PEAK_FLOOR)
         x = resample(x / peak, sample_rate, self.sample_rate)
         mid, side = mid_side(x)
-        both = self.embed_mid_side(np.concatenate([mid, side], axis=0))
-        b = x.shape[0]
-        return Embedding(_l2(both[:b]), _l2(both[b:]))
+        m, s = self.embed_pair(mid, side)
+        return Embedding(_l2(m), _l2(s))
 
     @staticmethod
     def similarity(a: Embedding, b: Embedding, use_side: bool = True) -> np.ndarray:
@@ -98,14 +111,16 @@ class StyleMetric(ABC):
 
 def metric_names() -> list[str]:
     """Names accepted by ``get_metric``."""
-    return ["mfcc", "mir"]
+    return ["afx", "mfcc", "mir", "random"]
 
 
 def get_metric(name: str, device: str = "cpu") -> StyleMetric:
     """Create a style metric by name.
 
     Args:
-        name: One of ``metric_names()``.
+        name: One of ``metric_names()``: "afx" (the learned encoder, shipped in models/), "mfcc" (the
+            paper's DSP baseline), "mir" (loudness/crest/band/centroid features), "random" (the encoder's
+            architecture, randomly initialised with seed 0: the benchmark's sanity floor).
         device: "cpu" or "cuda" (for learned metrics).
 
     Raises:
@@ -119,4 +134,14 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
         from .mir import MIRMetric
 
         return MIRMetric()
+    if name == "afx":
+        from ..encoder.weights import load_encoder, shipped_weights
+        from .afx import EncoderMetric
+
+        return EncoderMetric(load_encoder(shipped_weights(), device), "afx", device)
+    if name == "random":
+        from ..encoder.model import random_encoder
+        from .afx import EncoderMetric
+
+        return EncoderMetric(random_encoder(seed=0), "random", device)
     raise StitoError(f"unknown metric {name!r}; " + did_you_mean(name, metric_names()))

@@ -1,0 +1,1 @@
+"""AFx-Rep: the learned production-style encoder — its network, pretext data, training and shipped weights."""

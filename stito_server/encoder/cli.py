@@ -1,0 +1,74 @@
+"""`stito train presets|pairs|fit|export`: build the encoder's pretext data, train it, ship its weights."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..data.cli import train_root
+from .pairs import PairPlan, build_pairs, default_pairs_dir
+from .train import CHECKPOINT, TrainPlan, train
+from .weights import MODELS_DIR, export_weights
+
+PRESETS_FILE = MODELS_DIR / "presets.json"
+PROBE_SECONDS = 3.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` with its sub-commands to a CLI's sub-parsers."""
+    p = subparsers.add_parser("train", help="train the AFx-Rep style encoder (presets, pairs, fit, export)")
+    sub = p.add_subparsers(dest="train_command", required=True)
+    pr = sub.add_parser("presets", help="10 presets per pretext effect (k-means medoids of 1000 random settings)")
+    pr.add_argument("--out", type=Path, default=PRESETS_FILE, help="presets JSON (default: models/presets.json)")
+    pr.add_argument("--settings", type=int, default=1000, help="random settings per effect (default 1000)")
+    pr.add_argument("--seed", type=int, default=0, help="(default 0)")
+    pa = sub.add_parser("pairs", help="render the pretext pairs into log-mel memmaps (outside git, resumable)")
+    pa.add_argument("--presets", type=Path, default=PRESETS_FILE, help="presets JSON (default: models/presets.json)")
+    pa.add_argument("--out", type=Path, default=None, help="pairs folder (default: $STITO_DATA_DIR/pairs)")
+    pa.add_argument("--items", type=int, default=PairPlan.items, help="pretext items (default %(default)s)")
+    pa.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
+    pa.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
+    pa.add_argument("--seed", type=int, default=0, help="(default 0)")
+    f = sub.add_parser("fit", help="train (or resume) from a pairs folder; checkpoints + CSV log in --out")
+    f.add_argument("--pairs", type=Path, default=None, help="pairs folder (default: $STITO_DATA_DIR/pairs)")
+    f.add_argument("--out", type=Path, required=True, help="checkpoint folder (resumes if it holds one)")
+    f.add_argument("--steps", type=int, default=TrainPlan.steps, help="total steps (default %(default)s)")
+    f.add_argument("--batch", type=int, default=TrainPlan.batch, help="items per step (default %(default)s)")
+    f.add_argument("--lr", type=float, default=TrainPlan.lr, help="peak learning rate (default %(default)s)")
+    f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    f.add_argument("--seed", type=int, default=0, help="(default 0)")
+    e = sub.add_parser("export", help="write the checkpoint's encoder to models/afx-rep-<sha256 prefix>.pt")
+    e.add_argument("checkpoint", type=Path, help=f"checkpoint folder or its {CHECKPOINT}")
+    e.add_argument("--out", type=Path, default=MODELS_DIR, help="destination folder (default: models/)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stito train ...``; returns the exit status."""
+    t0 = time.perf_counter()
+    if args.train_command == "presets":
+        from ..examples import phrase
+        from .effects import pretext_effects
+        from .presets import build_presets
+
+        # The probe is the generated example phrase (bass, chords, drums): license-free and always there.
+        probe = phrase(PROBE_SECONDS, 48000, seed=args.seed)
+        build_presets(pretext_effects(), probe, 48000, args.out, n_settings=args.settings, seed=args.seed)
+        print(f"presets in {args.out} ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "pairs":
+        plan = PairPlan(items=args.items, seed=args.seed)
+        out = build_pairs(train_root(args.cache), args.presets, args.out or default_pairs_dir(), plan,
+                          workers=args.workers)
+        print(f"pairs in {out} ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "fit":
+        plan = TrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+        ck = train(args.pairs or default_pairs_dir(), args.out, plan, device=args.device, threads=args.threads)
+        print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
+    elif args.train_command == "export":
+        ck = args.checkpoint / CHECKPOINT if args.checkpoint.is_dir() else args.checkpoint
+        print(f"wrote {export_weights(ck, args.out)}")
+    else:
+        raise SystemExit(f"unknown train command {args.train_command!r}; valid: presets, pairs, fit, export")
+    return 0

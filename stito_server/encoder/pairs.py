@@ -1,0 +1,270 @@
+"""Offline pretext pairs: (dry, wet, effect, preset) rendered once into log-mel memmaps, trained on for many epochs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..audio import mid_side, save_atomically
+from ..data.clips import RATE, load_clip, load_manifest
+from .model import EncoderConfig, FrontEnd
+
+PAIRS_VERSION = 1
+CHUNK = 64  # items per work unit (progress is saved per chunk)
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """What to render.
+
+    Attributes:
+        items: Pretext items. Each item is one (effect, preset) applied to two different dry clips of one
+            content type (a and b), so it yields two (dry, wet) pairs and one same-style positive pair.
+        seconds: Clip length, in seconds (training crops are cut from these at training time).
+        gain_db: Range of the random gain applied to the dry clip before the effect, in dB (level-dependent
+            effects such as compressors and distortion then see different drive).
+        content_weights: Probability of each content type.
+        seed: Seed of every choice.
+    """
+
+    items: int = 12000
+    seconds: float = 6.0
+    gain_db: tuple[float, float] = (-12.0, 0.0)
+    content_weights: dict[str, float] = field(default_factory=lambda: {
+        "music": 0.4, "speech": 0.2, "guitar": 0.15, "drums": 0.25})
+    seed: int = 0
+
+
+@dataclass
+class PairSet:
+    """A rendered pair set on disk (read-only memmaps).
+
+    Attributes:
+        dry: ``(clips, 2, frames, n_mels)`` float16 log-mel of each dry clip (mid, side).
+        wet: ``(items, 2, 2, frames, n_mels)`` float16 log-mel of the wet clips (a/b, mid/side).
+        dry_index: ``(items, 2)`` int, the dry clip of a and b.
+        effect: ``(items,)`` int effect index into ``effects``.
+        preset: ``(items,)`` int preset index (0..n_presets-1).
+        effects: Effect ids.
+        n_presets: Presets per effect.
+        ready: ``(items,)`` bool, rendered.
+    """
+
+    dry: np.ndarray
+    wet: np.ndarray
+    dry_index: np.ndarray
+    effect: np.ndarray
+    preset: np.ndarray
+    effects: list[str]
+    n_presets: int
+    ready: np.ndarray
+
+
+def _frames(seconds: float, config: EncoderConfig) -> int:
+    return (int(round(seconds * RATE)) - config.n_fft) // config.hop + 1
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """``(2, samples)`` padded with zeros or trimmed to ``n`` samples."""
+    if x.shape[-1] >= n:
+        return x[:, :n]
+    return np.pad(x, ((0, 0), (0, n - x.shape[-1])))
+
+
+def _stereo(x: np.ndarray) -> np.ndarray:
+    return np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x
+
+
+def _mid_side_mel(audio: np.ndarray, front: FrontEnd) -> np.ndarray:
+    """``(batch, 2, samples)`` -> ``(batch, 2, frames, n_mels)`` float16, peak-normalised as the metric does."""
+    peak = np.maximum(np.abs(audio).max(axis=(1, 2), keepdims=True), 1e-8)
+    mid, side = mid_side((audio / peak).astype(np.float32))
+    mel = front(np.concatenate([mid, side], axis=0))
+    b = audio.shape[0]
+    return np.stack([mel[:b], mel[b:]], axis=1).astype(np.float16)
+
+
+def _open(out: Path, name: str, shape: tuple[int, ...], mode: str) -> np.memmap:
+    return np.memmap(out / name, dtype=np.float16, mode=mode, shape=shape)
+
+
+def plan_items(train_root: Path, plan: PairPlan, effects: list[str], n_presets: int) -> dict:
+    """Choose every item (seeded): clips, effect, preset, gains.
+
+    Returns:
+        A JSON-able dict: "clips" (manifest entries used), "dry_index", "effect", "preset", "gain_db".
+    """
+    rng = np.random.default_rng(plan.seed)
+    pools: dict[str, list[dict]] = {}
+    for ct in plan.content_weights:
+        try:
+            pools[ct] = load_manifest(train_root, ct, quick=False)
+        except FileNotFoundError:
+            pools[ct] = []
+    pools = {ct: p for ct, p in pools.items() if len(p) >= 2}
+    if not pools:
+        raise FileNotFoundError(f"no training clips under {train_root}; run `stito data train` first")
+    clips = [e for ct in pools for e in pools[ct]]
+    offset, start = 0, {}
+    for ct in pools:
+        start[ct] = offset
+        offset += len(pools[ct])
+    cts = list(pools)
+    w = np.array([plan.content_weights[c] for c in cts], dtype=float)
+    kinds = rng.choice(len(cts), size=plan.items, p=w / w.sum())
+    dry = np.zeros((plan.items, 2), dtype=np.int64)
+    for i, k in enumerate(kinds):
+        pool = pools[cts[k]]
+        recs = np.array([e.get("recording", e["id"]) for e in pool])
+        a = int(rng.integers(len(pool)))
+        others = np.flatnonzero(recs != recs[a])
+        b = int(rng.choice(others)) if others.size else int((a + 1) % len(pool))
+        dry[i] = (start[cts[k]] + a, start[cts[k]] + b)
+    return {"clips": clips, "dry_index": dry.tolist(),
+            "effect": rng.integers(len(effects), size=plan.items).tolist(),
+            "preset": rng.integers(n_presets, size=plan.items).tolist(),
+            "gain_db": rng.uniform(*plan.gain_db, size=(plan.items, 2)).tolist()}
+
+
+def _dry_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    out_p = Path(out)
+    meta = json.loads((out_p / "meta.json").read_text())
+    config = EncoderConfig.from_dict(meta["config"])
+    front, n = FrontEnd(config), int(round(meta["plan"]["seconds"] * RATE))
+    dry = _open(out_p, "dry.f16", tuple(meta["dry_shape"]), "r+")
+    audio = np.stack([_fit(_stereo(load_clip(Path(train_root), e)), n) for e in meta["clips"][lo:hi]])
+    dry[lo:hi] = _mid_side_mel(audio, front)
+    dry.flush()
+    return hi - lo
+
+
+def _wet_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
+    import torch
+
+    from .effects import make_effect
+
+    torch.set_num_threads(1)
+    out_p = Path(out)
+    meta = json.loads((out_p / "meta.json").read_text())
+    items = json.loads((out_p / "items.json").read_text())
+    presets = json.loads((out_p / "presets.json").read_text())["effects"]
+    config = EncoderConfig.from_dict(meta["config"])
+    front, n = FrontEnd(config), int(round(meta["plan"]["seconds"] * RATE))
+    wet = _open(out_p, "wet.f16", tuple(meta["wet_shape"]), "r+")
+    made: dict[str, object] = {}
+    rendered = []
+    for i in range(lo, hi):
+        eid = meta["effects"][items["effect"][i]]
+        fx = made.get(eid) or made.setdefault(eid, make_effect(eid))
+        fx.set_normalized(np.array(presets[eid]["presets"][items["preset"][i]]))
+        pair = []
+        for j in range(2):
+            entry = items["clips"][items["dry_index"][i][j]]
+            x = _fit(_stereo(load_clip(Path(train_root), entry)), n) * np.float32(10 ** (items["gain_db"][i][j] / 20))
+            y = fx.process(x, RATE)
+            pair.append(np.nan_to_num(_fit(y, n), nan=0.0, posinf=0.0, neginf=0.0))
+        rendered.append(_mid_side_mel(np.stack(pair), front))
+    wet[lo:hi] = np.stack(rendered)
+    wet.flush()
+    return hi - lo
+
+
+def build_pairs(train_root: Path, presets_file: Path, out: Path, plan: PairPlan = PairPlan(),
+                config: EncoderConfig = EncoderConfig(), workers: int = 2,
+                log: Callable[[str], None] = print) -> Path:
+    """Render the pair set into ``out`` (resumable: finished chunks are recorded in ``progress.json``).
+
+    Args:
+        train_root: Training clips folder (``stito data train``).
+        presets_file: Presets JSON (``build_presets``).
+        out: Output folder (outside git; a few GB).
+        plan: What to render.
+        config: Encoder front-end settings (the log-mel must match the encoder's).
+        workers: Worker processes (each renders its chunks with its own plugin instances).
+        log: Progress printer.
+
+    Returns:
+        ``out``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    presets = json.loads(Path(presets_file).read_text())
+    effects = list(presets["effects"])
+    meta_now = {"version": PAIRS_VERSION, "plan": asdict(plan), "config": config.to_dict(), "effects": effects,
+                "n_presets": presets["n_presets"]}
+    meta_file = out / "meta.json"
+    if meta_file.exists():
+        old = json.loads(meta_file.read_text())
+        if any(old[k] != json.loads(json.dumps(v)) for k, v in meta_now.items()):
+            raise RuntimeError(f"{out} holds pairs of a different plan/config/effects; choose another folder "
+                               "or delete it")
+        meta = old
+    else:
+        items = plan_items(train_root, plan, effects, presets["n_presets"])
+        frames = _frames(plan.seconds, config)
+        meta = dict(meta_now, clips=items["clips"], dry_shape=[len(items["clips"]), 2, frames, config.n_mels],
+                    wet_shape=[plan.items, 2, 2, frames, config.n_mels])
+        save_atomically(out / "items.json", lambda tmp: Path(tmp).write_text(json.dumps(items)))
+        save_atomically(out / "presets.json", lambda tmp: Path(tmp).write_text(json.dumps(presets)))
+        _open(out, "dry.f16", tuple(meta["dry_shape"]), "w+").flush()
+        _open(out, "wet.f16", tuple(meta["wet_shape"]), "w+").flush()
+        save_atomically(meta_file, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
+    progress_file = out / "progress.json"
+    progress = json.loads(progress_file.read_text()) if progress_file.exists() else {"dry": [], "wet": []}
+    jobs = [("dry", lo, min(lo + CHUNK, meta["dry_shape"][0])) for lo in range(0, meta["dry_shape"][0], CHUNK)]
+    jobs += [("wet", lo, min(lo + CHUNK, plan.items)) for lo in range(0, plan.items, CHUNK)]
+    todo = [j for j in jobs if j[1] not in progress[j[0]]]
+    t0, done = time.perf_counter(), 0
+    log(f"pairs: {len(todo)} of {len(jobs)} chunks to render into {out} with {workers} worker(s)")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_dry_chunk if kind == "dry" else _wet_chunk, str(out), str(train_root), lo, hi):
+                   (kind, lo) for kind, lo, hi in todo if kind == "dry"}
+        for fut, (kind, lo) in list(futures.items()):
+            fut.result()
+            progress[kind].append(lo)
+        save_atomically(progress_file, lambda tmp: Path(tmp).write_text(json.dumps(progress)))
+        futures = [(pool.submit(_wet_chunk, str(out), str(train_root), lo, hi), lo)
+                   for kind, lo, hi in todo if kind == "wet"]
+        for fut, lo in futures:
+            fut.result()
+            progress["wet"].append(lo)
+            done += 1
+            save_atomically(progress_file, lambda tmp: Path(tmp).write_text(json.dumps(progress)))
+            if done % 10 == 0 or done == len(futures):
+                rate = done / (time.perf_counter() - t0)
+                log(f"  wet chunks {done}/{len(futures)} ({rate * CHUNK:.1f} items/s)")
+    return out
+
+
+def load_pairs(out: Path) -> PairSet:
+    """Open a rendered pair set (memmaps, read-only)."""
+    meta_file = out / "meta.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"no pair set in {out}; run `stito train pairs` first")
+    meta = json.loads(meta_file.read_text())
+    items = json.loads((out / "items.json").read_text())
+    progress = json.loads((out / "progress.json").read_text()) if (out / "progress.json").exists() else {"wet": []}
+    ready = np.zeros(meta["wet_shape"][0], dtype=bool)
+    for lo in progress["wet"]:
+        ready[lo:lo + CHUNK] = True
+    return PairSet(dry=_open(out, "dry.f16", tuple(meta["dry_shape"]), "r"),
+                   wet=_open(out, "wet.f16", tuple(meta["wet_shape"]), "r"),
+                   dry_index=np.array(items["dry_index"]), effect=np.array(items["effect"]),
+                   preset=np.array(items["preset"]), effects=meta["effects"], n_presets=meta["n_presets"],
+                   ready=ready)
+
+
+def default_pairs_dir() -> Path:
+    """``$STITO_DATA_DIR/pairs`` or ``~/.cache/stito/data/pairs``."""
+    base = os.environ.get("STITO_DATA_DIR") or str(Path.home() / ".cache" / "stito" / "data")
+    return Path(base) / "pairs"

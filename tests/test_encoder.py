@@ -1,0 +1,153 @@
+"""The AFx-Rep pipeline end to end on a tiny scale: presets, pairs, training, resume, export, verified loading."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stito_server.bench.param_tasks import PARAM_TASKS, UNSEEN_EFFECTS
+from stito_server.encoder.effects import make_effect, pretext_effects
+from stito_server.encoder.model import EncoderConfig, StyleEncoder, random_encoder
+from stito_server.encoder.pairs import PairPlan, build_pairs, load_pairs
+from stito_server.encoder.presets import build_presets, effect_presets
+from stito_server.encoder.train import TrainPlan, train
+from stito_server.encoder.weights import export_weights, load_encoder
+from stito_server.errors import ChainError, StitoError
+from stito_server.examples import phrase
+from stito_server.metrics import get_metric
+from stito_server.metrics.afx import EncoderMetric
+
+RATE = 48000
+SMALL = EncoderConfig(width=16, dilations=(1, 2), dim=8, n_mels=32)
+
+
+def test_pretext_effects_leave_out_the_benchmarks_unseen_effects():
+    ids = pretext_effects()
+    assert len(UNSEEN_EFFECTS) == 3 and UNSEEN_EFFECTS == {t.effect_id for t in PARAM_TASKS if t.unseen}
+    assert not UNSEEN_EFFECTS & set(ids)
+    seen = {t.effect_id for t in PARAM_TASKS if not t.unseen}
+    assert seen <= set(ids), seen - set(ids)  # every seen task effect is trained on
+    with pytest.raises(ChainError, match="must start with one of"):
+        make_effect("lv2:Foo")
+
+
+def test_presets_are_medoids_of_settings_that_change_the_audio():
+    probe = phrase(1.0, RATE, seed=3)
+    out = effect_presets("builtin:lowpass", probe, RATE, n_settings=60, n_presets=4, seed=0)
+    assert out["params"] == ["cutoff_hz"] and len(out["presets"]) == 4
+    assert out["kept"] + sum(out["dropped"].values()) == 60
+    cut = [make_effect("builtin:lowpass").params[0].from_normalized(p[0]) for p in out["presets"]]
+    assert len(set(np.round(cut))) == 4  # four distinct cutoffs, spread over the range
+    assert max(cut) / min(cut) > 4.0
+    # a compressor whose random threshold sits above the probe's peak only changes level: dropped
+    comp = effect_presets("builtin:compressor", probe, RATE, n_settings=60, n_presets=4, seed=0)
+    assert comp["dropped"]["unchanged"] > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> tuple[Path, Path]:
+    """A training root with 6 generated 2 s clips (two content types) and presets for two effects."""
+    root = tmp_path_factory.mktemp("train")
+    for ct, seeds in (("music", (1, 2, 3)), ("drums", (4, 5, 6))):
+        (root / ct).mkdir()
+        clips = []
+        for s in seeds:
+            sf.write(str(root / ct / f"c{s}.flac"), phrase(2.0, RATE, seed=s).T, RATE, subtype="PCM_24")
+            clips.append({"id": f"c{s}", "path": f"{ct}/c{s}.flac", "recording": f"r{s}", "content_type": ct,
+                          "duration_s": 2.0})
+        (root / ct / "manifest.json").write_text(json.dumps({"clips": clips}))
+    presets = build_presets(["builtin:lowpass", "builtin:distortion"], phrase(1.0, RATE, seed=9), RATE,
+                            root / "presets.json", n_settings=30, n_presets=3, seed=0, log=lambda m: None)
+    assert list(presets["effects"]) == ["builtin:lowpass", "builtin:distortion"]
+    return root, root / "presets.json"
+
+
+@pytest.fixture(scope="module")
+def tiny_pairs(tiny_corpus, tmp_path_factory) -> Path:
+    root, presets = tiny_corpus
+    out = tmp_path_factory.mktemp("pairs")
+    plan = PairPlan(items=80, seconds=2.0, content_weights={"music": 0.5, "drums": 0.5})
+    build_pairs(root, presets, out, plan, SMALL, workers=1, log=lambda m: None)
+    return out
+
+
+def test_pairs_hold_dry_and_wet_log_mels_with_labels(tiny_pairs, tiny_corpus):
+    p = load_pairs(tiny_pairs)
+    frames = (2 * RATE - 2048) // 1024 + 1
+    assert p.dry.shape == (6, 2, frames, 32) and p.wet.shape == (80, 2, 2, frames, 32)
+    assert p.ready.all() and set(p.effect.tolist()) == {0, 1} and set(p.preset.tolist()) <= {0, 1, 2}
+    assert np.isfinite(np.asarray(p.wet, dtype=np.float32)).all()
+    assert float(np.asarray(p.wet).min()) >= -1.0 and float(np.asarray(p.wet).max()) <= 1.0
+    # a and b of one item come from different recordings of the same content type
+    assert (p.dry_index[:, 0] != p.dry_index[:, 1]).all()
+    assert ((p.dry_index[:, 0] < 3) == (p.dry_index[:, 1] < 3)).all()
+    # a low-passed clip loses top-band energy against its dry clip
+    i = int(np.flatnonzero(p.effect == 0)[0])
+    dry_top = np.asarray(p.dry[p.dry_index[i, 0], 0, :, -4:], dtype=np.float32).mean()
+    wet_top = np.asarray(p.wet[i, 0, 0, :, -4:], dtype=np.float32).mean()
+    assert wet_top <= dry_top + 1e-3
+    # a rebuild of the same plan finds everything done; another plan in the same folder is refused
+    root, presets = tiny_corpus
+    build_pairs(root, presets, tiny_pairs, PairPlan(items=80, seconds=2.0, content_weights={"music": 0.5, "drums": 0.5}),
+                SMALL, workers=1, log=lambda m: None)
+    with pytest.raises(RuntimeError, match="different plan"):
+        build_pairs(root, presets, tiny_pairs, PairPlan(items=81, seconds=2.0), SMALL, workers=1, log=lambda m: None)
+
+
+def test_training_logs_checkpoints_resumes_and_is_deterministic(tiny_pairs, tmp_path):
+    plan = TrainPlan(steps=4, batch=8, crop_frames=60, val_items=16, checkpoint_every=2, seed=0)
+    ck = train(tiny_pairs, tmp_path / "a", plan, device="cpu", threads=1, log=lambda m: None)
+    rows = list(csv.DictReader((tmp_path / "a" / "train_log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert all(np.isfinite(float(r["val_loss"])) and 0 <= float(r["val_effect_acc"]) <= 1 for r in rows)
+    # stop at 2 steps, then resume to 4: same weights as the uninterrupted run
+    train(tiny_pairs, tmp_path / "b", TrainPlan(**{**plan.__dict__, "steps": 2}), device="cpu", threads=1,
+          log=lambda m: None)
+    ck_b = train(tiny_pairs, tmp_path / "b", plan, device="cpu", threads=1, log=lambda m: None)
+    a, b = torch.load(ck, weights_only=False), torch.load(ck_b, weights_only=False)
+    assert b["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    with pytest.raises(RuntimeError, match=r"other settings \(\['lr'\]\)"):
+        train(tiny_pairs, tmp_path / "b", TrainPlan(**{**plan.__dict__, "lr": 0.5}), device="cpu", log=lambda m: None)
+
+    # export: hash-prefixed name, verified on load, same embeddings as the checkpoint's encoder
+    w = export_weights(ck, tmp_path / "models")
+    model = load_encoder(w)
+    ref = StyleEncoder(SMALL)
+    ref.load_state_dict({k[8:]: v for k, v in a["model"].items() if k.startswith("encoder.")})
+    ref.eval()
+    x = phrase(2.0, RATE, seed=21)[None]
+    e1 = EncoderMetric(model, "afx").embed(x, RATE)
+    e2 = EncoderMetric(ref, "afx").embed(x, RATE)
+    np.testing.assert_allclose(e1.mid, e2.mid, atol=1e-6)
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(StitoError, match="corrupt or were modified"):
+        load_encoder(w)
+    with pytest.raises(StitoError, match="must be named afx-rep-"):
+        load_encoder(tmp_path / "encoder.pt")
+
+
+def test_random_encoder_metric_is_seeded_unit_norm_and_leaves_torch_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    m = get_metric("random")
+    after = torch.rand(1)
+    assert torch.equal(before, after)
+    x = np.stack([phrase(2.0, RATE, seed=s) for s in (1, 2)])
+    e = m.embed(x, RATE)
+    assert e.mid.shape == (2, 128) and e.side.shape == (2, 128)
+    np.testing.assert_allclose(np.linalg.norm(e.mid, axis=1), 1.0, atol=1e-5)
+    e_again = get_metric("random").embed(x, RATE)
+    np.testing.assert_array_equal(e.mid, e_again.mid)
+    assert float(m.similarity(e, e).min()) == pytest.approx(1.0, abs=1e-5)
+    assert random_encoder(0).config == EncoderConfig()
