@@ -1,0 +1,103 @@
+"""Task 3: estimation scores on known answers, one-parameter chains, and `stito bench parameters --quick` end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from stito_server.bench import cli as bench_cli
+from stito_server.bench.common import ClipPool
+from stito_server.bench.param_tasks import PARAM_TASKS
+from stito_server.bench.parameters import (QUICK, estimation_scores, make_chain, pearson, run_effect, summarize,
+                                           task_by_key)
+from stito_server.data import cli as data_cli
+
+from .conftest import RATE, vst3_path
+
+
+@pytest.fixture(scope="module")
+def quick_root(request):
+    return data_cli.build_eval(quick=True, cache=request.config.cache.mkdir("stito-data"), log=lambda m: None)[0]
+
+
+def test_scores_on_known_answers():
+    t = [0.2, 0.4, 0.6, 0.8]
+    assert estimation_scores(t, t) == {"mse": 0.0, "rho": pytest.approx(1.0), "n": 4}
+    flipped = estimation_scores(t, t[::-1])
+    assert flipped["rho"] == pytest.approx(-1.0) and flipped["mse"] == pytest.approx((0.36 + 0.04) * 2 / 4)
+    shifted = estimation_scores(t, [x + 0.1 for x in t])  # a constant bias costs MSE, not correlation
+    assert shifted["mse"] == pytest.approx(0.01) and shifted["rho"] == pytest.approx(1.0)
+    constant = estimation_scores(t, [0.5] * 4)  # no information: rho 0 by definition
+    assert constant["rho"] == 0.0 and constant["mse"] == pytest.approx((0.09 + 0.01) * 2 / 4)
+    assert pearson([0, 1, 2], [0, 2, 4.5]) == pytest.approx(np.corrcoef([0, 1, 2], [0, 2, 4.5])[0, 1])
+    with pytest.raises(ValueError, match=r"same length >= 2, got \(3,\) and \(2,\)"):
+        pearson([0, 1, 2], [0, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        pearson([0, 1], [0, np.nan])
+
+
+def test_summary_groups_split_seen_unseen_and_kinds():
+    by_effect = {"lowpass_cutoff": {"mse": 0.1, "rho": 0.5}, "bitcrush_depth": {"mse": 0.3, "rho": -0.5},
+                 "zam_comp_threshold": {"mse": 0.2, "rho": 1.0}}
+    s = summarize(by_effect)
+    assert s["all"] == {"mse": pytest.approx(0.2), "rho": pytest.approx(1 / 3), "effects": 3}
+    assert s["unseen"] == {"mse": pytest.approx(0.3), "rho": pytest.approx(-0.5), "effects": 1}
+    assert s["seen"]["effects"] == 2 and s["vst3"]["mse"] == pytest.approx(0.2)
+    assert s["builtin"]["rho"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="valid: distortion_drive, compressor_threshold"):
+        task_by_key("wah")
+
+
+def test_task_chains_search_one_parameter_and_hold_the_fixed_values():
+    vst3_path("ZamEQ2")
+    task = task_by_key("zam_eq_high")
+    chain = make_chain(task)
+    assert len(chain) == 1 and chain.dim_names() == ["ZamEQ2.Boost/Cut H"]
+    rows = {r["param"]: r for r in chain.describe()}
+    for name, x in task.fixed.items():
+        assert rows[name]["normalized"] == pytest.approx(x, abs=1e-6)
+        assert 0.0 < rows[name]["value"] < 0.1  # just above 0 dB, where the plugin renders NaN
+    noise = np.random.default_rng(0).standard_normal((2, RATE)).astype(np.float32) * 0.1
+    for target in (0.2, 0.8):
+        chain.set_vector(np.array([target]))
+        assert np.isfinite(chain.process(noise, RATE)).all()
+    comp = {r["param"]: r["value"] for r in make_chain(task_by_key("compressor_threshold")).describe()}
+    assert comp["ratio"] == pytest.approx(4.0, rel=1e-3)
+    assert {t.key for t in PARAM_TASKS} >= set(QUICK["tasks"])
+
+
+def test_identical_content_recovers_the_target(quick_root):
+    """With the reference made from the input clip itself, the search must land on the target."""
+    pools = {c: ClipPool(quick_root, c, quick=True) for c in ("speech", "music")}
+    for pool in pools.values():
+        pool.other_recording = lambda i, rng, exclude=(): i
+    cfg = {"targets": (0.3, 0.7), "runs": 1, "popsize": 6, "generations": 6, "excerpt_s": 2.0}
+    res = run_effect(task_by_key("lowpass_cutoff"), pools, ["mfcc"], cfg, seed=0, log=lambda m: None)["mfcc"]
+    assert res["contents"] == ["speech", "music"]
+    assert np.allclose(res["estimates"], res["targets"], atol=0.05)
+    assert res["rho"] == pytest.approx(1.0) and res["mse"] < 0.0025
+
+
+def test_quick_parameters_end_to_end(tmp_path, quick_root, capsys):
+    parser = argparse.ArgumentParser(prog="stito")
+    bench_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "parameters", "--quick", "--out", str(tmp_path),
+                              "--cache", str(quick_root.parent)])
+    assert bench_cli.run(args) == 0
+    assert "| lowpass_cutoff |" in capsys.readouterr().out
+    for suffix in ("md", "json", "png"):
+        assert (tmp_path / f"parameters.{suffix}").stat().st_size > 200
+    report = json.loads((tmp_path / "parameters.json").read_text())
+    n = len(QUICK["targets"]) * QUICK["runs"]
+    for metric in ("mfcc", "mir"):
+        effects = report["results"][metric]["effects"]
+        assert list(effects) == list(QUICK["tasks"])
+        for r in effects.values():
+            assert r["n"] == n and sorted(r["targets"]) == sorted(QUICK["targets"] * QUICK["runs"])
+            assert all(0.0 <= e <= 1.0 for e in r["estimates"])
+            assert r["mse"] == pytest.approx(np.mean((np.array(r["targets"]) - r["estimates"]) ** 2))
+            assert -1.0 <= r["rho"] <= 1.0
+        assert set(report["results"][metric]["summary"]) == {"all", "seen", "unseen", "builtin", "vst3"}
