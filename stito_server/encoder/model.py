@@ -87,15 +87,15 @@ class _Block(nn.Module):
 
 def _stats(x: torch.Tensor) -> torch.Tensor:
     """Mean and standard deviation over time: ``(batch, ch, frames)`` -> ``(batch, 2 * ch)``."""
-    mean = x.mean(dim=-1)
-    std = (x - mean[..., None]).pow(2).mean(dim=-1).add(1e-6).sqrt()
-    return torch.cat([mean, std], dim=-1)
+    var, mean = torch.var_mean(x, dim=-1, correction=0)
+    return torch.cat([mean, var.add(1e-6).sqrt()], dim=-1)
 
 
 class StyleEncoder(nn.Module):
     """Shared trunk over log-mel frames, separate mid and side heads, L2-normalised outputs.
 
-    The trunk is a stack of residual dilated 1-D convolutions over time with the mel bands as channels
+    The trunk is a strided 1-D convolution then residual dilated 1-D convolutions over time with the mel
+    bands as channels
     (spectral envelope, dynamics and decay are what production style changes, not pitch patterns);
     statistics pooling (mean, deviation) of both the trunk output and the input bands feeds each head.
     """
@@ -104,7 +104,9 @@ class StyleEncoder(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.inp = nn.Sequential(nn.Conv1d(c.n_mels, c.width, 3, padding=1), nn.BatchNorm1d(c.width), nn.ReLU())
+        # stride 2: the trunk runs at 42.7 ms per frame (half the cost; decay and dynamics survive it)
+        self.inp = nn.Sequential(nn.Conv1d(c.n_mels, c.width, 3, stride=2, padding=1), nn.BatchNorm1d(c.width),
+                                 nn.ReLU())
         self.blocks = nn.Sequential(*[_Block(c.width, d) for d in c.dilations])
         pooled = 2 * c.width + 2 * c.n_mels
         self.mid_head = nn.Sequential(nn.Linear(pooled, 2 * c.dim), nn.ReLU(), nn.Linear(2 * c.dim, c.dim))
