@@ -116,3 +116,26 @@ def test_quick_transfer_end_to_end(tmp_path, quick_root, capsys):
     assert case["results"]["input"]["loudness_error_lu"] == pytest.approx(gap, abs=1e-6)
     assert set(report["results"]) == {"all", "speech", "music", "lowpass", "delay"}
     assert report["results"]["all"]["oracle"]["n"] == len(QUICK["cells"])
+
+
+def test_bench_all_runs_every_task_in_order_with_the_same_flags(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake(task):
+        def run(**kwargs):
+            calls.append((task, kwargs))
+            (tmp_path / f"{task}.md").write_text(f"# {task} table\n")
+            return {"files": [str(tmp_path / f"{task}.md")], "wall_s": 0.0}
+        return argparse.Namespace(run=run)
+
+    modules = {path: fake(task) for task, path in bench_cli.TASKS.items()}
+    monkeypatch.setattr(bench_cli.importlib, "import_module", lambda name: modules[name])
+    parser = argparse.ArgumentParser(prog="stito")
+    bench_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "all", "--quick", "--out", str(tmp_path), "--metrics", "mfcc", "--seed", "3"])
+    assert bench_cli.run(args) == 0
+    assert [t for t, _ in calls] == ["classification", "retrieval", "parameters", "transfer"]
+    assert all(kw == {"quick": True, "out_dir": tmp_path, "metrics": ("mfcc",), "seed": 3, "cache": None}
+               for _, kw in calls)
+    out = capsys.readouterr().out
+    assert out.index("# retrieval table") < out.index("# parameters table") < out.index("# transfer table")
