@@ -68,8 +68,8 @@ STYLES: dict[str, dict] = {
 STYLE_NAMES = tuple(STYLES)
 # cells: (style, content type) pairs, each run ``repeats`` times with other clips; popsize and generations:
 # stito's search budget per match (the paper's is 64 x 25) on the whole 5 s input clip.
-FULL = {"cells": tuple((s, c) for s in STYLE_NAMES for c in CONTENTS), "repeats": 1, "popsize": 16,
-        "generations": 12, "excerpt_s": 5.0}
+FULL = {"cells": tuple((s, c) for s in STYLE_NAMES for c in CONTENTS), "repeats": 1, "popsize": 12,
+        "generations": 8, "excerpt_s": 5.0}
 QUICK = {"cells": (("lowpass", "speech"), ("delay", "music")), "repeats": 1, "popsize": 4, "generations": 2,
          "excerpt_s": 3.0}
 MEASURES = ("mrstft_db", "logmel_db", "loudness_error_lu", "width_error")
