@@ -28,6 +28,7 @@ FULL = {"tasks": tuple(t.key for t in PARAM_TASKS), "targets": (0.2, 0.4, 0.6, 0
         "popsize": 8, "generations": 8, "excerpt_s": 5.0}
 QUICK = {"tasks": ("lowpass_cutoff", "zam_comp_threshold", "dragonfly_plate_wet"), "targets": (0.25, 0.75),
          "runs": 1, "popsize": 6, "generations": 3, "excerpt_s": 3.0}
+END_TOLERANCE = 0.02  # an estimate this close to 0 or 1 counts as pinned to an end of the range
 
 
 def task_by_key(key: str) -> ParamTask:
@@ -240,6 +241,10 @@ def markdown(report: dict) -> str:
         s = [report["results"][m]["summary"][group] for m in metrics]
         lines.append(f"| {group} | {s[0]['effects']} | " + " | ".join(f"{fmt(x['mse'])} | {fmt(x['rho'])}" for x in s)
                      + " |")
+    ends = {m: np.mean([min(e, 1 - e) <= END_TOLERANCE for r in report["results"][m]["effects"].values()
+                        for e in r["estimates"]]) for m in metrics}
+    lines += ["", f"Estimates at an end of the range (within {END_TOLERANCE:g} of 0 or 1): "
+              + ", ".join(f"{m.upper()} {100 * v:.0f} %" for m, v in ends.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -253,18 +258,19 @@ def plot(report: dict, path: Path) -> None:
     keys = list(report["effects"])
     cols = min(4, len(keys))
     rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.6 * rows), squeeze=False, sharex=True, sharey=True)
+    metrics = list(report["results"])
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.8 * rows), squeeze=False, sharex=True, sharey=True)
     for ax, key in zip(axes.flat, keys):
-        for k, (m, res) in enumerate(report["results"].items()):
-            r = res["effects"][key]
-            jitter = (k - (len(report["results"]) - 1) / 2) * 0.015
+        for k, m in enumerate(metrics):
+            r = report["results"][m]["effects"][key]
+            jitter = (k - (len(metrics) - 1) / 2) * 0.015
             ax.scatter(np.asarray(r["targets"]) + jitter, r["estimates"], s=12, color=f"C{k}",
-                       label=f"{m.upper()} (rho {r['rho']:.2f})")
+                       label=m.upper() if key == keys[0] else None)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.set_title(key + (" (unseen)" if report["effects"][key]["unseen"] else ""), fontsize=8)
-        ax.legend(fontsize=6, loc="upper left")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        rhos = " · ".join(f"{m.upper()} rho {report['results'][m]['effects'][key]['rho']:.2f}" for m in metrics)
+        ax.set_title(key + (" (unseen)" if report["effects"][key]["unseen"] else "") + "\n" + rhos, fontsize=7)
+        ax.set_xlim(-0.04, 1.04)  # estimates at the range ends stay visible
+        ax.set_ylim(-0.04, 1.04)
     for ax in axes.flat[len(keys):]:
         ax.axis("off")
     for ax in axes[-1]:
@@ -272,6 +278,7 @@ def plot(report: dict, path: Path) -> None:
     for ax in axes[:, 0]:
         ax.set_ylabel("estimated")
     fig.suptitle(f"Parameter estimation{' (quick)' if report['quick'] else ''}")
+    fig.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
