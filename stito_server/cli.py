@@ -29,13 +29,17 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--metric", default="mfcc", help="style metric (default: %(default)s)")
     m.add_argument("--amount", type=float, default=1.0, help="0..1 blend from the starting to the matched settings")
     m.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    m.add_argument("--max-generations", type=int, default=25, help="CMA-ES generations at most (default: %(default)s)")
-    m.add_argument("--popsize", type=int, default=64, help="candidates per generation (default: %(default)s)")
+    m.add_argument("--preset", choices=("fast", "paper"), default="fast",
+                   help="search settings: fast (seconds on 2 cores) or paper (popsize 64, 25 generations, two 5.5 s "
+                        "excerpts); the flags below override it (default: %(default)s)")
+    m.add_argument("--max-generations", type=int, default=None, help="CMA-ES generations at most (default: preset's)")
+    m.add_argument("--popsize", type=int, default=None, help="candidates per generation (default: preset's)")
     m.add_argument("--start", choices=("current", "center"), default="current",
                    help="start from the chain's settings or from the centre of every range")
-    m.add_argument("--excerpt-seconds", type=float, default=5.5, help="analysis excerpt length (default: %(default)s)")
-    m.add_argument("--excerpts", type=int, default=2, help="analysis excerpts per candidate (default: %(default)s)")
+    m.add_argument("--excerpt-seconds", type=float, default=None, help="analysis excerpt length (default: preset's)")
+    m.add_argument("--excerpts", type=int, default=None, help="analysis excerpts per candidate (default: preset's)")
     m.add_argument("--workers", type=int, default=None, help="rendering threads (default: one per core)")
+    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of a learned metric (default: cpu)")
     m.add_argument("--loudness", choices=("reference", "input", "off"), default="reference",
                    help="gain the output file to the reference's or the input's integrated loudness, or leave "
                         "the chain's level (default: %(default)s; a gain on the file, not a chain parameter)")
@@ -115,24 +119,21 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .effects.specs import load_chain
     from .match import MatchOptions
     from .metrics import get_metric
-    from .optimize import OptimizerOptions
 
     _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
-    try:
-        opts = MatchOptions(
-            optimizer=OptimizerOptions(popsize=args.popsize, max_generations=args.max_generations, seed=args.seed),
-            amount=args.amount, start=args.start, excerpt_seconds=args.excerpt_seconds, excerpts=args.excerpts,
-            workers=args.workers, loudness=args.loudness)
-    except ValueError as exc:
-        raise StitoError(str(exc)) from None
+    chosen = {"popsize": args.popsize, "max_generations": args.max_generations,
+              "excerpt_seconds": args.excerpt_seconds, "excerpts": args.excerpts}
+    opts = MatchOptions.preset(args.preset, seed=args.seed, amount=args.amount, start=args.start,
+                               workers=args.workers, loudness=args.loudness,
+                               **{k: v for k, v in chosen.items() if v is not None})
     input_audio = load_audio(args.input, role="input")
     reference = load_audio(args.reference, role="reference")
     if args.server:
         return match_on_server(args, opts, input_audio, reference)
-    metric = get_metric(args.metric)
+    metric = get_metric(args.metric, args.device)
     chain = load_chain(args.chain)
     run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
-                  extra={"input": args.input, "reference": args.reference, "chain": args.chain})
+                  extra={"input": args.input, "reference": args.reference, "chain": args.chain, "preset": args.preset})
     return 0
 
 
@@ -151,7 +152,8 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
             spec = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise StitoError(f"cannot read chain file {path}: {exc}") from None
-    options = {"amount": opts.amount, "seed": opts.optimizer.seed, "popsize": opts.optimizer.popsize,
+    options = {"preset": args.preset, "amount": opts.amount, "seed": opts.optimizer.seed,
+               "popsize": opts.optimizer.popsize,
                "max_generations": opts.optimizer.max_generations, "excerpt_seconds": opts.excerpt_seconds,
                "excerpts": opts.excerpts, "metric": args.metric, "loudness": opts.loudness}
     bar = tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen", file=sys.stderr,

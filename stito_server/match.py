@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 import numpy as np
 
-from .audio import Audio, choose_excerpts, loudness_lufs, mid_side, validate_audio
+from .audio import Audio, choose_excerpts, content_excerpts, loudness_lufs, mid_side, validate_audio
 from .effects.chain import Chain
 from .errors import RenderError, StitoError
 from .metrics.base import Embedding, StyleMetric
-from .optimize import OptimizeResult, OptimizerOptions, Progress, optimize
+from .optimize import OptimizeResult, OptimizerOptions, Progress, Stage, optimize
 from .render import Clip, ProcessRenderer, Renderer
 
 SIDE_FLOOR_DB = -40.0  # side below mid by more than this counts as mono (side similarity ignored)
 
 
+EXCERPT_CHOICES = ("content", "random")
+
+
 @dataclass(frozen=True)
 class MatchOptions:
-    """How a match runs.
+    """How a match runs. ``MatchOptions()`` is the fast preset; ``MatchOptions.paper()`` the paper's settings.
 
     Attributes:
         optimizer: CMA-ES settings (popsize, generations, sigma0, early stop, seed).
@@ -38,19 +41,34 @@ class MatchOptions:
         renderer: "threads" (in-process), "processes" (worker processes: a crashing plugin fails the
             match, not the caller) or "auto": threads when every effect may render off the main
             thread, else processes when the chain can be rebuilt from its spec, else one thread.
+        excerpt_choice: "content": the most active (loud, eventful) excerpt in each zone of the file,
+            analysis and validation excerpts disjoint, no randomness; "random": the loudest of a few
+            random crops per zone (the original behaviour, drawn from the optimiser's seed).
+        pipeline: Embed each block of renders as soon as it is rendered, overlapping the embedding
+            with the rest of the population's rendering (False: render all, then embed all in one batch).
+        recreate_plugins: Render every candidate on new plugin instances, as a naive host would (only
+            for measuring what keeping one instance per worker saves; much slower).
+        coarse_generations: Generations of a first, coarse stage scored on the first ``coarse_seconds``
+            of each analysis excerpt (cheaper renders), before the rest on the whole excerpts; 0: none.
+        coarse_seconds: Length of the coarse stage's excerpts, in seconds.
     """
 
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     amount: float = 1.0
     start: str = "current"
-    excerpt_seconds: float = 5.5
-    excerpts: int = 2
-    validation_excerpts: int = 3
+    excerpt_seconds: float = 4.0
+    excerpts: int = 1
+    validation_excerpts: int = 2
     reference_windows: int = 4
     preroll_seconds: float = 0.5
     workers: int | None = None
     renderer: str = "auto"
     loudness: str = "off"
+    excerpt_choice: str = "content"
+    pipeline: bool = True
+    recreate_plugins: bool = False
+    coarse_generations: int = 0
+    coarse_seconds: float = 1.5
 
     def __post_init__(self) -> None:
         if self.loudness not in ("off", "input", "reference"):
@@ -65,6 +83,67 @@ class MatchOptions:
             raise StitoError(f"excerpt_seconds must be above 0.5 s, got {self.excerpt_seconds:g}")
         if self.excerpts < 1 or self.validation_excerpts < 1 or self.reference_windows < 1:
             raise StitoError("excerpts, validation_excerpts and reference_windows must each be at least 1")
+        if self.excerpt_choice not in EXCERPT_CHOICES:
+            raise StitoError(f"excerpt_choice must be one of {', '.join(EXCERPT_CHOICES)}, "
+                             f"got {self.excerpt_choice!r}")
+        if self.workers is not None and self.workers < 1:
+            raise StitoError(f"workers must be at least 1, got {self.workers}")
+        if not 0 <= self.coarse_generations < self.optimizer.max_generations:
+            raise StitoError(f"coarse_generations must be from 0 to max_generations - 1 "
+                             f"({self.optimizer.max_generations - 1}), got {self.coarse_generations}")
+        if self.coarse_generations and not 0.5 <= self.coarse_seconds < self.excerpt_seconds:
+            raise StitoError(f"coarse_seconds must be from 0.5 s up to excerpt_seconds ({self.excerpt_seconds:g} s), "
+                             f"got {self.coarse_seconds:g}")
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> "MatchOptions":
+        """Options of a named preset (``PRESETS``), with ``changes`` applied.
+
+        Args:
+            name: "fast" (the default: seconds on 2 cores) or "paper" (the paper's search: popsize 64,
+                25 generations, two 5.5 s excerpts, random crops; the original behaviour exactly).
+            changes: MatchOptions fields, or OptimizerOptions fields (popsize, max_generations, seed, ...).
+
+        Raises:
+            StitoError: unknown preset or option name (the valid ones listed), or a bad value.
+        """
+        if name not in PRESETS:
+            raise StitoError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        return _with_changes(PRESETS[name], changes)
+
+    @classmethod
+    def paper(cls, **changes: Any) -> "MatchOptions":
+        """The paper's settings (see ``preset``)."""
+        return cls.preset("paper", **changes)
+
+    @classmethod
+    def fast(cls, **changes: Any) -> "MatchOptions":
+        """The fast default settings (see ``preset``)."""
+        return cls.preset("fast", **changes)
+
+
+def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions:
+    match_keys = {f.name for f in fields(MatchOptions)} - {"optimizer"}
+    opt_keys = {f.name for f in fields(OptimizerOptions)}
+    unknown = sorted(set(changes) - match_keys - opt_keys)
+    if unknown:
+        raise StitoError(f"unknown option {unknown[0]!r}; valid: {', '.join(sorted(match_keys | opt_keys))}")
+    settings = {**base, **changes}
+    try:
+        optimizer = OptimizerOptions(**{k: v for k, v in settings.items() if k in opt_keys})
+    except ValueError as exc:
+        raise StitoError(str(exc)) from None
+    return MatchOptions(optimizer=optimizer, **{k: v for k, v in settings.items() if k in match_keys})
+
+
+# Preset settings (MatchOptions and OptimizerOptions fields). "paper" reproduces the original engine
+# exactly (same seed, same result); "fast" is what the measurements in bench/results/speed.md support.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
+              "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
+              "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": False},
+}
 
 
 @dataclass
@@ -154,17 +233,25 @@ def uses_side(*audios: np.ndarray) -> bool:
 class _Scorer:
     """Renders candidates on a set of clips and scores them against the reference embedding."""
 
-    def __init__(self, renderer: Renderer, metric: StyleMetric, ref: Embedding, clips: list[Clip],
-                 sample_rate: int, use_side: bool) -> None:
+    def __init__(self, renderer: Renderer | ProcessRenderer, metric: StyleMetric, ref: Embedding, clips: list[Clip],
+                 sample_rate: int, use_side: bool, pipeline: bool) -> None:
         self.renderer, self.metric, self.ref = renderer, metric, ref
-        self.clips, self.sample_rate, self.use_side = clips, sample_rate, use_side
+        self.clips, self.sample_rate, self.use_side, self.pipeline = clips, sample_rate, use_side, pipeline
         self.errors: list[str] = []
 
+    def _embed(self, audio: np.ndarray) -> Embedding:
+        """``(rows, clips, channels, n)`` renders -> ``rows * clips`` embeddings."""
+        return self.metric.embed(audio.reshape(-1, *audio.shape[2:]), self.sample_rate)
+
     def __call__(self, xs: np.ndarray) -> np.ndarray:
-        audio, errors = self.renderer.render(xs, self.clips, self.sample_rate)
-        pop, k = audio.shape[:2]
-        emb = self.metric.embed(audio.reshape(pop * k, *audio.shape[2:]), self.sample_rate)
-        sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(pop, k).mean(axis=1)
+        xs = np.atleast_2d(xs)
+        if self.pipeline:
+            blocks, errors = self.renderer.render_map(xs, self.clips, self.sample_rate, self._embed)
+            emb = Embedding(np.concatenate([b.mid for b in blocks]), np.concatenate([b.side for b in blocks]))
+        else:
+            audio, errors = self.renderer.render(xs, self.clips, self.sample_rate)
+            emb = self._embed(audio)
+        sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(len(xs), len(self.clips)).mean(axis=1)
         for i, e in enumerate(errors):
             if e is not None:
                 sims[i] = np.nan
@@ -183,7 +270,33 @@ def make_renderer(chain: Chain, opts: MatchOptions) -> Renderer | ProcessRendere
     kind = opts.renderer
     if kind == "auto":
         kind = "threads" if chain.thread_safe or chain.spec is None else "processes"
-    return ProcessRenderer(chain, opts.workers) if kind == "processes" else Renderer(chain, opts.workers)
+    if kind == "processes":
+        return ProcessRenderer(chain, opts.workers, recreate=opts.recreate_plugins)
+    return Renderer(chain, opts.workers, recreate=opts.recreate_plugins)
+
+
+def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
+                  rng: np.random.Generator) -> tuple[list[Clip], list[Clip], list[Clip]]:
+    """Analysis and validation clips of the input and the reference's windows (``opts.excerpt_choice``).
+
+    Returns:
+        (analysis, validation, reference) clips; input clips carry ``opts.preroll_seconds`` of pre-roll.
+    """
+    x, sr, secs = input_audio.samples, input_audio.sample_rate, opts.excerpt_seconds
+    r, r_sr = reference.samples, reference.sample_rate
+    if opts.excerpt_choice == "random":
+        ana = choose_excerpts(x, sr, secs, opts.excerpts, rng)
+        val = choose_excerpts(x, sr, secs, opts.validation_excerpts, rng)
+        ref = choose_excerpts(r, r_sr, secs, opts.reference_windows, rng)
+    else:
+        starts = content_excerpts(x, sr, secs, opts.excerpts + opts.validation_excerpts)
+        # analysis zones spread evenly over the file, validation takes the others (disjoint when possible)
+        pick = sorted(set(np.linspace(0, len(starts) - 1, min(opts.excerpts, len(starts))).round().astype(int)))
+        ana = [starts[i] for i in pick]
+        val = [s for i, s in enumerate(starts) if i not in pick] or ana
+        ref = content_excerpts(r, r_sr, secs, opts.reference_windows)
+    return (_clips(input_audio, ana, secs, opts.preroll_seconds), _clips(input_audio, val, secs, opts.preroll_seconds),
+            _clips(reference, ref, secs, 0.0))
 
 
 def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric,
@@ -215,25 +328,26 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     validate_audio(reference, role="reference")
     if len(chain) == 0:
         raise StitoError(f"chain {chain.name!r} has no parameters to search")
-    rng = np.random.default_rng(opts.optimizer.seed)
     sr = input_audio.sample_rate
-    analysis = _clips(input_audio, choose_excerpts(input_audio.samples, sr, opts.excerpt_seconds, opts.excerpts, rng),
-                      opts.excerpt_seconds, opts.preroll_seconds)
-    validation = _clips(input_audio, choose_excerpts(input_audio.samples, sr, opts.excerpt_seconds,
-                                                     opts.validation_excerpts, rng),
-                        opts.excerpt_seconds, opts.preroll_seconds)
-    ref_clips = _clips(reference, choose_excerpts(reference.samples, reference.sample_rate, opts.excerpt_seconds,
-                                                  opts.reference_windows, rng), opts.excerpt_seconds, 0.0)
-    ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
-    use_side = uses_side(input_audio.samples, reference.samples)
-
     warnings: list[str] = []
     before_rows = chain.describe()
     start = chain.get_vector() if opts.start == "current" else np.full(len(chain), 0.5)
+    # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
-        score = _Scorer(renderer, metric, ref_emb, analysis, sr, use_side)
-        check = _Scorer(renderer, metric, ref_emb, validation, sr, use_side)
-        result = optimize(score, start, opts.optimizer, progress, cancelled)
+        rng = np.random.default_rng(opts.optimizer.seed)
+        analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts, rng)
+        ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
+        use_side = uses_side(input_audio.samples, reference.samples)
+        score = _Scorer(renderer, metric, ref_emb, analysis, sr, use_side, opts.pipeline)
+        check = _Scorer(renderer, metric, ref_emb, validation, sr, use_side, opts.pipeline)
+        objective: Any = score
+        if opts.coarse_generations:
+            n = int(round(opts.coarse_seconds * sr))
+            short = [Clip(c.audio[:, :c.preroll + n], c.preroll) for c in analysis]
+            coarse = _Scorer(renderer, metric, ref_emb, short, sr, use_side, opts.pipeline)
+            objective = [Stage(coarse, opts.coarse_generations, "coarse"),
+                         Stage(score, opts.optimizer.max_generations, "fine")]
+        result = optimize(objective, start, opts.optimizer, progress, cancelled)
         names = ["start", "mean", "best", "last_best"]
         finalists = np.stack([start, result.mean_x, result.best_x, result.last_best_x])
         val = check(finalists)

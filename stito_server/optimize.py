@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ FAILED_SIMILARITY = -2.0  # score given to a candidate whose render failed (belo
 
 @dataclass(frozen=True)
 class OptimizerOptions:
-    """CMA-ES settings (paper defaults).
+    """CMA-ES settings (defaults: the fast preset; the paper's are popsize 64, 25 generations).
 
     Attributes:
         popsize: Candidates per generation.
@@ -28,8 +28,8 @@ class OptimizerOptions:
         seed: Random seed; the same seed gives the same search.
     """
 
-    popsize: int = 64
-    max_generations: int = 25
+    popsize: int = 16
+    max_generations: int = 20
     sigma0: float = 0.3
     patience: int = 10
     min_delta: float = 1e-3
@@ -89,30 +89,50 @@ class OptimizeResult:
     failures: int = 0
 
 
-def optimize(evaluate: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, options: OptimizerOptions,
-             progress: Callable[[Progress], None] | None = None,
+@dataclass(frozen=True)
+class Stage:
+    """Generations scored by one objective: e.g. a coarse stage on short excerpts, then a fine one.
+
+    Attributes:
+        evaluate: Scores a population ``(popsize, dims)`` -> ``(popsize,)`` similarities.
+        generations: Generations at most in this stage (the last stage runs to ``max_generations``).
+        name: Label in the trajectory.
+    """
+
+    evaluate: Callable[[np.ndarray], np.ndarray]
+    generations: int
+    name: str = ""
+
+
+def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0: np.ndarray,
+             options: OptimizerOptions, progress: Callable[[Progress], None] | None = None,
              cancelled: Callable[[], bool] | None = None) -> OptimizeResult:
     """Maximise a similarity over the [0, 1] box with CMA-ES.
 
     Args:
         evaluate: Scores a population ``(popsize, dims)`` -> ``(popsize,)`` similarities (higher is
-            better; NaN marks a failed render).
+            better; NaN marks a failed render); or stages run in turn by one CMA-ES (its mean, step size
+            and covariance carry over), within ``options.max_generations`` in all. Scores of different
+            stages do not compare: the best so far and the plateau test restart at each stage.
         x0: Starting point ``(dims,)`` in [0, 1].
         options: Search settings.
         progress: Called after each generation.
         cancelled: Polled before each generation; returning True stops the search.
 
     Returns:
-        The search result.
+        The search result (``best_x`` and ``last_best_x`` from the last stage run).
 
     Raises:
         CancelledError: ``cancelled()`` returned True.
     """
     import cma
 
+    stages = [Stage(evaluate, options.max_generations)] if callable(evaluate) else list(evaluate)
+    if not stages:
+        raise ValueError("optimize needs an objective or at least one stage")
     x0 = np.clip(np.asarray(x0, dtype=np.float64), 0.0, 1.0)
     if x0.size == 1:  # pycma needs at least 2 dimensions; pad with a dummy coordinate
-        return _optimize_1d(evaluate, x0, options, progress, cancelled)
+        return _optimize_1d(stages, x0, options, progress, cancelled)
     rng = np.random.default_rng(options.seed)
     cma_opts = {
         "bounds": [0.0, 1.0], "popsize": options.popsize, "maxiter": options.max_generations,
@@ -129,11 +149,17 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, optio
     trajectory: list[dict] = []
     evaluations = failures = 0
     reason = "max_generations"
+    stage, stage_end = 0, min(stages[0].generations, options.max_generations)
     for generation in range(1, options.max_generations + 1):
+        if generation > stage_end and stage + 1 < len(stages):
+            stage += 1
+            stage_end = options.max_generations if stage + 1 == len(stages) else min(
+                stage_end + stages[stage].generations, options.max_generations)
+            best_x, best_sim, history = last_best.copy(), -math.inf, []
         if cancelled is not None and cancelled():
             raise CancelledError(f"cancelled after {generation - 1} generations")
         xs = np.clip(np.asarray(es.ask(), dtype=np.float64), 0.0, 1.0)
-        sims = np.asarray(evaluate(xs), dtype=np.float64)
+        sims = np.asarray(stages[stage].evaluate(xs), dtype=np.float64)
         failed = ~np.isfinite(sims)
         sims = np.where(failed, FAILED_SIMILARITY, sims)
         es.tell(list(xs), list(-sims))
@@ -144,30 +170,36 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, optio
         if sims[i] > best_sim:
             best_sim, best_x = float(sims[i]), xs[i].copy()
         history.append(best_sim)
-        trajectory.append({
+        row = {
             "generation": generation, "evaluations": evaluations, "best": best_sim,
             "generation_best": float(sims[i]), "generation_median": float(np.median(sims)),
             "failures": int(failed.sum()), "elapsed_s": time.perf_counter() - start,
-        })
+        }
+        trajectory.append(row | ({"stage": stages[stage].name or str(stage)} if len(stages) > 1 else {}))
         if progress is not None:
             progress(Progress(generation, options.max_generations, evaluations, best_sim,
                               time.perf_counter() - start))
+        last_stage = stage + 1 == len(stages)
         if len(history) > options.patience and history[-1] - history[-1 - options.patience] < options.min_delta:
-            reason = "plateau"
-            break
+            if last_stage:
+                reason = "plateau"
+                break
+            stage_end = generation  # this stage has converged: go on to the next
+            continue
         stop = {k: v for k, v in es.stop().items() if k != "maxiter"}
-        if stop:
+        if stop and last_stage:
             reason = ",".join(sorted(stop))
             break
     mean_x = np.clip(np.asarray(es.mean, dtype=np.float64), 0.0, 1.0)
     return OptimizeResult(best_x, best_sim, mean_x, last_best, trajectory, reason, evaluations, failures)
 
 
-def _optimize_1d(evaluate, x0, options, progress, cancelled) -> OptimizeResult:
+def _optimize_1d(stages: list[Stage], x0, options, progress, cancelled) -> OptimizeResult:
     """One dimension: search a padded 2-D problem whose second coordinate is ignored."""
-    def evaluate2(xs: np.ndarray) -> np.ndarray:
-        return evaluate(xs[:, :1])
+    def first(evaluate: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda xs: evaluate(xs[:, :1])
 
-    result = optimize(evaluate2, np.array([x0[0], 0.5]), options, progress, cancelled)
+    padded = [Stage(first(st.evaluate), st.generations, st.name) for st in stages]
+    result = optimize(padded, np.array([x0[0], 0.5]), options, progress, cancelled)
     result.best_x, result.mean_x, result.last_best_x = result.best_x[:1], result.mean_x[:1], result.last_best_x[:1]
     return result

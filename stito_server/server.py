@@ -264,8 +264,8 @@ class Server:
 
     def _match(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
         from .audio import Audio
+        from .errors import StitoError
         from .match import MatchOptions, match
-        from .optimize import OptimizerOptions
 
         c = job.request.content
         try:
@@ -280,15 +280,14 @@ class Server:
         o = c.get("options", {}) if isinstance(c.get("options", {}), dict) else {}
         built = build_chain(_obj(c, "chain"), self.options.allow_python_effects)
         try:
-            opts = MatchOptions(
-                optimizer=OptimizerOptions(popsize=int(o.get("popsize", 64)),
-                                           max_generations=int(o.get("max_generations", 25)),
-                                           seed=int(o.get("seed", 0))),
-                amount=float(o.get("amount", 1.0)), excerpt_seconds=float(o.get("excerpt_seconds", 5.5)),
-                excerpts=int(o.get("excerpts", 2)), workers=self.options.workers,
-                loudness=str(o.get("loudness", "off")),
-                renderer="processes" if built.chain.spec is not None else "threads")
-        except (TypeError, ValueError) as exc:
+            # options not given take the preset's values ("fast" unless the request names "paper")
+            casts = {"popsize": int, "max_generations": int, "seed": int, "amount": float, "excerpt_seconds": float,
+                     "excerpts": int, "loudness": str}
+            opts = MatchOptions.preset(
+                str(o.get("preset", "fast")), workers=self.options.workers,
+                renderer="processes" if built.chain.spec is not None else "threads",
+                **{k: cast(o[k]) for k, cast in casts.items() if k in o})
+        except (TypeError, ValueError, StitoError) as exc:
             raise _RequestError("BadRequest", f"bad options: {exc}") from None
         metric = self.metric(str(o.get("metric", "mfcc")))
 

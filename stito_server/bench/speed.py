@@ -1,0 +1,547 @@
+"""`stito bench speed`: wall time, throughput, memory and oracle quality of a 30 s match, fast vs paper settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..audio import Audio, load_audio, loudness_lufs, save_audio
+from ..distances import multi_resolution_stft_distance
+from ..effects.chain import Chain
+from ..effects.specs import load_chain
+from ..examples import phrase
+from .common import RESULTS_DIR, write_results
+
+TASK = "speed"
+RATE = 48000
+CHAINS = ("pedalboard-strip", "zam-strip")
+INPUT_SEED, SOURCE_SEED = 101, 202  # seeds of the generated input and of the recording the reference is made from
+# The hidden "true" setting of each chain (values in units, per effect name; the rest at the chain's
+# starting settings): the reference is another recording through it, the oracle is the input through it.
+TRUE_SETTINGS: dict[str, dict[str, dict[str, float]]] = {
+    "pedalboard-strip": {
+        "distortion": {"drive_db": 6.0},
+        "parametric_eq": {"low_cut_hz": 80.0, "peak2_gain_db": -5.0, "peak2_cutoff_hz": 400.0,
+                          "high_shelf_gain_db": 6.0, "high_shelf_cutoff_hz": 5000.0},
+        "compressor": {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 5.0, "release_ms": 120.0,
+                       "makeup_gain_db": 6.0},
+        "delay": {"delay_ms": 350.0, "feedback": 0.3, "mix": 0.1},
+        "reverb": {"room_size": 0.6, "wet_level": 0.25, "dry_level": 0.85},
+    },
+    "zam-strip": {
+        "saturation": {"drive_db": 6.0},
+        "eq": {"Boost/Cut 1": -5.0, "Frequency 1": 400.0, "Boost/Cut 2": 4.0, "Frequency 2": 3000.0,
+               "Boost/Cut H": 5.0, "Frequency H": 8000.0},
+        "compressor": {"Threshold": -24.0, "Ratio": 4.0, "Attack": 5.0, "Release": 120.0, "Makeup": 6.0},
+        "delay": {"Time": 350.0, "Feedback": 0.3, "Dry/Wet": 0.1},
+        "reverb": {"Dry Level": 90.0, "Early Level": 10.0, "Late Level": 25.0, "Size": 16.0, "Decay": 1.2},
+    },
+}
+
+
+def true_chain(chain_name: str) -> Chain:
+    """``chain_name`` at its hidden true setting (``TRUE_SETTINGS``).
+
+    Raises:
+        ValueError: a chain without a true setting (valid ones listed).
+    """
+    if chain_name not in TRUE_SETTINGS:
+        raise ValueError(f"no true setting for chain {chain_name!r}; valid: {', '.join(TRUE_SETTINGS)}")
+    chain = load_chain(chain_name)
+    by_name = {fx.name: fx for fx in chain.effects}
+    for effect, values in TRUE_SETTINGS[chain_name].items():
+        by_name[effect].set_values(values)
+    return chain
+
+
+def material(chain_name: str, seconds: float = 30.0, sample_rate: int = RATE) -> dict[str, np.ndarray]:
+    """The input, reference and oracle of one chain's case (deterministic, generated from code).
+
+    Args:
+        chain_name: One of ``TRUE_SETTINGS``.
+        seconds: Length of input and reference, in seconds.
+        sample_rate: In Hz.
+
+    Returns:
+        ``{"input", "reference", "oracle"}``, each ``(2, seconds * sample_rate)`` float32: the input is a
+        dry generated phrase, the reference a different phrase (other notes, tempo and noise) through the
+        chain's true setting, the oracle the input through that same setting.
+    """
+    chain = true_chain(chain_name)
+    dry = phrase(seconds, sample_rate, seed=INPUT_SEED)
+    source = phrase(seconds, sample_rate, seed=SOURCE_SEED)
+    return {"input": dry, "reference": chain.process(source, sample_rate), "oracle": chain.process(dry, sample_rate)}
+
+
+def oracle_distance(output: np.ndarray, oracle: np.ndarray, sample_rate: int = RATE) -> float:
+    """Multi-resolution STFT distance (dB) of ``output`` to ``oracle`` after gaining it to the oracle's loudness.
+
+    Level is not style here (the match's output gain is a separate choice), so only spectrum and envelope count.
+
+    Args:
+        output: ``(channels, n)`` audio.
+        oracle: ``(channels, n)`` audio of the same content.
+        sample_rate: In Hz.
+    """
+    a, b = loudness_lufs(output, sample_rate), loudness_lufs(oracle, sample_rate)
+    y = output * np.float32(10 ** ((b - a) / 20)) if np.isfinite(a) and np.isfinite(b) else output
+    return multi_resolution_stft_distance(y, oracle, sample_rate)
+
+
+def style_similarity(output: np.ndarray, reference: np.ndarray, metric, sample_rate: int = RATE,
+                     window_s: float = 5.5) -> float:
+    """Metric similarity of a whole output to the whole reference: mean embedding over consecutive windows.
+
+    Args:
+        output: ``(channels, n)`` audio.
+        reference: ``(channels, m)`` audio.
+        metric: A ``StyleMetric``.
+        sample_rate: Of both, in Hz.
+        window_s: Window length, in seconds.
+    """
+    from ..match import uses_side
+
+    def windows(x: np.ndarray) -> np.ndarray:
+        n = int(window_s * sample_rate)
+        k = max(1, x.shape[1] // n)
+        return np.stack([x[:, i * n:(i + 1) * n] for i in range(k)])
+
+    a = metric.embed(windows(output), sample_rate).mean()
+    b = metric.embed(windows(reference), sample_rate).mean()
+    return float(metric.similarity(a, b, uses_side(output, reference))[0])
+
+
+# --- settings ---
+
+# Full run: 30 s files, the fast preset timed ``runs`` times (seeds seed, seed + 1, ...), the naive baseline
+# (paper settings, serial, plugins re-created per candidate) ``naive_runs`` times. Quick: short files and tiny
+# searches, to exercise every path (its numbers mean nothing).
+FULL = {"seconds": 30.0, "fast_flags": [], "naive": {}, "chains": CHAINS}
+QUICK = {"seconds": 6.0, "fast_flags": ["--popsize", "6", "--max-generations", "2", "--excerpt-seconds", "1.5"],
+         "naive": {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5, "excerpts": 1,
+                   "validation_excerpts": 1, "reference_windows": 1}, "chains": ("pedalboard-strip",)}
+MAX_LOAD = 2.5  # 1-minute load average above which timing waits (the machine is shared)
+POLL_S = 0.25  # process-tree RSS sampling period
+
+
+def default_metric() -> str:
+    """"afx" when its shipped weights load, else "mfcc"."""
+    from ..metrics import get_metric
+
+    try:
+        get_metric("afx")
+        return "afx"
+    except Exception:  # missing or unverified weights: any failure means the learned metric is not usable here
+        return "mfcc"
+
+
+def wait_for_quiet(max_load: float = MAX_LOAD, tries: int = 30, sleep_s: float = 60.0,
+                   log: Callable[[str], None] = print) -> dict:
+    """Wait (``sleep_s`` at a time, at most ``tries`` times) until the 1-minute load average is at most ``max_load``.
+
+    Returns:
+        ``{"load_1min": load when timing started, "waited_s", "quiet": whether it got below max_load}``.
+    """
+    t0 = time.monotonic()
+    load = os.getloadavg()[0]
+    for _ in range(tries):
+        if load <= max_load:
+            break
+        log(f"{TASK}: load average {load:.2f} > {max_load:g}; waiting {sleep_s:g} s")
+        time.sleep(sleep_s)
+        load = os.getloadavg()[0]
+    return {"load_1min": load, "waited_s": time.monotonic() - t0, "quiet": load <= max_load}
+
+
+# --- measuring a command ---
+
+def _tree_rss_bytes(root: int) -> int:
+    """Resident memory of process ``root`` and all its descendants, in bytes (0 once it is gone)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(d)], rss[int(d)] = int(fields[1]), int(fields[21])
+    tree, frontier = {root}, [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree]
+        tree.update(frontier)
+    return sum(rss.get(pid, 0) for pid in tree) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_measured(cmd: Sequence[str], timeout_s: float = 3600.0) -> dict:
+    """Run a command, timing it and sampling its process tree's memory.
+
+    Args:
+        cmd: The command line.
+        timeout_s: Killed after this long.
+
+    Returns:
+        ``{"wall_s", "peak_rss_mb"`` (sum over the process and its descendants, sampled every ``POLL_S``),
+        ``"max_process_rss_mb"`` (largest single process, from the kernel's own accounting),
+        ``"returncode", "stderr"`` (last 2000 characters)``}``.
+
+    Raises:
+        RuntimeError: the command failed (its stderr quoted).
+    """
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, _tree_rss_bytes(proc.pid))
+            if time.perf_counter() - t0 > timeout_s:
+                proc.kill()
+            time.sleep(POLL_S)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-2000:]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed with exit status {proc.returncode}: {tail}")
+    return {"wall_s": wall, "peak_rss_mb": peak / 2 ** 20, "max_process_rss_mb": usage.ru_maxrss / 1024,
+            "returncode": proc.returncode, "stderr": tail}
+
+
+def _stito() -> list[str]:
+    script = Path(sys.executable).with_name("stito")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "stito_server"]
+
+
+# --- the runs ---
+
+def _quality(out_path: Path, case: dict[str, np.ndarray], metric) -> dict:
+    y = load_audio(out_path, role="output").samples
+    return {"oracle_mrstft_db": oracle_distance(y, case["oracle"]),
+            "style_similarity": style_similarity(y, case["reference"], metric)}
+
+
+def _search_rate(report: dict) -> float:
+    """Candidates scored per second of search (the trajectory's clock)."""
+    traj = report["search"]["trajectory"]
+    return report["search"]["evaluations"] / traj[-1]["elapsed_s"] if traj and traj[-1]["elapsed_s"] > 0 else 0.0
+
+
+def _one_match(kind: str, files: dict[str, Path], chain_name: str, metric_name: str, seed: int, cfg: dict,
+               case: dict[str, np.ndarray], metric, work: Path) -> dict:
+    out, rep = work / f"{kind}-{chain_name}-{seed}.wav", work / f"{kind}-{chain_name}-{seed}.json"
+    common = [str(files["input"]), str(files["reference"]), "--chain", chain_name, "--out", str(out),
+              "--report", str(rep), "--metric", metric_name, "--seed", str(seed), "--quiet"]
+    if kind == "fast":
+        cmd = [*_stito(), "match", *common, *cfg["fast_flags"]]
+    else:
+        cmd = [sys.executable, "-m", "stito_server.bench.speed", "--naive-child", json.dumps(cfg["naive"]), *common]
+    load = os.getloadavg()[0]
+    measured = run_measured(cmd)
+    report = json.loads(rep.read_text())
+    return {"seed": seed, "load_1min_before": load, "wall_s": measured["wall_s"], "match_wall_s": report["wall_s"],
+            "peak_rss_mb": measured["peak_rss_mb"], "max_process_rss_mb": measured["max_process_rss_mb"],
+            "evaluations": report["search"]["evaluations"], "generations": report["search"]["generations"],
+            "stop_reason": report["search"]["stop_reason"], "evaluations_per_s": _search_rate(report),
+            "options": report.get("options", {}), **_quality(out, case, metric)}
+
+
+def _matchering_run(files: dict[str, Path], case: dict[str, np.ndarray], metric, work: Path) -> dict:
+    out = work / "matchering.wav"
+    cmd = [sys.executable, "-m", "stito_server.bench.speed", "--matchering-child", str(files["input"]),
+           str(files["reference"]), str(out)]
+    load = os.getloadavg()[0]
+    measured = run_measured(cmd)
+    return {"load_1min_before": load, "wall_s": measured["wall_s"], "peak_rss_mb": measured["peak_rss_mb"],
+            **_quality(out, case, metric)}
+
+
+def throughput(chain_name: str, metric, seconds: float = 3.0, candidates: int = 32, seed: int = 0,
+               sample_rate: int = RATE) -> dict:
+    """Render and encoder speed on ``seconds``-long stereo clips, in x real time (audio seconds per wall second).
+
+    Rendering uses the renderer a match uses (all workers); the encoder embeds the renders as one batch.
+    """
+    from ..match import MatchOptions, make_renderer
+    from ..render import Clip
+
+    rng = np.random.default_rng(seed)
+    chain = load_chain(chain_name)
+    x = phrase(seconds + 0.5, sample_rate, seed=INPUT_SEED)
+    clips = [Clip(x, int(0.5 * sample_rate))]
+    xs = rng.uniform(0.0, 1.0, (candidates, len(chain)))
+    with make_renderer(chain, MatchOptions()) as renderer:
+        renderer.render(xs[:2], clips, sample_rate)  # warm up (worker processes load the chain)
+        t0 = time.perf_counter()
+        audio, _ = renderer.render(xs, clips, sample_rate)
+        render_s = time.perf_counter() - t0
+    batch = audio.reshape(-1, *audio.shape[2:])
+    metric.embed(batch[:2], sample_rate)
+    t0 = time.perf_counter()
+    metric.embed(batch, sample_rate)
+    embed_s = time.perf_counter() - t0
+    audio_s = candidates * (seconds + 0.5)
+    return {"render_x_real_time": audio_s / render_s, "encoder_x_real_time": candidates * seconds / embed_s,
+            "clip_seconds": seconds, "candidates": candidates}
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return float(np.median([r[key] for r in rows])) if rows else float("nan")
+
+
+def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int = 0, runs: int = 3,
+        naive_runs: int = 1, chains: Sequence[str] | None = None, wait: bool = True,
+        log: Callable[[str], None] = print) -> dict:
+    """Time the fast preset against the naive paper-settings baseline and Matchering; write ``speed.*``.
+
+    Every match runs as its own process (``stito match`` for the fast preset), so wall time includes start-up
+    and the memory figure is the whole process tree's.
+
+    Args:
+        quick: Short files and tiny searches (exercises every path; the numbers mean nothing).
+        out_dir: Folder for ``speed.md``, ``.json`` and ``.png``.
+        metric: Style metric; default "afx" when its weights load, else "mfcc".
+        seed: Seed of the first fast run (run ``i`` uses ``seed + i``) and of the naive runs.
+        runs: Fast runs per chain (the median is reported).
+        naive_runs: Naive-baseline runs per chain (each takes minutes).
+        chains: Chains to time (default both shipped strips; quick: pedalboard-strip).
+        wait: Wait for the machine's load average to fall to ``MAX_LOAD`` before timing.
+        log: Progress printer.
+
+    Returns:
+        The report (also written as JSON), with "files".
+    """
+    from ..metrics import get_metric
+
+    t_start = time.perf_counter()
+    cfg = QUICK if quick else FULL
+    metric_name = metric or default_metric()
+    metric_obj = get_metric(metric_name)
+    chains = tuple(chains or cfg["chains"])
+    unknown = [c for c in chains if c not in TRUE_SETTINGS]
+    if unknown:
+        raise ValueError(f"no speed case for chain {unknown[0]!r}; valid: {', '.join(TRUE_SETTINGS)}")
+    try:
+        import matchering  # noqa: F401
+        has_matchering = True
+    except ImportError:
+        has_matchering = False
+        log(f"{TASK}: matchering is not installed (pip install matchering); its column stays empty")
+    load = wait_for_quiet(log=log) if wait else {"load_1min": os.getloadavg()[0], "waited_s": 0.0, "quiet": None}
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="stito-speed-") as tmp:
+        work = Path(tmp)
+        for chain_name in chains:
+            case = material(chain_name, cfg["seconds"])
+            files = {k: work / f"{chain_name}-{k}.wav" for k in ("input", "reference")}
+            for k, path in files.items():
+                save_audio(path, case[k], RATE)
+            row: dict = {"input": {"oracle_mrstft_db": oracle_distance(case["input"], case["oracle"]),
+                                   "style_similarity": style_similarity(case["input"], case["reference"], metric_obj)},
+                         "oracle": {"style_similarity": style_similarity(case["oracle"], case["reference"],
+                                                                         metric_obj)}}
+            row["fast"] = []
+            for i in range(runs):
+                row["fast"].append(_one_match("fast", files, chain_name, metric_name, seed + i, cfg, case,
+                                              metric_obj, work))
+                log(f"{TASK}: {chain_name} fast #{i}: {row['fast'][-1]['wall_s']:.1f} s, "
+                    f"{row['fast'][-1]['oracle_mrstft_db']:.2f} dB to the oracle")
+            row["naive"] = []
+            for i in range(naive_runs):
+                row["naive"].append(_one_match("naive", files, chain_name, metric_name, seed + i, cfg, case,
+                                               metric_obj, work))
+                log(f"{TASK}: {chain_name} naive #{i}: {row['naive'][-1]['wall_s']:.1f} s, "
+                    f"{row['naive'][-1]['oracle_mrstft_db']:.2f} dB to the oracle")
+            row["matchering"] = _matchering_run(files, case, metric_obj, work) if has_matchering else None
+            row["throughput"] = throughput(chain_name, metric_obj, seconds=1.5 if quick else 3.0,
+                                           candidates=8 if quick else 32)
+            fast, naive = row["fast"], row["naive"]
+            row["summary"] = {
+                "fast_wall_s": _median(fast, "wall_s"), "naive_wall_s": _median(naive, "wall_s"),
+                "speedup": _median(naive, "wall_s") / _median(fast, "wall_s"),
+                "fast_evaluations_per_s": _median(fast, "evaluations_per_s"),
+                "naive_evaluations_per_s": _median(naive, "evaluations_per_s"),
+                "fast_evaluations": _median(fast, "evaluations"), "naive_evaluations": _median(naive, "evaluations"),
+                "fast_peak_rss_mb": max(r["peak_rss_mb"] for r in fast),
+                "naive_peak_rss_mb": max(r["peak_rss_mb"] for r in naive) if naive else float("nan"),
+                "fast_oracle_mrstft_db": _median(fast, "oracle_mrstft_db"),
+                "naive_oracle_mrstft_db": _median(naive, "oracle_mrstft_db"),
+                "fast_style_similarity": _median(fast, "style_similarity"),
+                "naive_style_similarity": _median(naive, "style_similarity"),
+                "max_load_1min": max(r["load_1min_before"] for r in fast + naive),
+            }
+            results[chain_name] = row
+    report = {"task": TASK, "quick": quick, "metric": metric_name, "seed": seed, "runs": runs,
+              "naive_runs": naive_runs, "seconds": cfg["seconds"], "cpu_count": os.cpu_count(),
+              "load": load, "wall_s": time.perf_counter() - t_start, "results": results,
+              "fast_preset": _preset_summary("fast"), "naive_settings": "paper preset, 1 worker, plugins re-created "
+              "per candidate, render all then embed all"}
+    return write_results(report, out_dir, markdown, plot)
+
+
+def _preset_summary(name: str) -> dict:
+    from dataclasses import asdict
+
+    from ..match import MatchOptions
+
+    opts = asdict(MatchOptions.preset(name))
+    return {**opts.pop("optimizer"), **{k: v for k, v in opts.items() if k not in ("amount", "start", "workers")}}
+
+
+def markdown(report: dict) -> str:
+    """The results table: per chain, fast vs naive vs Matchering, with the load the timings were taken under."""
+    lines = [f"# Match speed{' (quick: tiny searches, numbers mean nothing)' if report['quick'] else ''}", "",
+             f"Command: `python -m stito_server.bench.speed{' --quick' if report['quick'] else ''}` · metric "
+             f"{report['metric']} · {report['seconds']:g} s stereo input and reference (48 kHz) · "
+             f"{report['cpu_count']} CPU cores · seed {report['seed']} · fast runs per chain {report['runs']} "
+             f"(seeds {report['seed']}..{report['seed'] + report['runs'] - 1}), naive runs {report['naive_runs']} · "
+             f"bench wall time {report['wall_s'] / 60:.0f} min", "",
+             f"Load: 1-minute load average {report['load']['load_1min']:.2f} when timing began (waited "
+             f"{report['load']['waited_s']:.0f} s for it to fall to {MAX_LOAD:g}); the highest before any timed run "
+             "is in the table. The machine is shared: "
+             + ("**timings above a load of 2.5 were taken under load and are slower than an idle machine's**."
+                if max(r["summary"]["max_load_1min"] for r in report["results"].values()) > MAX_LOAD
+                else "every timed run started below that load."), "",
+             "Fast: `stito match` with its default (fast) preset; naive: the paper's settings (popsize 64, 25 "
+             "generations, two 5.5 s excerpts), 1 worker, plugins re-created per candidate, all renders then one "
+             "embedding batch. Wall: the whole command (start-up, loading, search, final render, writing). "
+             "Quality: multi-resolution STFT distance of the output to the oracle (the input through the "
+             "reference's true setting; lower is better) and the metric's similarity of the whole output to the "
+             "whole reference. RSS: peak of the process tree (workers included).", "",
+             "| chain | fast: median wall s | naive wall s | speed-up | evals/s fast / naive | evals fast / naive | "
+             "render x real time | encoder x real time | peak RSS MB fast / naive | oracle dist dB fast / naive / "
+             "Matchering / input | similarity fast / naive / Matchering / input / oracle | Matchering wall s | "
+             "max load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for chain_name, row in report["results"].items():
+        s, mg, t = row["summary"], row["matchering"] or {}, row["throughput"]
+        lines.append(
+            f"| {chain_name} | {s['fast_wall_s']:.1f} | {s['naive_wall_s']:.0f} | {s['speedup']:.1f}x | "
+            f"{s['fast_evaluations_per_s']:.1f} / {s['naive_evaluations_per_s']:.1f} | "
+            f"{s['fast_evaluations']:.0f} / {s['naive_evaluations']:.0f} | {t['render_x_real_time']:.0f} | "
+            f"{t['encoder_x_real_time']:.0f} | {s['fast_peak_rss_mb']:.0f} / {s['naive_peak_rss_mb']:.0f} | "
+            f"{s['fast_oracle_mrstft_db']:.2f} / {s['naive_oracle_mrstft_db']:.2f} / "
+            f"{mg.get('oracle_mrstft_db', float('nan')):.2f} / {row['input']['oracle_mrstft_db']:.2f} | "
+            f"{s['fast_style_similarity']:.3f} / {s['naive_style_similarity']:.3f} / "
+            f"{mg.get('style_similarity', float('nan')):.3f} / {row['input']['style_similarity']:.3f} / "
+            f"{row['oracle']['style_similarity']:.3f} | {mg.get('wall_s', float('nan')):.1f} | "
+            f"{s['max_load_1min']:.1f} |")
+    lines += ["", "## Every run", "", "| chain | kind | seed | wall s | match s | evals | stop | evals/s | "
+              "peak RSS MB | oracle dist dB | similarity | load before |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for chain_name, row in report["results"].items():
+        for kind in ("fast", "naive"):
+            for r in row[kind]:
+                lines.append(f"| {chain_name} | {kind} | {r['seed']} | {r['wall_s']:.1f} | {r['match_wall_s']:.1f} | "
+                             f"{r['evaluations']} | {r['stop_reason']} | {r['evaluations_per_s']:.1f} | "
+                             f"{r['peak_rss_mb']:.0f} | {r['oracle_mrstft_db']:.2f} | {r['style_similarity']:.3f} | "
+                             f"{r['load_1min_before']:.1f} |")
+        if row["matchering"]:
+            m = row["matchering"]
+            lines.append(f"| {chain_name} | Matchering | - | {m['wall_s']:.1f} | - | - | - | - | {m['peak_rss_mb']:.0f} | "
+                         f"{m['oracle_mrstft_db']:.2f} | {m['style_similarity']:.3f} | {m['load_1min_before']:.1f} |")
+    fp = report["fast_preset"]
+    lines += ["", "Fast preset: " + ", ".join(f"{k} {v}" for k, v in fp.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    """Wall time per match (log scale) and distance to the oracle, fast vs naive vs Matchering, per chain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chains = list(report["results"])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    width = 0.25
+    for k, (kind, label) in enumerate((("fast", "stito fast"), ("naive", "naive (paper)"), ("matchering", "Matchering"))):
+        walls, dists = [], []
+        for c in chains:
+            row = report["results"][c]
+            rows = [row[kind]] if kind == "matchering" and row[kind] else (row[kind] if kind != "matchering" else [])
+            walls.append(_median(rows, "wall_s"))
+            dists.append(_median(rows, "oracle_mrstft_db"))
+        xs = np.arange(len(chains)) + (k - 1) * width
+        axes[0].bar(xs, walls, width, label=label)
+        axes[1].bar(xs, dists, width, label=label)
+    axes[1].plot(np.arange(len(chains)), [report["results"][c]["input"]["oracle_mrstft_db"] for c in chains], "k_",
+                 markersize=30, label="input (no processing)")
+    for ax, title in zip(axes, ("wall seconds per match (log)", "distance to the oracle, dB (lower is better)")):
+        ax.set_xticks(np.arange(len(chains)), chains)
+        ax.set_title(title, fontsize=9)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"Match speed, metric {report['metric']}{' (quick)' if report['quick'] else ''}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- child processes (one measured match each) ---
+
+def _naive_child(settings: dict, argv: Sequence[str]) -> int:
+    """The naive baseline as a command: `stito match`'s arguments, paper preset, serial, plugins re-created."""
+    from ..cli import get_parser, run_and_write
+    from ..match import MatchOptions
+    from ..metrics import get_metric
+
+    args = get_parser().parse_args(["match", *argv])
+    opts = MatchOptions.paper(seed=args.seed, loudness=args.loudness, workers=1, recreate_plugins=True,
+                              pipeline=False, **settings)
+    run_and_write(load_audio(args.input, role="input"), load_audio(args.reference, role="reference"),
+                  load_chain(args.chain), get_metric(args.metric), opts, args.out, args.report, None, True,
+                  extra={"input": args.input, "reference": args.reference, "chain": args.chain, "preset": "naive"})
+    return 0
+
+
+def _matchering_child(target: str, reference: str, out: str) -> int:
+    """Matchering 2 with its default settings on two files (the whole command is timed)."""
+    import matchering as mg
+
+    mg.process(target=target, reference=reference, results=[mg.Result(out, subtype="FLOAT")])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m stito_server.bench.speed [--quick] [--metric M] ...`: run the benchmark, print the table."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--naive-child"]:
+        return _naive_child(json.loads(argv[1]), argv[2:])
+    if argv[:1] == ["--matchering-child"]:
+        return _matchering_child(*argv[1:4])
+    p = argparse.ArgumentParser(prog="python -m stito_server.bench.speed", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="short files and tiny searches (exercises every path)")
+    p.add_argument("--metric", default=None, help="style metric (default: afx when its weights load, else mfcc)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run (default 0)")
+    p.add_argument("--runs", type=int, default=None, help="fast runs per chain (default 3; quick 1)")
+    p.add_argument("--naive-runs", type=int, default=1, help="naive-baseline runs per chain (default 1)")
+    p.add_argument("--chains", default=None, help=f"comma-separated chains (default {','.join(CHAINS)})")
+    p.add_argument("--no-wait", action="store_true", help=f"time at once, even above a load average of {MAX_LOAD:g}")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: bench/results, or bench/results/quick with --quick)")
+    args = p.parse_args(argv)
+    out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    chains = tuple(c.strip() for c in args.chains.split(",") if c.strip()) if args.chains else None
+    report = run(args.quick, out, args.metric, args.seed, runs, args.naive_runs, chains, wait=not args.no_wait)
+    print(Path(report["files"][0]).read_text())
+    print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
