@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval|parameters|transfer|all [--quick]` (into bench/results/); `bench server`."""
+"""`stito bench classification|retrieval|parameters|transfer|all [--quick]` (into bench/results/); `throughput`, `server`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         t.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
         t.add_argument("--cache", default=None,
                        help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
+    th = sub.add_parser("throughput", help="each metric's embedding speed in x real time (stereo clips, mid+side)")
+    th.add_argument("--metrics", default="afx,mfcc,mir,random", help="comma-separated metric names")
+    th.add_argument("--batch", type=int, default=128, help="stereo clips per call (default 128)")
+    th.add_argument("--seconds", type=float, default=5.46, help="clip length in seconds (default 5.46)")
+    th.add_argument("--repeats", type=int, default=3, help="timed calls; the median is reported (default 3)")
     s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
     s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
     return p
@@ -36,8 +41,19 @@ def run(args: argparse.Namespace) -> int:
         from .server import run_server_bench
 
         return run_server_bench(args.repeats)
+    if args.bench_task == "throughput":
+        import os
+
+        from .throughput import metric_throughput
+
+        print(f"| metric | batch | clip s | median s | x real time |  ({os.cpu_count()} CPUs, load "
+              f"{os.getloadavg()[0]:.1f})\n|---|---|---|---|---|")
+        for name in (m.strip() for m in args.metrics.split(",") if m.strip()):
+            r = metric_throughput(name, args.batch, args.seconds, args.repeats)
+            print(f"| {name} | {r['batch']} | {r['seconds']:g} | {r['median_s']:.2f} | {r['x_real_time']:.0f} |")
+        return 0
     if args.bench_task not in TASKS and args.bench_task != "all":
-        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, server")
+        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, throughput, server")
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     for task in TASKS if args.bench_task == "all" else (args.bench_task,):
