@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
@@ -48,9 +49,10 @@ class MatchOptions:
             with the rest of the population's rendering (False: render all, then embed all in one batch).
         recreate_plugins: Render every candidate on new plugin instances, as a naive host would (only
             for measuring what keeping one instance per worker saves; much slower).
-        coarse_generations: Generations of a first, coarse stage scored on the first ``coarse_seconds``
-            of each analysis excerpt (cheaper renders), before the rest on the whole excerpts; 0: none.
-        coarse_seconds: Length of the coarse stage's excerpts, in seconds.
+        coarse_fraction: Share of the generations in a first, coarse stage scored on the first
+            ``coarse_length`` of each analysis excerpt (cheaper renders), before the rest on the whole
+            excerpts (one CMA-ES throughout); 0: no coarse stage.
+        coarse_length: Length of the coarse stage's excerpts, as a fraction of ``excerpt_seconds``.
     """
 
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
@@ -58,7 +60,7 @@ class MatchOptions:
     start: str = "current"
     excerpt_seconds: float = 4.0
     excerpts: int = 1
-    validation_excerpts: int = 2
+    validation_excerpts: int = 3
     reference_windows: int = 4
     preroll_seconds: float = 0.5
     workers: int | None = None
@@ -67,8 +69,8 @@ class MatchOptions:
     excerpt_choice: str = "content"
     pipeline: bool = True
     recreate_plugins: bool = False
-    coarse_generations: int = 0
-    coarse_seconds: float = 1.5
+    coarse_fraction: float = 0.5
+    coarse_length: float = 0.375
 
     def __post_init__(self) -> None:
         if self.loudness not in ("off", "input", "reference"):
@@ -88,12 +90,15 @@ class MatchOptions:
                              f"got {self.excerpt_choice!r}")
         if self.workers is not None and self.workers < 1:
             raise StitoError(f"workers must be at least 1, got {self.workers}")
-        if not 0 <= self.coarse_generations < self.optimizer.max_generations:
-            raise StitoError(f"coarse_generations must be from 0 to max_generations - 1 "
-                             f"({self.optimizer.max_generations - 1}), got {self.coarse_generations}")
-        if self.coarse_generations and not 0.5 <= self.coarse_seconds < self.excerpt_seconds:
-            raise StitoError(f"coarse_seconds must be from 0.5 s up to excerpt_seconds ({self.excerpt_seconds:g} s), "
-                             f"got {self.coarse_seconds:g}")
+        if not 0.0 <= self.coarse_fraction < 1.0:
+            raise StitoError(f"coarse_fraction must be at least 0 and below 1, got {self.coarse_fraction:g}")
+        if not 0.0 < self.coarse_length < 1.0:
+            raise StitoError(f"coarse_length must be above 0 and below 1, got {self.coarse_length:g}")
+
+    @property
+    def coarse_generations(self) -> int:
+        """Generations of the coarse stage (``coarse_fraction`` of ``max_generations``, rounded down)."""
+        return int(self.coarse_fraction * self.optimizer.max_generations)
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "MatchOptions":
@@ -142,7 +147,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {},
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
               "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
-              "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": False},
+              "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0},
 }
 
 
@@ -342,7 +347,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         check = _Scorer(renderer, metric, ref_emb, validation, sr, use_side, opts.pipeline)
         objective: Any = score
         if opts.coarse_generations:
-            n = int(round(opts.coarse_seconds * sr))
+            n = int(round(opts.coarse_length * opts.excerpt_seconds * sr))
             short = [Clip(c.audio[:, :c.preroll + n], c.preroll) for c in analysis]
             coarse = _Scorer(renderer, metric, ref_emb, short, sr, use_side, opts.pipeline)
             objective = [Stage(coarse, opts.coarse_generations, "coarse"),
@@ -361,9 +366,15 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         chosen = int(np.argmax(order))
         final = start + opts.amount * (finalists[chosen] - start)
         after = check(final[None])[0] if opts.amount < 1.0 else val[chosen]
-        dry = check.dry()
-        # The whole input, rendered by the same workers (some plugins may only reset on their own thread).
-        rendered, errors = renderer.render(final[None], [Clip(input_audio.samples, 0)], sr)
+        # The whole input, rendered by the same workers (some plugins may only reset on their own thread);
+        # one worker renders it, so the measurements that do not need it run beside it.
+        with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
+            dry_job = side.submit(check.dry)
+            lufs_jobs = {"input": side.submit(loudness_lufs, input_audio.samples, sr),
+                         "reference": side.submit(loudness_lufs, reference.samples, reference.sample_rate)}
+            rendered, errors = renderer.render(final[None], [Clip(input_audio.samples, 0)], sr)
+            dry = dry_job.result()
+            lufs = {k: job.result() for k, job in lufs_jobs.items()}
         if errors[0] is not None:
             raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
         output = rendered[0, 0]
@@ -374,9 +385,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         sample = "; ".join(sorted(set(score.errors))[:3])
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
     params = _param_changes(before_rows, chain.describe())
-    lufs = {"input": loudness_lufs(input_audio.samples, sr),
-            "reference": loudness_lufs(reference.samples, reference.sample_rate),
-            "chain_output": loudness_lufs(output, sr)}
+    lufs["chain_output"] = loudness_lufs(output, sr)
     gain_db = 0.0
     if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
         gain_db = lufs[opts.loudness] - lufs["chain_output"]

@@ -29,7 +29,7 @@ class OptimizerOptions:
     """
 
     popsize: int = 16
-    max_generations: int = 20
+    max_generations: int = 16
     sigma0: float = 0.3
     patience: int = 10
     min_delta: float = 1e-3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -126,7 +127,7 @@ def style_similarity(output: np.ndarray, reference: np.ndarray, metric, sample_r
 # (paper settings, serial, plugins re-created per candidate) ``naive_runs`` times. Quick: short files and tiny
 # searches, to exercise every path (its numbers mean nothing).
 FULL = {"seconds": 30.0, "fast_flags": [], "naive": {}, "chains": CHAINS}
-QUICK = {"seconds": 6.0, "fast_flags": ["--popsize", "6", "--max-generations", "2", "--excerpt-seconds", "1.5"],
+QUICK = {"seconds": 4.0, "fast_flags": ["--popsize", "6", "--max-generations", "2", "--excerpt-seconds", "1.5"],
          "naive": {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5, "excerpts": 1,
                    "validation_excerpts": 1, "reference_windows": 1}, "chains": ("pedalboard-strip",)}
 MAX_LOAD = 2.5  # 1-minute load average above which timing waits (the machine is shared)
@@ -241,12 +242,12 @@ def _search_rate(report: dict) -> float:
 
 
 def _one_match(kind: str, files: dict[str, Path], chain_name: str, metric_name: str, seed: int, cfg: dict,
-               case: dict[str, np.ndarray], metric, work: Path) -> dict:
+               case: dict[str, np.ndarray], metric, work: Path, device: str = "cpu") -> dict:
     out, rep = work / f"{kind}-{chain_name}-{seed}.wav", work / f"{kind}-{chain_name}-{seed}.json"
     common = [str(files["input"]), str(files["reference"]), "--chain", chain_name, "--out", str(out),
               "--report", str(rep), "--metric", metric_name, "--seed", str(seed), "--quiet"]
     if kind == "fast":
-        cmd = [*_stito(), "match", *common, *cfg["fast_flags"]]
+        cmd = [*_stito(), "match", *common, "--device", device, *cfg["fast_flags"]]
     else:
         cmd = [sys.executable, "-m", "stito_server.bench.speed", "--naive-child", json.dumps(cfg["naive"]), *common]
     load = os.getloadavg()[0]
@@ -303,7 +304,7 @@ def _median(rows: list[dict], key: str) -> float:
 
 
 def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int = 0, runs: int = 3,
-        naive_runs: int = 1, chains: Sequence[str] | None = None, wait: bool = True,
+        naive_runs: int = 1, chains: Sequence[str] | None = None, wait: bool = True, device: str = "cpu",
         log: Callable[[str], None] = print) -> dict:
     """Time the fast preset against the naive paper-settings baseline and Matchering; write ``speed.*``.
 
@@ -319,11 +320,13 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
         naive_runs: Naive-baseline runs per chain (each takes minutes).
         chains: Chains to time (default both shipped strips; quick: pedalboard-strip).
         wait: Wait for the machine's load average to fall to ``MAX_LOAD`` before timing.
+        device: Device of a learned metric in the fast runs ("cpu" or "cuda"; the naive baseline stays on CPU).
         log: Progress printer.
 
     Returns:
         The report (also written as JSON), with "files".
     """
+    from ..match import MatchOptions
     from ..metrics import get_metric
 
     t_start = time.perf_counter()
@@ -334,11 +337,8 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
     unknown = [c for c in chains if c not in TRUE_SETTINGS]
     if unknown:
         raise ValueError(f"no speed case for chain {unknown[0]!r}; valid: {', '.join(TRUE_SETTINGS)}")
-    try:
-        import matchering  # noqa: F401
-        has_matchering = True
-    except ImportError:
-        has_matchering = False
+    has_matchering = importlib.util.find_spec("matchering") is not None
+    if not has_matchering:
         log(f"{TASK}: matchering is not installed (pip install matchering); its column stays empty")
     load = wait_for_quiet(log=log) if wait else {"load_1min": os.getloadavg()[0], "waited_s": 0.0, "quiet": None}
     results = {}
@@ -356,7 +356,7 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
             row["fast"] = []
             for i in range(runs):
                 row["fast"].append(_one_match("fast", files, chain_name, metric_name, seed + i, cfg, case,
-                                              metric_obj, work))
+                                              metric_obj, work, device))
                 log(f"{TASK}: {chain_name} fast #{i}: {row['fast'][-1]['wall_s']:.1f} s, "
                     f"{row['fast'][-1]['oracle_mrstft_db']:.2f} dB to the oracle")
             row["naive"] = []
@@ -366,8 +366,8 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
                 log(f"{TASK}: {chain_name} naive #{i}: {row['naive'][-1]['wall_s']:.1f} s, "
                     f"{row['naive'][-1]['oracle_mrstft_db']:.2f} dB to the oracle")
             row["matchering"] = _matchering_run(files, case, metric_obj, work) if has_matchering else None
-            row["throughput"] = throughput(chain_name, metric_obj, seconds=1.5 if quick else 3.0,
-                                           candidates=8 if quick else 32)
+            row["throughput"] = throughput(chain_name, metric_obj, seconds=1.5 if quick else
+                                           MatchOptions().excerpt_seconds, candidates=8 if quick else 32)
             fast, naive = row["fast"], row["naive"]
             row["summary"] = {
                 "fast_wall_s": _median(fast, "wall_s"), "naive_wall_s": _median(naive, "wall_s"),
@@ -384,7 +384,7 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
                 "max_load_1min": max(r["load_1min_before"] for r in fast + naive),
             }
             results[chain_name] = row
-    report = {"task": TASK, "quick": quick, "metric": metric_name, "seed": seed, "runs": runs,
+    report = {"task": TASK, "quick": quick, "metric": metric_name, "device": device, "seed": seed, "runs": runs,
               "naive_runs": naive_runs, "seconds": cfg["seconds"], "cpu_count": os.cpu_count(),
               "load": load, "wall_s": time.perf_counter() - t_start, "results": results,
               "fast_preset": _preset_summary("fast"), "naive_settings": "paper preset, 1 worker, plugins re-created "
@@ -405,7 +405,7 @@ def markdown(report: dict) -> str:
     """The results table: per chain, fast vs naive vs Matchering, with the load the timings were taken under."""
     lines = [f"# Match speed{' (quick: tiny searches, numbers mean nothing)' if report['quick'] else ''}", "",
              f"Command: `python -m stito_server.bench.speed{' --quick' if report['quick'] else ''}` · metric "
-             f"{report['metric']} · {report['seconds']:g} s stereo input and reference (48 kHz) · "
+             f"{report['metric']} on {report['device']} · {report['seconds']:g} s stereo input and reference (48 kHz) · "
              f"{report['cpu_count']} CPU cores · seed {report['seed']} · fast runs per chain {report['runs']} "
              f"(seeds {report['seed']}..{report['seed'] + report['runs'] - 1}), naive runs {report['naive_runs']} · "
              f"bench wall time {report['wall_s'] / 60:.0f} min", "",
@@ -454,6 +454,8 @@ def markdown(report: dict) -> str:
                          f"{m['oracle_mrstft_db']:.2f} | {m['style_similarity']:.3f} | {m['load_1min_before']:.1f} |")
     fp = report["fast_preset"]
     lines += ["", "Fast preset: " + ", ".join(f"{k} {v}" for k, v in fp.items()) + "."]
+    if report["device"] == "cpu":
+        lines += ["", "GPU (`--device cuda`): not measured here (no GPU on this machine)."]
     return "\n".join(lines) + "\n"
 
 
@@ -531,13 +533,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--naive-runs", type=int, default=1, help="naive-baseline runs per chain (default 1)")
     p.add_argument("--chains", default=None, help=f"comma-separated chains (default {','.join(CHAINS)})")
     p.add_argument("--no-wait", action="store_true", help=f"time at once, even above a load average of {MAX_LOAD:g}")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="metric device of the fast runs")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: bench/results, or bench/results/quick with --quick)")
     args = p.parse_args(argv)
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     chains = tuple(c.strip() for c in args.chains.split(",") if c.strip()) if args.chains else None
-    report = run(args.quick, out, args.metric, args.seed, runs, args.naive_runs, chains, wait=not args.no_wait)
+    report = run(args.quick, out, args.metric, args.seed, runs, args.naive_runs, chains, wait=not args.no_wait,
+                 device=args.device)
     print(Path(report["files"][0]).read_text())
     print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
     return 0
