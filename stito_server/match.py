@@ -295,8 +295,10 @@ def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
         ref = choose_excerpts(r, r_sr, secs, opts.reference_windows, rng)
     else:
         starts = content_excerpts(x, sr, secs, opts.excerpts + opts.validation_excerpts)
-        # analysis zones spread evenly over the file, validation takes the others (disjoint when possible)
-        pick = sorted(set(np.linspace(0, len(starts) - 1, min(opts.excerpts, len(starts))).round().astype(int)))
+        # analysis zones centred in equal parts of the file (one excerpt: the middle), validation takes the
+        # others (disjoint when possible)
+        k = min(opts.excerpts, len(starts))
+        pick = sorted({int(np.floor((i + 0.5) * len(starts) / k)) for i in range(k)})
         ana = [starts[i] for i in pick]
         val = [s for i, s in enumerate(starts) if i not in pick] or ana
         ref = content_excerpts(r, r_sr, secs, opts.reference_windows)

@@ -185,6 +185,14 @@ def _tree_rss_bytes(root: int) -> int:
     return sum(rss.get(pid, 0) for pid in tree) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _cpu_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(cmd: Sequence[str], timeout_s: float = 3600.0) -> dict:
     """Run a command, timing it and sampling its process tree's memory.
 
@@ -193,7 +201,9 @@ def run_measured(cmd: Sequence[str], timeout_s: float = 3600.0) -> dict:
         timeout_s: Killed after this long.
 
     Returns:
-        ``{"wall_s", "peak_rss_mb"`` (sum over the process and its descendants, sampled every ``POLL_S``),
+        ``{"wall_s", "cpu_s"`` (CPU seconds of the command and its descendants), ``"other_cores"`` (cores
+        other processes kept busy on average meanwhile: the machine's load apart from this command),
+        ``"peak_rss_mb"`` (sum over the process and its descendants, sampled every ``POLL_S``),
         ``"max_process_rss_mb"`` (largest single process, from the kernel's own accounting),
         ``"returncode", "stderr"`` (last 2000 characters)``}``.
 
@@ -201,6 +211,7 @@ def run_measured(cmd: Sequence[str], timeout_s: float = 3600.0) -> dict:
         RuntimeError: the command failed (its stderr quoted).
     """
     with tempfile.TemporaryFile() as err:
+        busy0 = _cpu_busy_s()
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err)
         peak = 0
@@ -213,12 +224,15 @@ def run_measured(cmd: Sequence[str], timeout_s: float = 3600.0) -> dict:
                 proc.kill()
             time.sleep(POLL_S)
         wall = time.perf_counter() - t0
+        busy = _cpu_busy_s() - busy0
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read().decode(errors="replace")[-2000:]
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed with exit status {proc.returncode}: {tail}")
-    return {"wall_s": wall, "peak_rss_mb": peak / 2 ** 20, "max_process_rss_mb": usage.ru_maxrss / 1024,
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"wall_s": wall, "cpu_s": cpu, "other_cores": max(0.0, (busy - cpu) / wall),
+            "peak_rss_mb": peak / 2 ** 20, "max_process_rss_mb": usage.ru_maxrss / 1024,
             "returncode": proc.returncode, "stderr": tail}
 
 
@@ -251,9 +265,10 @@ def _one_match(kind: str, files: dict[str, Path], chain_name: str, metric_name: 
     else:
         cmd = [sys.executable, "-m", "stito_server.bench.speed", "--naive-child", json.dumps(cfg["naive"]), *common]
     load = os.getloadavg()[0]
-    measured = run_measured(cmd)
+    measured = run_measured(cmd, timeout_s=3 * 3600.0)
     report = json.loads(rep.read_text())
-    return {"seed": seed, "load_1min_before": load, "wall_s": measured["wall_s"], "match_wall_s": report["wall_s"],
+    return {"seed": seed, "load_1min_before": load, "other_cores": measured["other_cores"],
+            "wall_s": measured["wall_s"], "cpu_s": measured["cpu_s"], "match_wall_s": report["wall_s"],
             "peak_rss_mb": measured["peak_rss_mb"], "max_process_rss_mb": measured["max_process_rss_mb"],
             "evaluations": report["search"]["evaluations"], "generations": report["search"]["generations"],
             "stop_reason": report["search"]["stop_reason"], "evaluations_per_s": _search_rate(report),
@@ -266,8 +281,8 @@ def _matchering_run(files: dict[str, Path], case: dict[str, np.ndarray], metric,
            str(files["reference"]), str(out)]
     load = os.getloadavg()[0]
     measured = run_measured(cmd)
-    return {"load_1min_before": load, "wall_s": measured["wall_s"], "peak_rss_mb": measured["peak_rss_mb"],
-            **_quality(out, case, metric)}
+    return {"load_1min_before": load, "other_cores": measured["other_cores"], "wall_s": measured["wall_s"],
+            "cpu_s": measured["cpu_s"], "peak_rss_mb": measured["peak_rss_mb"], **_quality(out, case, metric)}
 
 
 def throughput(chain_name: str, metric, seconds: float = 3.0, candidates: int = 32, seed: int = 0,
@@ -381,7 +396,9 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
                 "naive_oracle_mrstft_db": _median(naive, "oracle_mrstft_db"),
                 "fast_style_similarity": _median(fast, "style_similarity"),
                 "naive_style_similarity": _median(naive, "style_similarity"),
+                "fast_cpu_s": _median(fast, "cpu_s"), "naive_cpu_s": _median(naive, "cpu_s"),
                 "max_load_1min": max(r["load_1min_before"] for r in fast + naive),
+                "max_other_cores": max(r["other_cores"] for r in fast + naive),
             }
             results[chain_name] = row
     report = {"task": TASK, "quick": quick, "metric": metric_name, "device": device, "seed": seed, "runs": runs,
@@ -403,33 +420,37 @@ def _preset_summary(name: str) -> dict:
 
 def markdown(report: dict) -> str:
     """The results table: per chain, fast vs naive vs Matchering, with the load the timings were taken under."""
+    busy = max(r["summary"]["max_other_cores"] for r in report["results"].values())
     lines = [f"# Match speed{' (quick: tiny searches, numbers mean nothing)' if report['quick'] else ''}", "",
              f"Command: `python -m stito_server.bench.speed{' --quick' if report['quick'] else ''}` · metric "
              f"{report['metric']} on {report['device']} · {report['seconds']:g} s stereo input and reference (48 kHz) · "
              f"{report['cpu_count']} CPU cores · seed {report['seed']} · fast runs per chain {report['runs']} "
-             f"(seeds {report['seed']}..{report['seed'] + report['runs'] - 1}), naive runs {report['naive_runs']} · "
-             f"bench wall time {report['wall_s'] / 60:.0f} min", "",
-             f"Load: 1-minute load average {report['load']['load_1min']:.2f} when timing began (waited "
-             f"{report['load']['waited_s']:.0f} s for it to fall to {MAX_LOAD:g}); the highest before any timed run "
-             "is in the table. The machine is shared: "
-             + ("**timings above a load of 2.5 were taken under load and are slower than an idle machine's**."
-                if max(r["summary"]["max_load_1min"] for r in report["results"].values()) > MAX_LOAD
-                else "every timed run started below that load."), "",
+             f"(seeds {report['seed']}..{report['seed'] + report['runs'] - 1}), naive runs {report['naive_runs']}"
+             + (" (fewer: one naive run takes minutes to tens of minutes)" if report["naive_runs"] < report["runs"]
+                else "") + f" · bench wall time {report['wall_s'] / 60:.0f} min", "",
+             f"Load: the 1-minute load average was {report['load']['load_1min']:.2f} when timing began (after waiting "
+             f"{report['load']['waited_s'] / 60:.0f} min for it to fall to {MAX_LOAD:g}). During the timed runs other "
+             f"processes kept up to {busy:.2f} of the {report['cpu_count']} cores busy (column \"other cores\": "
+             "CPU time of the whole machine minus the command's own, per wall second). "
+             + ("**These timings were taken under load: an idle machine is faster. CPU seconds per match are "
+                "less affected by load than wall seconds.**" if busy > 0.25 else "The machine was otherwise idle."), "",
              "Fast: `stito match` with its default (fast) preset; naive: the paper's settings (popsize 64, 25 "
              "generations, two 5.5 s excerpts), 1 worker, plugins re-created per candidate, all renders then one "
-             "embedding batch. Wall: the whole command (start-up, loading, search, final render, writing). "
-             "Quality: multi-resolution STFT distance of the output to the oracle (the input through the "
-             "reference's true setting; lower is better) and the metric's similarity of the whole output to the "
-             "whole reference. RSS: peak of the process tree (workers included).", "",
-             "| chain | fast: median wall s | naive wall s | speed-up | evals/s fast / naive | evals fast / naive | "
-             "render x real time | encoder x real time | peak RSS MB fast / naive | oracle dist dB fast / naive / "
-             "Matchering / input | similarity fast / naive / Matchering / input / oracle | Matchering wall s | "
-             "max load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "embedding batch. Wall: the whole command (start-up, loading, search, final render, writing); CPU: "
+             "its CPU seconds, workers included. Quality: multi-resolution STFT distance of the output to the "
+             "oracle (the input through the reference's true setting; lower is better) and the metric's "
+             "similarity of the whole output to the whole reference. RSS: peak of the process tree (workers "
+             "included).", "",
+             "| chain | fast: median wall s | naive wall s | speed-up | CPU s fast / naive | evals/s fast / naive | "
+             "evals fast / naive | render x real time | encoder x real time | peak RSS MB fast / naive | "
+             "oracle dist dB fast / naive / Matchering / input | similarity fast / naive / Matchering / input / "
+             "oracle | Matchering wall s | other cores |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for chain_name, row in report["results"].items():
         s, mg, t = row["summary"], row["matchering"] or {}, row["throughput"]
         lines.append(
             f"| {chain_name} | {s['fast_wall_s']:.1f} | {s['naive_wall_s']:.0f} | {s['speedup']:.1f}x | "
+            f"{s['fast_cpu_s']:.1f} / {s['naive_cpu_s']:.0f} | "
             f"{s['fast_evaluations_per_s']:.1f} / {s['naive_evaluations_per_s']:.1f} | "
             f"{s['fast_evaluations']:.0f} / {s['naive_evaluations']:.0f} | {t['render_x_real_time']:.0f} | "
             f"{t['encoder_x_real_time']:.0f} | {s['fast_peak_rss_mb']:.0f} / {s['naive_peak_rss_mb']:.0f} | "
@@ -438,25 +459,34 @@ def markdown(report: dict) -> str:
             f"{s['fast_style_similarity']:.3f} / {s['naive_style_similarity']:.3f} / "
             f"{mg.get('style_similarity', float('nan')):.3f} / {row['input']['style_similarity']:.3f} / "
             f"{row['oracle']['style_similarity']:.3f} | {mg.get('wall_s', float('nan')):.1f} | "
-            f"{s['max_load_1min']:.1f} |")
-    lines += ["", "## Every run", "", "| chain | kind | seed | wall s | match s | evals | stop | evals/s | "
-              "peak RSS MB | oracle dist dB | similarity | load before |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            f"{s['max_other_cores']:.2f} |")
+    lines += ["", "Render x real time: stereo seconds rendered per wall second by the match's renderer (all workers) "
+              f"on {_first(report, 'clip_seconds'):g} s excerpts plus pre-roll; encoder x real time: stereo seconds "
+              "embedded (mid and side) per wall second, one batch.", "",
+              "## Every run", "", "| chain | kind | seed | wall s | CPU s | match s | evals | stop | evals/s | "
+              "peak RSS MB | oracle dist dB | similarity | load before | other cores |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for chain_name, row in report["results"].items():
         for kind in ("fast", "naive"):
             for r in row[kind]:
-                lines.append(f"| {chain_name} | {kind} | {r['seed']} | {r['wall_s']:.1f} | {r['match_wall_s']:.1f} | "
-                             f"{r['evaluations']} | {r['stop_reason']} | {r['evaluations_per_s']:.1f} | "
-                             f"{r['peak_rss_mb']:.0f} | {r['oracle_mrstft_db']:.2f} | {r['style_similarity']:.3f} | "
-                             f"{r['load_1min_before']:.1f} |")
+                lines.append(f"| {chain_name} | {kind} | {r['seed']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                             f"{r['match_wall_s']:.1f} | {r['evaluations']} | {r['stop_reason']} | "
+                             f"{r['evaluations_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['oracle_mrstft_db']:.2f} | "
+                             f"{r['style_similarity']:.3f} | {r['load_1min_before']:.1f} | {r['other_cores']:.2f} |")
         if row["matchering"]:
             m = row["matchering"]
-            lines.append(f"| {chain_name} | Matchering | - | {m['wall_s']:.1f} | - | - | - | - | {m['peak_rss_mb']:.0f} | "
-                         f"{m['oracle_mrstft_db']:.2f} | {m['style_similarity']:.3f} | {m['load_1min_before']:.1f} |")
+            lines.append(f"| {chain_name} | Matchering | - | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | - | - | - | - | "
+                         f"{m['peak_rss_mb']:.0f} | {m['oracle_mrstft_db']:.2f} | {m['style_similarity']:.3f} | "
+                         f"{m['load_1min_before']:.1f} | {m['other_cores']:.2f} |")
     fp = report["fast_preset"]
     lines += ["", "Fast preset: " + ", ".join(f"{k} {v}" for k, v in fp.items()) + "."]
     if report["device"] == "cpu":
         lines += ["", "GPU (`--device cuda`): not measured here (no GPU on this machine)."]
     return "\n".join(lines) + "\n"
+
+
+def _first(report: dict, key: str) -> float:
+    return next(iter(report["results"].values()))["throughput"][key]
 
 
 def plot(report: dict, path: Path) -> None:
@@ -477,7 +507,8 @@ def plot(report: dict, path: Path) -> None:
             walls.append(_median(rows, "wall_s"))
             dists.append(_median(rows, "oracle_mrstft_db"))
         xs = np.arange(len(chains)) + (k - 1) * width
-        axes[0].bar(xs, walls, width, label=label)
+        bars = axes[0].bar(xs, walls, width, label=label)
+        axes[0].bar_label(bars, fmt="%.1f", fontsize=7)
         axes[1].bar(xs, dists, width, label=label)
     axes[1].plot(np.arange(len(chains)), [report["results"][c]["input"]["oracle_mrstft_db"] for c in chains], "k_",
                  markersize=30, label="input (no processing)")
@@ -485,6 +516,7 @@ def plot(report: dict, path: Path) -> None:
         ax.set_xticks(np.arange(len(chains)), chains)
         ax.set_title(title, fontsize=9)
     axes[0].set_yscale("log")
+    axes[0].set_ylim(bottom=1.0)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     fig.suptitle(f"Match speed, metric {report['metric']}{' (quick)' if report['quick'] else ''}")
