@@ -151,3 +151,21 @@ def test_random_encoder_metric_is_seeded_unit_norm_and_leaves_torch_rng_alone():
     np.testing.assert_array_equal(e.mid, e_again.mid)
     assert float(m.similarity(e, e).min()) == pytest.approx(1.0, abs=1e-5)
     assert random_encoder(0).config == EncoderConfig()
+
+
+def test_shipped_weights_verify_and_group_clips_by_style_not_content():
+    from stito_server.effects.builtin import BuiltinEffect
+    from stito_server.encoder.weights import sha256_of, shipped_weights
+
+    path = shipped_weights()
+    assert sha256_of(path).startswith(path.name[len("afx-rep-"):-3])
+    assert path.stat().st_size < 20 * 2 ** 20
+    metric = get_metric("afx")
+    lp = BuiltinEffect("lowpass")
+    lp.set_values({"cutoff_hz": 1000.0})
+    a, b = phrase(5.0, RATE, seed=31), phrase(5.0, RATE, seed=32)
+    emb = metric.embed(np.stack([lp.process(a, RATE), lp.process(b, RATE), b]), RATE)
+    same_style = float(np.dot(emb.mid[0], emb.mid[1]))
+    same_content = float(np.dot(emb.mid[0], emb.mid[2]))
+    # two different phrases low-passed alike sit closer than one phrase low-passed vs the other dry
+    assert same_style > same_content + 0.05, (same_style, same_content)
