@@ -10,6 +10,7 @@ from typing import Sequence
 
 from . import __version__
 from .errors import StitoError
+from .metrics.base import DEFAULT_METRIC
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output audio file (same rate and channels as the input)")
     m.add_argument("--report", help="write a JSON report here")
     m.add_argument("--plot", help="write a PNG of spectra and the similarity trajectory here")
-    m.add_argument("--metric", default="mfcc", help="style metric (default: %(default)s)")
+    m.add_argument("--metric", default=DEFAULT_METRIC,
+                   help="style metric: afx (learned encoder), mfcc, mir (default: %(default)s)")
     m.add_argument("--amount", type=float, default=1.0, help="0..1 blend from the starting to the matched settings")
     m.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     m.add_argument("--preset", choices=("fast", "paper"), default="fast",
@@ -330,7 +332,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     opts = MatchOptions(optimizer=OptimizerOptions(popsize=args.popsize, max_generations=args.max_generations, seed=0),
                         loudness="reference")
     run_and_write(Audio(dry, rate, str(out / "input.wav")), Audio(ref, rate, str(out / "reference.wav")),
-                  load_chain(args.chain), get_metric("mfcc"), opts, str(out / "output.wav"),
+                  load_chain(args.chain), get_metric(DEFAULT_METRIC), opts, str(out / "output.wav"),
                   str(out / "report.json"), str(out / "plot.png"), quiet=False,
                   extra={"input": str(out / "input.wav"), "reference": str(out / "reference.wav"), "chain": args.chain})
     print(f"written: {out / 'output.wav'}, {out / 'report.json'}, {out / 'plot.png'}")

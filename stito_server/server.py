@@ -202,13 +202,13 @@ class Server:
 
     def info(self) -> dict[str, Any]:
         from .effects.vst3 import vst3_search_paths
-        from .metrics import metric_names
+        from .metrics import DEFAULT_METRIC, metric_names
 
         with self._lock:
             running = sum(j.state == "running" for j in self._jobs.values())
             queued = sum(j.state == "queued" for j in self._jobs.values())
         return {"status": "ok", "protocol_version": PROTOCOL_VERSION, "server_version": __version__,
-                "device": self.options.device, "metrics": metric_names(), "metric": metric_names()[0],
+                "device": self.options.device, "metrics": metric_names(), "metric": DEFAULT_METRIC,
                 "jobs": {"running": running, "queued": queued, "max_concurrent": self.options.jobs},
                 "vst3_paths": [str(p) for p in vst3_search_paths()]}
 
@@ -289,7 +289,9 @@ class Server:
                 **{k: cast(o[k]) for k, cast in casts.items() if k in o})
         except (TypeError, ValueError, StitoError) as exc:
             raise _RequestError("BadRequest", f"bad options: {exc}") from None
-        metric = self.metric(str(o.get("metric", "mfcc")))
+        from .metrics import DEFAULT_METRIC
+
+        metric = self.metric(str(o.get("metric", DEFAULT_METRIC)))
 
         def progress(p) -> None:
             self._progress(job, {"state": "running", "generation": p.generation,

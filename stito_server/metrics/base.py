@@ -11,6 +11,8 @@ from ..audio import mid_side, resample
 from ..errors import StitoError, did_you_mean
 
 PEAK_FLOOR = 1e-8
+# The metric `stito match` and `stito-server` use when none is named (see models/README.md for why).
+DEFAULT_METRIC = "mfcc"
 
 
 @dataclass(frozen=True)
