@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -53,6 +53,10 @@ class MatchOptions:
             ``coarse_length`` of each analysis excerpt (cheaper renders), before the rest on the whole
             excerpts (one CMA-ES throughout); 0: no coarse stage.
         coarse_length: Length of the coarse stage's excerpts, as a fraction of ``excerpt_seconds``.
+        whole_check: Render the starting settings beside the chosen ones on the whole input (a second
+            worker: no extra wall time) and, when the chosen ones score below the start there though
+            better on the excerpts (a build-up the excerpts miss, such as delay feedback), fall back to
+            the next finalist that does not, or to the start, with a warning.
     """
 
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
@@ -71,6 +75,7 @@ class MatchOptions:
     recreate_plugins: bool = False
     coarse_fraction: float = 0.5
     coarse_length: float = 0.375
+    whole_check: bool = True
 
     def __post_init__(self) -> None:
         if self.loudness not in ("off", "input", "reference"):
@@ -141,13 +146,15 @@ def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions
     return MatchOptions(optimizer=optimizer, **{k: v for k, v in settings.items() if k in match_keys})
 
 
-# Preset settings (MatchOptions and OptimizerOptions fields). "paper" reproduces the original engine
-# exactly (same seed, same result); "fast" is what the measurements in bench/results/speed.md support.
+# Preset settings (MatchOptions and OptimizerOptions fields). "fast" is the dataclasses' defaults, chosen by
+# the measurements in bench/results/speed.md; "paper" reproduces the original engine's results (same seed,
+# same parameters: pinned in tests/test_speed.py; embedding renders as they complete changes no number).
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {},
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
               "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
-              "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0},
+              "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0,
+              "whole_check": False},
 }
 
 
@@ -280,6 +287,30 @@ def make_renderer(chain: Chain, opts: MatchOptions) -> Renderer | ProcessRendere
     return Renderer(chain, opts.workers, recreate=opts.recreate_plugins)
 
 
+def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, sample_rate: int, seconds: float,
+                     use_side: bool) -> np.ndarray:
+    """Similarity of whole renders to the reference: each render's embedding averaged over consecutive windows.
+
+    Args:
+        outputs: ``(k, channels, n)`` renders of the whole input.
+        metric: The match's metric.
+        ref: The reference embedding.
+        sample_rate: In Hz.
+        seconds: Window length, in seconds (the excerpts' length, so the scores compare).
+        use_side: Average in the side similarity.
+
+    Returns:
+        ``(k,)`` similarities.
+    """
+    k, channels, n = outputs.shape
+    length = min(int(round(seconds * sample_rate)), n)
+    w = n // length
+    windows = outputs[..., :w * length].reshape(k, channels, w, length).transpose(0, 2, 1, 3)
+    emb = metric.embed(windows.reshape(k * w, channels, length), sample_rate)
+    means = [Embedding(emb.mid[i * w:(i + 1) * w], emb.side[i * w:(i + 1) * w]).mean() for i in range(k)]
+    return np.array([float(metric.similarity(e, ref, use_side)[0]) for e in means])
+
+
 def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
                   rng: np.random.Generator) -> tuple[list[Clip], list[Clip], list[Clip]]:
     """Analysis and validation clips of the input and the reference's windows (``opts.excerpt_choice``).
@@ -366,22 +397,49 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         if not np.isfinite(order).any():
             raise RenderError("no candidate rendered cleanly; " + "; ".join(sorted(set(check.errors))[:3]))
         chosen = int(np.argmax(order))
-        final = start + opts.amount * (finalists[chosen] - start)
-        after = check(final[None])[0] if opts.amount < 1.0 else val[chosen]
+
+        def blend(i: int) -> np.ndarray:
+            return start + opts.amount * (finalists[i] - start)
+
+        final = blend(chosen)
+        whole = [Clip(input_audio.samples, 0)]
+        check_whole = opts.whole_check and chosen != 0
         # The whole input, rendered by the same workers (some plugins may only reset on their own thread);
-        # one worker renders it, so the measurements that do not need it run beside it.
+        # the measurements that do not need it run beside it.
         with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
             dry_job = side.submit(check.dry)
             lufs_jobs = {"input": side.submit(loudness_lufs, input_audio.samples, sr),
                          "reference": side.submit(loudness_lufs, reference.samples, reference.sample_rate)}
-            rendered, errors = renderer.render(final[None], [Clip(input_audio.samples, 0)], sr)
+            rendered, errors = renderer.render(np.stack([final, start]) if check_whole else final[None], whole, sr)
             dry = dry_job.result()
             lufs = {k: job.result() for k, job in lufs_jobs.items()}
         if errors[0] is not None:
             raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
         output = rendered[0, 0]
+        whole_sims: dict[str, float] = {}
+        if check_whole and errors[1] is None:
+            sims = whole_similarity(rendered[:, 0], metric, ref_emb, sr, opts.excerpt_seconds, use_side)
+            whole_sims = {names[chosen]: float(sims[0]), "start": float(sims[1])}
+            if sims[0] < sims[1]:
+                first, output, replacement = names[chosen], rendered[1, 0], 0
+                for i in np.argsort(-order, kind="stable"):
+                    if i in (0, chosen) or not np.isfinite(order[i]):
+                        continue
+                    y, err = renderer.render(blend(int(i))[None], whole, sr)
+                    if err[0] is None:
+                        whole_sims[names[i]] = float(whole_similarity(y[:, 0], metric, ref_emb, sr,
+                                                                      opts.excerpt_seconds, use_side)[0])
+                        if whole_sims[names[i]] >= sims[1]:
+                            output, replacement = y[0, 0], int(i)
+                            break
+                warnings.append(
+                    f"the {first} settings scored {sims[0]:.3f} on the whole input, below the starting settings' "
+                    f"{sims[1]:.3f}, though better on the excerpts (something that builds up over time, such as "
+                    f"delay feedback, that the excerpts miss); {names[replacement]} was kept instead")
+                chosen, final = replacement, blend(replacement)
+        after = check(final[None])[0] if opts.amount < 1.0 else val[chosen]
     chain.set_vector(final)
-    if chosen == 0:
+    if chosen == 0 and not whole_sims:
         warnings.append("no candidate beat the starting settings on the validation excerpts; nothing changed")
     if result.failures:
         sample = "; ".join(sorted(set(score.errors))[:3])
@@ -398,7 +456,8 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         parameters=params,
         similarity={"dry": dry, "before": None if start_failed else float(val[0]), "after": _f(after)},
         pick={"chosen": names[chosen], "finalists": [
-            {"name": n, "analysis": _f(a), "validation": _f(v)} for n, a, v in zip(names, ana, val)]},
+            {"name": n, "analysis": _f(a), "validation": _f(v), "whole_input": whole_sims.get(n)}
+            for n, a, v in zip(names, ana, val)]},
         search=result,
         loudness_lufs=lufs, output_gain_db=gain_db,
         wall_s=time.perf_counter() - t0, warnings=warnings,

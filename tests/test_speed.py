@@ -172,3 +172,28 @@ def test_quick_speed_bench_end_to_end(tmp_path):
     assert row["throughput"]["render_x_real_time"] > 0 and row["throughput"]["encoder_x_real_time"] > 0
     assert json.loads((tmp_path / "speed.json").read_text())["metric"] == "mfcc"
     assert "| pedalboard-strip |" in (tmp_path / "speed.md").read_text()
+
+
+@pytest.mark.parametrize("later", [0.2, 0.95])
+def test_whole_input_check_falls_back_when_the_excerpts_mislead(dry_a, distorted_b, monkeypatch, later):
+    import stito_server.match as match_module
+
+    calls = []
+
+    def whole_similarity(outputs, *args):  # the chosen settings score below the start on the whole input
+        calls.append(len(outputs))
+        return np.array([0.5, 0.9]) if len(calls) == 1 else np.full(len(outputs), later)
+
+    monkeypatch.setattr(match_module, "whole_similarity", whole_similarity)
+    opts = MatchOptions.fast(popsize=8, max_generations=4, seed=1, excerpt_seconds=2.0)
+    r = match(Audio(dry_a, RATE), Audio(distorted_b, RATE), gain_chain(), get_metric("mfcc"), opts)
+    first = next(w for w in r.warnings if "on the whole input" in w).split()[1]
+    assert calls[0] == 2 and first in ("mean", "best", "last_best")
+    finalists = {f["name"]: f["whole_input"] for f in r.pick["finalists"]}
+    assert finalists[first] == 0.5 and finalists["start"] == 0.9
+    if later < 0.9:  # nothing beats the start on the whole input: nothing changes
+        assert r.pick["chosen"] == "start" and np.array_equal(r.vector, r.start_vector)
+    else:  # the next finalist by validation that does is kept
+        assert r.pick["chosen"] not in ("start", first) and finalists[r.pick["chosen"]] == later
+        assert not np.array_equal(r.vector, r.start_vector)
+    assert not MatchOptions.paper().whole_check

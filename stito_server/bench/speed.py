@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..audio import Audio, load_audio, loudness_lufs, save_audio
+from ..audio import load_audio, loudness_lufs, save_audio
 from ..distances import multi_resolution_stft_distance
 from ..effects.chain import Chain
 from ..effects.specs import load_chain
@@ -272,7 +272,8 @@ def _one_match(kind: str, files: dict[str, Path], chain_name: str, metric_name: 
             "peak_rss_mb": measured["peak_rss_mb"], "max_process_rss_mb": measured["max_process_rss_mb"],
             "evaluations": report["search"]["evaluations"], "generations": report["search"]["generations"],
             "stop_reason": report["search"]["stop_reason"], "evaluations_per_s": _search_rate(report),
-            "options": report.get("options", {}), **_quality(out, case, metric)}
+            "chosen": report["pick"]["chosen"], "warnings": report["warnings"], "options": report.get("options", {}),
+            **_quality(out, case, metric)}
 
 
 def _matchering_run(files: dict[str, Path], case: dict[str, np.ndarray], metric, work: Path) -> dict:
@@ -463,19 +464,19 @@ def markdown(report: dict) -> str:
     lines += ["", "Render x real time: stereo seconds rendered per wall second by the match's renderer (all workers) "
               f"on {_first(report, 'clip_seconds'):g} s excerpts plus pre-roll; encoder x real time: stereo seconds "
               "embedded (mid and side) per wall second, one batch.", "",
-              "## Every run", "", "| chain | kind | seed | wall s | CPU s | match s | evals | stop | evals/s | "
+              "## Every run", "", "| chain | kind | seed | wall s | CPU s | match s | evals | stop | kept | evals/s | "
               "peak RSS MB | oracle dist dB | similarity | load before | other cores |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for chain_name, row in report["results"].items():
         for kind in ("fast", "naive"):
             for r in row[kind]:
                 lines.append(f"| {chain_name} | {kind} | {r['seed']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                             f"{r['match_wall_s']:.1f} | {r['evaluations']} | {r['stop_reason']} | "
+                             f"{r['match_wall_s']:.1f} | {r['evaluations']} | {r['stop_reason']} | {r['chosen']} | "
                              f"{r['evaluations_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['oracle_mrstft_db']:.2f} | "
                              f"{r['style_similarity']:.3f} | {r['load_1min_before']:.1f} | {r['other_cores']:.2f} |")
         if row["matchering"]:
             m = row["matchering"]
-            lines.append(f"| {chain_name} | Matchering | - | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | - | - | - | - | "
+            lines.append(f"| {chain_name} | Matchering | - | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | - | - | - | - | - | "
                          f"{m['peak_rss_mb']:.0f} | {m['oracle_mrstft_db']:.2f} | {m['style_similarity']:.3f} | "
                          f"{m['load_1min_before']:.1f} | {m['other_cores']:.2f} |")
     fp = report["fast_preset"]
