@@ -30,6 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     th.add_argument("--batch", type=int, default=128, help="stereo clips per call (default 128)")
     th.add_argument("--seconds", type=float, default=5.46, help="clip length in seconds (default 5.46)")
     th.add_argument("--repeats", type=int, default=3, help="timed calls; the median is reported (default 3)")
+    sp = sub.add_parser("speed", add_help=False,
+                        help="match speed: fast preset vs naive paper settings vs Matchering (`stito bench speed -h`)")
+    sp.add_argument("speed_args", nargs=argparse.REMAINDER)
     s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
     s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
     return p
@@ -41,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         from .server import run_server_bench
 
         return run_server_bench(args.repeats)
+    if args.bench_task == "speed":
+        from .speed import main as speed_main
+
+        return speed_main(args.speed_args)
     if args.bench_task == "throughput":
         import os
 
@@ -53,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"| {name} | {r['batch']} | {r['seconds']:g} | {r['median_s']:.2f} | {r['x_real_time']:.0f} |")
         return 0
     if args.bench_task not in TASKS and args.bench_task != "all":
-        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, throughput, server")
+        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, speed, throughput, server")
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     for task in TASKS if args.bench_task == "all" else (args.bench_task,):

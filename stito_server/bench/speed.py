@@ -135,14 +135,10 @@ POLL_S = 0.25  # process-tree RSS sampling period
 
 
 def default_metric() -> str:
-    """"afx" when its shipped weights load, else "mfcc"."""
-    from ..metrics import get_metric
+    """The metric ``stito match`` uses when none is named (``DEFAULT_METRIC``)."""
+    from ..metrics import DEFAULT_METRIC
 
-    try:
-        get_metric("afx")
-        return "afx"
-    except Exception:  # missing or unverified weights: any failure means the learned metric is not usable here
-        return "mfcc"
+    return DEFAULT_METRIC
 
 
 def wait_for_quiet(max_load: float = MAX_LOAD, tries: int = 30, sleep_s: float = 60.0,
@@ -330,7 +326,7 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
     Args:
         quick: Short files and tiny searches (exercises every path; the numbers mean nothing).
         out_dir: Folder for ``speed.md``, ``.json`` and ``.png``.
-        metric: Style metric; default "afx" when its weights load, else "mfcc".
+        metric: Style metric; default: the one ``stito match`` uses (``DEFAULT_METRIC``).
         seed: Seed of the first fast run (run ``i`` uses ``seed + i``) and of the naive runs.
         runs: Fast runs per chain (the median is reported).
         naive_runs: Naive-baseline runs per chain (each takes minutes).
@@ -560,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _matchering_child(*argv[1:4])
     p = argparse.ArgumentParser(prog="python -m stito_server.bench.speed", description=__doc__)
     p.add_argument("--quick", action="store_true", help="short files and tiny searches (exercises every path)")
-    p.add_argument("--metric", default=None, help="style metric (default: afx when its weights load, else mfcc)")
+    p.add_argument("--metric", default=None, help="style metric (default: the one stito match uses)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first run (default 0)")
     p.add_argument("--runs", type=int, default=None, help="fast runs per chain (default 3; quick 1)")
     p.add_argument("--naive-runs", type=int, default=1, help="naive-baseline runs per chain (default 1)")
