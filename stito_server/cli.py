@@ -73,11 +73,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `stito`; returns the exit status (0 ok, 2 a user-facing error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["bench", "speed"]:  # its own parser (options pass through unchanged)
-        from .bench.speed import main as speed_main
-
-        return speed_main(argv[2:])
     args = get_parser().parse_args(argv)
     try:
         if args.command == "match":

@@ -30,9 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     th.add_argument("--batch", type=int, default=128, help="stereo clips per call (default 128)")
     th.add_argument("--seconds", type=float, default=5.46, help="clip length in seconds (default 5.46)")
     th.add_argument("--repeats", type=int, default=3, help="timed calls; the median is reported (default 3)")
-    sp = sub.add_parser("speed", add_help=False,
-                        help="match speed: fast preset vs naive paper settings vs Matchering (`stito bench speed -h`)")
-    sp.add_argument("speed_args", nargs=argparse.REMAINDER)
+    from .speed import add_arguments as add_speed_arguments
+
+    add_speed_arguments(sub.add_parser("speed", help="match speed: fast preset vs naive paper settings vs Matchering"))
     s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
     s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
     return p
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
         return run_server_bench(args.repeats)
     if args.bench_task == "speed":
-        from .speed import main as speed_main
+        from .speed import run_args
 
-        return speed_main(args.speed_args)
+        return run_args(args)
     if args.bench_task == "throughput":
         import os
 

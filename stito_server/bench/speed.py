@@ -20,6 +20,7 @@ from ..distances import multi_resolution_stft_distance
 from ..effects.chain import Chain
 from ..effects.specs import load_chain
 from ..examples import phrase
+from ..metrics.base import DEFAULT_METRIC
 from .common import RESULTS_DIR, write_results
 
 TASK = "speed"
@@ -132,13 +133,6 @@ QUICK = {"seconds": 4.0, "fast_flags": ["--popsize", "6", "--max-generations", "
                    "validation_excerpts": 1, "reference_windows": 1}, "chains": ("pedalboard-strip",)}
 MAX_LOAD = 2.5  # 1-minute load average above which timing waits (the machine is shared)
 POLL_S = 0.25  # process-tree RSS sampling period
-
-
-def default_metric() -> str:
-    """The metric ``stito match`` uses when none is named (``DEFAULT_METRIC``)."""
-    from ..metrics import DEFAULT_METRIC
-
-    return DEFAULT_METRIC
 
 
 def wait_for_quiet(max_load: float = MAX_LOAD, tries: int = 30, sleep_s: float = 60.0,
@@ -343,7 +337,7 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
 
     t_start = time.perf_counter()
     cfg = QUICK if quick else FULL
-    metric_name = metric or default_metric()
+    metric_name = metric or DEFAULT_METRIC
     metric_obj = get_metric(metric_name)
     chains = tuple(chains or cfg["chains"])
     unknown = [c for c in chains if c not in TRUE_SETTINGS]
@@ -555,6 +549,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--matchering-child"]:
         return _matchering_child(*argv[1:4])
     p = argparse.ArgumentParser(prog="python -m stito_server.bench.speed", description=__doc__)
+    add_arguments(p)
+    return run_args(p.parse_args(argv))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options (shared by ``main`` and ``stito bench speed``)."""
     p.add_argument("--quick", action="store_true", help="short files and tiny searches (exercises every path)")
     p.add_argument("--metric", default=None, help="style metric (default: the one stito match uses)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first run (default 0)")
@@ -565,7 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="metric device of the fast runs")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: bench/results, or bench/results/quick with --quick)")
-    args = p.parse_args(argv)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run the benchmark from parsed ``add_arguments`` options; prints the table, returns the exit status."""
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     chains = tuple(c.strip() for c in args.chains.split(",") if c.strip()) if args.chains else None

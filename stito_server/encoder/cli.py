@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     pr.add_argument("--seed", type=int, default=0, help="(default 0)")
     pa = sub.add_parser("pairs", help="render the pretext pairs into log-mel memmaps (outside git, resumable)")
     pa.add_argument("--presets", type=Path, default=PRESETS_FILE, help="presets JSON (default: models/presets.json)")
-    pa.add_argument("--out", type=Path, default=None, help="pairs folder (default: $STITO_DATA_DIR/pairs)")
+    pa.add_argument("--out", type=Path, default=None, help="pairs folder (default: pairs in the data cache)")
     pa.add_argument("--items", type=int, default=PairPlan.items, help="pretext items (default %(default)s)")
     pa.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
     pa.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"presets in {args.out} ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "pairs":
         plan = PairPlan(items=args.items, seed=args.seed)
-        out = build_pairs(train_root(args.cache), args.presets, args.out or default_pairs_dir(), plan,
+        out = build_pairs(train_root(args.cache), args.presets, args.out or default_pairs_dir(args.cache), plan,
                           workers=args.workers)
         print(f"pairs in {out} ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "fit":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -13,8 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..audio import mid_side, save_atomically
+from ..audio import save_atomically
 from ..data.clips import RATE, load_clip, load_manifest
+from ..data.fetch import cache_dir
+from ..metrics.base import normalized_mid_side
 from .model import EncoderConfig, FrontEnd
 
 PAIRS_VERSION = 1
@@ -85,8 +86,7 @@ def _stereo(x: np.ndarray) -> np.ndarray:
 
 def _mid_side_mel(audio: np.ndarray, front: FrontEnd) -> np.ndarray:
     """``(batch, 2, samples)`` -> ``(batch, 2, frames, n_mels)`` float16, peak-normalised as the metric does."""
-    peak = np.maximum(np.abs(audio).max(axis=(1, 2), keepdims=True), 1e-8)
-    mid, side = mid_side((audio / peak).astype(np.float32))
+    mid, side = normalized_mid_side(audio, RATE, RATE)
     mel = front(np.concatenate([mid, side], axis=0))
     b = audio.shape[0]
     return np.stack([mel[:b], mel[b:]], axis=1).astype(np.float16)
@@ -264,7 +264,6 @@ def load_pairs(out: Path) -> PairSet:
                    ready=ready)
 
 
-def default_pairs_dir() -> Path:
-    """``$STITO_DATA_DIR/pairs`` or ``~/.cache/stito/data/pairs``."""
-    base = os.environ.get("STITO_DATA_DIR") or str(Path.home() / ".cache" / "stito" / "data")
-    return Path(base) / "pairs"
+def default_pairs_dir(cache: str | Path | None = None) -> Path:
+    """``pairs`` inside the data cache (``$STITO_DATA_DIR`` or ``~/.cache/stito/data`` unless ``cache``)."""
+    return cache_dir(cache) / "pairs"

@@ -35,6 +35,24 @@ class Embedding:
         return Embedding(_l2(self.mid.mean(axis=0, keepdims=True)), _l2(self.side.mean(axis=0, keepdims=True)))
 
 
+def normalized_mid_side(audio: np.ndarray, sample_rate: int, target_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """What every metric embeds: each clip peak-normalised (level alone is not style), resampled, mid and side.
+
+    Args:
+        audio: ``(batch, channels, samples)`` float32, channels 1 or 2 (mono has a zero side).
+        sample_rate: Rate of ``audio``, in Hz.
+        target_rate: Rate of the result, in Hz.
+
+    Returns:
+        Mid and side, each ``(batch, samples)`` float32 at ``target_rate``.
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"embed takes (batch, channels, samples) audio, got shape {x.shape}")
+    peak = np.maximum(np.abs(x).max(axis=(1, 2), keepdims=True), PEAK_FLOOR)
+    return mid_side(resample(x / peak, sample_rate, target_rate))
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -84,12 +102,7 @@ class StyleMetric(ABC):
         Returns:
             The batch's mid and side embeddings.
         """
-        x = np.asarray(audio, dtype=np.float32)
-        if x.ndim != 3:
-            raise ValueError(f"embed takes (batch, channels, samples) audio, got shape {x.shape}")
-        peak = np.maximum(np.abs(x).max(axis=(1, 2), keepdims=True), PEAK_FLOOR)
-        x = resample(x / peak, sample_rate, self.sample_rate)
-        mid, side = mid_side(x)
+        mid, side = normalized_mid_side(audio, sample_rate, self.sample_rate)
         m, s = self.embed_pair(mid, side)
         return Embedding(_l2(m), _l2(s))
 
