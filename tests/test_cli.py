@@ -123,3 +123,11 @@ def test_plugins_listing_and_show_via_console_script():
     bad = subprocess.run([sys.executable, "-m", "stito_server", "plugins", "show", "NoSuchThing"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "VST3 plugin 'NoSuchThing' not found" in bad.stderr
+
+
+def test_parser_builds_without_torch_scipy_signal_or_cma():
+    """`stito chains`/`--help` must not pay for torch (~1.5 s), scipy.signal or cma: those load only where used."""
+    code = ("import sys; from stito_server.cli import get_parser; get_parser(); "
+            "print(sorted(m for m in ('torch', 'scipy.signal', 'cma') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

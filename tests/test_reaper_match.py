@@ -242,13 +242,13 @@ def run_expecting_box_after_pump(reaper) -> str:
 
 @pytest.mark.reaper_assumption
 def test_settings_dialog_stores_values_and_refuses_a_bad_amount(reaper):
-    reaper.user_inputs = [lambda defaults: defaults.replace("\n1\n", "\n0.5\n", 1).replace("normal", "fast")]
+    reaper.user_inputs = [lambda defaults: defaults.replace("\n1\n", "\n0.5\n", 1).replace("fast", "normal")]
     reaper.run_script(SETTINGS)
     assert reaper.errors == [] and reaper.message_boxes == []
-    assert reaper.ext_state[("stito", "amount")] == "0.5" and reaper.ext_state[("stito", "effort")] == "fast"
+    assert reaper.ext_state[("stito", "amount")] == "0.5" and reaper.ext_state[("stito", "effort")] == "normal"
     assert ("stito", "amount") in reaper.persisted
     prompt = reaper.user_input_prompts[0]
-    assert prompt[1] == 5 and prompt[3].split("\n") == ["tcp://127.0.0.1:5557", "1", "normal", "", "120"]
+    assert prompt[1] == 5 and prompt[3].split("\n") == ["tcp://127.0.0.1:5557", "1", "fast", "", "120"]
     reaper.user_inputs = ["tcp://127.0.0.1:5557\n1.7\nfast\n\n120"]
     reaper.run_script(SETTINGS)
     assert "amount = 1.7 is outside 0..1" in reaper.message_boxes[-1][1]

@@ -54,6 +54,12 @@ def test_unknown_chain_name_lists_shipped_chains():
         load_chain("zam-strp")
 
 
+def test_folder_named_like_a_chain_does_not_hide_the_shipped_chain(tmp_path, monkeypatch):
+    (tmp_path / "pedalboard-strip").mkdir()  # e.g. a folder of that chain's renders in the working directory
+    monkeypatch.chdir(tmp_path)
+    assert len(load_chain("pedalboard-strip")) == 36
+
+
 def test_plugin_that_fails_to_load_is_named(tmp_path):
     fake = tmp_path / "Broken.vst3"
     fake.mkdir()

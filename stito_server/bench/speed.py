@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import load_audio, loudness_lufs, save_audio
-from ..distances import multi_resolution_stft_distance
 from ..effects.chain import Chain
 from ..effects.specs import load_chain
 from ..examples import phrase
@@ -96,6 +95,8 @@ def oracle_distance(output: np.ndarray, oracle: np.ndarray, sample_rate: int = R
     """
     a, b = loudness_lufs(output, sample_rate), loudness_lufs(oracle, sample_rate)
     y = output * np.float32(10 ** ((b - a) / 20)) if np.isfinite(a) and np.isfinite(b) else output
+    from ..distances import multi_resolution_stft_distance  # scipy.signal: ~0.7 s, kept off the CLI's start-up
+
     return multi_resolution_stft_distance(y, oracle, sample_rate)
 
 

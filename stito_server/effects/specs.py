@@ -42,7 +42,7 @@ def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None) -> Chain:
         ChainError: unknown chain name, unreadable file, unknown key, effect or parameter, bad value.
     """
     path = Path(spec)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not path.is_file():  # a folder that happens to share a chain's name is no spec
         shipped = named_chains()
         if str(spec) not in shipped:
             raise ChainError(f"unknown chain {str(spec)!r}; give a .toml file or a shipped chain: "

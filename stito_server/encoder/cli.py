@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 
 from ..data.cli import train_root
-from .pairs import PairPlan, build_pairs, default_pairs_dir
-from .train import CHECKPOINT, TrainPlan, train
-from .weights import MODELS_DIR, export_weights
+from .plans import CHECKPOINT, MODELS_DIR, PairPlan, TrainPlan
 
 PRESETS_FILE = MODELS_DIR / "presets.json"
 PROBE_SECONDS = 3.0
@@ -58,15 +56,22 @@ def run(args: argparse.Namespace) -> int:
         build_presets(pretext_effects(), probe, 48000, args.out, n_settings=args.settings, seed=args.seed)
         print(f"presets in {args.out} ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "pairs":
+        from .pairs import build_pairs, default_pairs_dir
+
         plan = PairPlan(items=args.items, seed=args.seed)
         out = build_pairs(train_root(args.cache), args.presets, args.out or default_pairs_dir(args.cache), plan,
                           workers=args.workers)
         print(f"pairs in {out} ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "fit":
+        from .pairs import default_pairs_dir
+        from .train import train
+
         plan = TrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
         ck = train(args.pairs or default_pairs_dir(), args.out, plan, device=args.device, threads=args.threads)
         print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
     elif args.train_command == "export":
+        from .weights import export_weights
+
         ck = args.checkpoint / CHECKPOINT if args.checkpoint.is_dir() else args.checkpoint
         print(f"wrote {export_weights(ck, args.out)}")
     else:

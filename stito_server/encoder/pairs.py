@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
@@ -17,31 +17,10 @@ from ..data.clips import RATE, load_clip, load_manifest
 from ..data.fetch import cache_dir
 from ..metrics.base import normalized_mid_side
 from .model import EncoderConfig, FrontEnd
+from .plans import PairPlan
 
 PAIRS_VERSION = 1
 CHUNK = 64  # items per work unit (progress is saved per chunk)
-
-
-@dataclass(frozen=True)
-class PairPlan:
-    """What to render.
-
-    Attributes:
-        items: Pretext items. Each item is one (effect, preset) applied to two different dry clips of one
-            content type (a and b), so it yields two (dry, wet) pairs and one same-style positive pair.
-        seconds: Clip length, in seconds (training crops are cut from these at training time).
-        gain_db: Range of the random gain applied to the dry clip before the effect, in dB (level-dependent
-            effects such as compressors and distortion then see different drive).
-        content_weights: Probability of each content type.
-        seed: Seed of every choice.
-    """
-
-    items: int = 12000
-    seconds: float = 6.0
-    gain_db: tuple[float, float] = (-12.0, 0.0)
-    content_weights: dict[str, float] = field(default_factory=lambda: {
-        "music": 0.4, "speech": 0.2, "guitar": 0.15, "drums": 0.25})
-    seed: int = 0
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -15,39 +15,9 @@ from torch import nn
 
 from .model import EncoderConfig, StyleEncoder
 from .pairs import PairSet, load_pairs
+from .plans import CHECKPOINT, TrainPlan
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.csv"
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    """Training settings.
-
-    Attributes:
-        steps: Optimiser steps in all (a resumed run continues up to this).
-        batch: Items per step (each gives 2 dry/wet pairs and 1 same-style positive pair).
-        crop_frames: Frames of each random crop (188 frames = 4.0 s at hop 1024); dry and wet are cropped
-            independently, so the heads cannot rely on sample alignment.
-        lr: Peak learning rate of AdamW (cosine decay to 1 % of it, 200 warm-up steps).
-        weight_decay: AdamW weight decay.
-        contrastive_weight: Weight of the same-style InfoNCE term (wet a vs wet b of one item).
-        temperature: InfoNCE temperature.
-        val_items: Items held out (the last ones) for validation.
-        checkpoint_every: Steps between checkpoints (and validation rows in the log).
-        seed: Seed of initialisation, batches and crops.
-    """
-
-    steps: int = 20000
-    batch: int = 32
-    crop_frames: int = 188
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    contrastive_weight: float = 1.0
-    temperature: float = 0.1
-    val_items: int = 384
-    checkpoint_every: int = 250
-    seed: int = 0
 
 
 class Pretext(nn.Module):
@@ -207,6 +177,7 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
             csv.writer(f).writerow(fields)
     model.train()
     running: dict[str, float] = {}
+    since = 0  # steps summed in ``running`` (fewer than checkpoint_every after a resume from an odd step)
     t0 = time.perf_counter()
     while step < plan.steps:
         for g in opt.param_groups:
@@ -218,12 +189,12 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
         out["loss"].backward()
         opt.step()
         step += 1
+        since += 1
         for k, v in out.items():
             running[k] = running.get(k, 0.0) + float(v.detach())
         if step % plan.checkpoint_every == 0 or step == plan.steps:
-            n = plan.checkpoint_every if step % plan.checkpoint_every == 0 else step % plan.checkpoint_every
-            tr = {k: v / n for k, v in running.items()}
-            running = {}
+            tr = {k: v / since for k, v in running.items()}
+            running, since = {}, 0
             va = _validate(model, pairs, val, plan, dev)
             wall += time.perf_counter() - t0
             t0 = time.perf_counter()

@@ -12,8 +12,8 @@ import torch
 from ..audio import save_atomically
 from ..errors import StitoError
 from .model import EncoderConfig, StyleEncoder
+from .plans import MODELS_DIR
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 NAME_RE = re.compile(r"^afx-rep-([0-9a-f]{8})\.pt$")
 WEIGHTS_FORMAT = 1
 
