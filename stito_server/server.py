@@ -255,8 +255,10 @@ class Server:
 
     def metric(self, name: str):
         """One metric object per name, shared by every job (learned encoders load once)."""
-        from .metrics import get_metric
+        from .metrics import get_metric, metric_names
 
+        if name not in metric_names():  # no "afx:PATH" over the wire: a request never picks files to load
+            raise _RequestError("BadRequest", f"unknown metric {name!r}; valid: {', '.join(metric_names())}")
         with self._lock:
             if name not in self._metrics:
                 self._metrics[name] = get_metric(name, self.options.device)

@@ -127,6 +127,9 @@ def test_training_logs_checkpoints_resumes_and_is_deterministic(tiny_pairs, tmp_
     e1 = EncoderMetric(model, "afx").embed(x, RATE)
     e2 = EncoderMetric(ref, "afx").embed(x, RATE)
     np.testing.assert_allclose(e1.mid, e2.mid, atol=1e-6)
+    candidate = get_metric(f"afx:{w}")  # a candidate benchmarked before shipping, named after its file
+    assert candidate.name == w.stem
+    np.testing.assert_allclose(candidate.embed(x, RATE).mid, e1.mid, atol=1e-6)
     data = bytearray(w.read_bytes())
     data[len(data) // 2] ^= 0xFF
     w.write_bytes(bytes(data))
@@ -134,6 +137,8 @@ def test_training_logs_checkpoints_resumes_and_is_deterministic(tiny_pairs, tmp_
         load_encoder(w)
     with pytest.raises(StitoError, match="must be named afx-rep-"):
         load_encoder(tmp_path / "encoder.pt")
+    with pytest.raises(StitoError, match="afx-rep-12345678.pt not found"):
+        get_metric(f"afx:{tmp_path / 'afx-rep-12345678.pt'}")
 
 
 def test_random_encoder_metric_is_seeded_unit_norm_and_leaves_torch_rng_alone():

@@ -382,6 +382,16 @@ def test_job_timeout_stops_the_match(client, dry_a, dry_b):
     assert err.value.ename == "Timeout" and "time limit" in err.value.evalue
 
 
+def test_a_request_cannot_name_an_encoder_file(client, dry_a, dry_b, tmp_path):
+    """``afx:PATH`` is for local benchmarking; over the wire only the listed metric names are accepted."""
+    for name in (f"afx:{tmp_path / 'afx-rep-00000000.pt'}", "mfc"):
+        req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, {**SMALL, "metric": name})
+        with pytest.raises(ServerError) as err:
+            client.wait_match(req, idle_timeout_s=60)
+        assert err.value.ename == "BadRequest"
+        assert f"unknown metric {name!r}; valid: afx, mfcc, mir, random" in err.value.evalue
+
+
 def test_gpu_without_cuda_is_a_clear_error(key):
     import torch
 

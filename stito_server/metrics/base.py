@@ -135,7 +135,9 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
     Args:
         name: One of ``metric_names()``: "afx" (the learned encoder, shipped in models/), "mfcc" (the
             paper's DSP baseline), "mir" (loudness/crest/band/centroid features), "random" (the encoder's
-            architecture, randomly initialised with seed 0: the benchmark's sanity floor).
+            architecture, randomly initialised with seed 0: the benchmark's sanity floor); or
+            "afx:PATH", an encoder file written by `stito train export` (to benchmark a candidate before
+            shipping it; the metric is named after the file, e.g. "afx-rep-1a2b3c4d").
         device: "cpu" or "cuda" (for learned metrics).
 
     Raises:
@@ -154,9 +156,17 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
         from .afx import EncoderMetric
 
         return EncoderMetric(load_encoder(shipped_weights(), device), "afx", device)
+    if name.startswith("afx:"):
+        from pathlib import Path
+
+        from ..encoder.weights import load_encoder
+        from .afx import EncoderMetric
+
+        path = Path(name[4:]).expanduser()
+        return EncoderMetric(load_encoder(path, device), path.stem, device)
     if name == "random":
         from ..encoder.model import random_encoder
         from .afx import EncoderMetric
 
         return EncoderMetric(random_encoder(seed=0), "random", device)
-    raise StitoError(f"unknown metric {name!r}; " + did_you_mean(name, metric_names()))
+    raise StitoError(f"unknown metric {name!r}; " + did_you_mean(name, metric_names()) + " (or afx:PATH)")
