@@ -58,6 +58,7 @@ def test_quick_classification_end_to_end(tmp_path, request, capsys):
     for suffix in ("md", "json", "png"):
         assert (tmp_path / f"classification.{suffix}").stat().st_size > 200
     report = json.loads((tmp_path / "classification.json").read_text())
+    assert "Command: `stito bench classification --quick --metrics mfcc,mir`" in (tmp_path / "classification.md").read_text()
     assert report["trials"] == QUICK_TRIALS
     for metric in ("mfcc", "mir"):
         for domain in ("speech", "music"):

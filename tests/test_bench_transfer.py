@@ -96,6 +96,7 @@ def test_quick_transfer_end_to_end(tmp_path, quick_root, capsys):
     for suffix in ("md", "json", "png"):
         assert (tmp_path / f"transfer.{suffix}").stat().st_size > 200
     report = json.loads((tmp_path / "transfer.json").read_text())
+    assert "Command: `stito bench transfer --quick --metrics mfcc`" in (tmp_path / "transfer.md").read_text()
     methods = method_names(["mfcc"])
     assert report["methods"] == methods
     assert [(c["style"], c["content"]) for c in report["cases"]] == list(QUICK["cells"])  # vocals: full data only

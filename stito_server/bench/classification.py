@@ -11,7 +11,7 @@ import numpy as np
 from ..data.cli import build_eval
 from ..data.clips import RATE
 from ..metrics import get_metric
-from .common import ClipPool, fmt, write_results
+from .common import ClipPool, command_line, fmt, write_results
 from .scoring import zero_shot_accuracy
 from .styles import STYLE_ABBREVIATIONS, STYLE_NAMES, apply_style
 
@@ -104,7 +104,7 @@ def markdown(report: dict) -> str:
     """The result table: accuracy per style and average, per metric and domain, beside the paper's."""
     abbr = [STYLE_ABBREVIATIONS[s] for s in STYLE_NAMES]
     lines = [f"# Task 1: zero-shot style classification{' (quick)' if report['quick'] else ''}", "",
-             f"Command: `stito bench classification{' --quick' if report['quick'] else ''}` · "
+             f"Command: `{command_line('classification', report)}` · "
              f"{report['trials']} trials per domain (speech: {report['clips']['speech']} clips, "
              f"music: {report['clips']['music']} clips) · seed {report['seed']} · "
              f"wall time {report['wall_s']:.0f} s · chance 0.20", "",

@@ -78,6 +78,15 @@ def peak_normalize(audio: np.ndarray, peak_dbfs: float = -1.0) -> np.ndarray:
     return x * np.float32(10 ** (peak_dbfs / 20) / peak)
 
 
+def command_line(task: str, report: dict) -> str:
+    """The ``stito bench`` command that reproduces ``report`` (its metrics, --quick and seed), for the tables."""
+    metrics = report["metrics"] if "metrics" in report else list(report["results"])
+    flags = (" --quick" if report.get("quick") else "") + f" --metrics {','.join(metrics)}"
+    if report.get("seed", 0) != 0:
+        flags += f" --seed {report['seed']}"
+    return f"stito bench {task}{flags}"
+
+
 def write_results(report: dict, out_dir: str | Path, markdown: Callable[[dict], str],
                   plot: Callable[[dict, Path], None]) -> dict:
     """Write ``<task>.md``, ``<task>.json`` and ``<task>.png`` into ``out_dir``; returns the report with "files"."""

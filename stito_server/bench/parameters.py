@@ -16,7 +16,7 @@ from ..effects.specs import chain_from_dict
 from ..match import MatchOptions, match
 from ..metrics import get_metric
 from ..optimize import OptimizerOptions
-from .common import ClipPool, fmt, peak_normalize, write_results
+from .common import ClipPool, command_line, fmt, peak_normalize, write_results
 from .param_tasks import PARAM_TASKS, ParamTask
 
 TASK = "parameters"
@@ -211,10 +211,9 @@ def markdown(report: dict) -> str:
     """Tables: MSE and rho per effect and metric, then means over all, seen, unseen, built-in and VST3 effects."""
     cfg = report["settings"]
     metrics = list(report["results"])
-    quick = " --quick" if report["quick"] else ""
     n_match = np.mean([s for m in metrics for r in report["results"][m]["effects"].values() for s in r["match_s"]])
     lines = [f"# Task 3: parameter estimation{' (quick)' if report['quick'] else ''}", "",
-             f"Command: `stito bench parameters{quick}` · {len(cfg['tasks'])} effects · targets "
+             f"Command: `{command_line('parameters', report)}` · {len(cfg['tasks'])} effects · targets "
              f"{', '.join(f'{t:g}' for t in cfg['targets'])} (normalized) x {cfg['runs']} runs · seed {report['seed']}"
              f" · wall time {report['wall_s']:.0f} s ({n_match:.1f} s per match) · clips: "
              + ", ".join(f"{c} {n}" for c, n in report["clips"].items()), "",

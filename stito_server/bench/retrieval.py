@@ -13,7 +13,7 @@ from ..data.clips import RATE
 from ..data.sources import CONTENT_TYPES
 from ..effects.builtin import BuiltinEffect
 from ..metrics import Embedding, get_metric
-from .common import ClipPool, fmt, write_results
+from .common import ClipPool, command_line, fmt, write_results
 from .scoring import retrieval_curve
 
 TASK = "retrieval"
@@ -123,7 +123,7 @@ def markdown(report: dict) -> str:
     big = str(cfg["sizes"][-1])
     ns = [str(n) for n in cfg["n_effects"]]
     lines = [f"# Task 2: style retrieval{' (quick)' if report['quick'] else ''}", "",
-             f"Command: `stito bench retrieval{' --quick' if report['quick'] else ''}` · {cfg['trials']} trials "
+             f"Command: `{command_line('retrieval', report)}` · {cfg['trials']} trials "
              f"per content type and N · retrieval set up to {cfg['set_size']} · seed {report['seed']} · "
              f"wall time {report['wall_s']:.0f} s · clips: "
              + ", ".join(f"{c} {n}" for c, n in report["clips"].items()), "",

@@ -414,7 +414,7 @@ def markdown(report: dict) -> str:
     """The results table: per chain, fast vs naive vs Matchering, with the load the timings were taken under."""
     busy = max(r["summary"]["max_other_cores"] for r in report["results"].values())
     lines = [f"# Match speed{' (quick: tiny searches, numbers mean nothing)' if report['quick'] else ''}", "",
-             f"Command: `python -m stito_server.bench.speed{' --quick' if report['quick'] else ''}` · metric "
+             f"Command: `stito bench speed{' --quick' if report['quick'] else ''} --metric {report['metric']}` · metric "
              f"{report['metric']} on {report['device']} · {report['seconds']:g} s stereo input and reference (48 kHz) · "
              f"{report['cpu_count']} CPU cores · seed {report['seed']} · fast runs per chain {report['runs']} "
              f"(seeds {report['seed']}..{report['seed'] + report['runs'] - 1}), naive runs {report['naive_runs']}"

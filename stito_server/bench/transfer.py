@@ -20,7 +20,7 @@ from ..match import MatchOptions, match, uses_side
 from ..metrics import get_metric
 from ..metrics.mfcc import mel_filterbank
 from ..optimize import OptimizerOptions
-from .common import ClipPool, fmt, peak_normalize, write_results
+from .common import ClipPool, command_line, fmt, peak_normalize, write_results
 
 TASK = "transfer"
 CONTENTS = ("speech", "vocals", "music")
@@ -440,11 +440,10 @@ def markdown(report: dict) -> str:
     """Tables: every measure per method over all cases, log-mel distance per content type and per style."""
     cfg = report["settings"]
     metrics, methods = report["metrics"], report["methods"]
-    quick = " --quick" if report["quick"] else ""
     contents = [c for c in report["clips"] if c in report["results"]]
     styles = list(report["styles"])
     lines = [f"# Task 4: real-world style transfer{' (quick)' if report['quick'] else ''}", "",
-             f"Command: `stito bench transfer{quick}` · {len(report['cases'])} cases ({len(styles)} styles, "
+             f"Command: `{command_line('transfer', report)}` · {len(report['cases'])} cases ({len(styles)} styles, "
              f"{len(contents)} content types, {cfg['repeats']} per pair) · seed {report['seed']} · wall time "
              f"{report['wall_s']:.0f} s · clips: " + ", ".join(f"{c} {n}" for c, n in report["clips"].items()), "",
              "Each case: input clip A and clip B from another recording of the same content type (vocals: one "
