@@ -123,3 +123,12 @@ def test_mir_similarity_follows_eq_not_content(dry_a, dry_b):
     assert same_style[0] > other_style[0] + 0.1
     assert _feature(lowpass(dry_a, 800.0).mean(axis=0), "centroid_log2_khz") < _feature(
         dry_a.mean(axis=0), "centroid_log2_khz") - 0.5
+
+
+def test_tables_label_metrics_and_reproduce_the_command():
+    from stito_server.bench.common import command_line, metric_label
+
+    assert metric_label("mfcc") == "MFCC"
+    assert metric_label("afx:/tmp/cand/afx-rep-1a2b3c4d.pt") == "AFX-REP-1A2B3C4D"
+    report = {"quick": True, "seed": 3, "results": {"mfcc": {}, "afx": {}}}
+    assert command_line("retrieval", report) == "stito bench retrieval --quick --metrics mfcc,afx --seed 3"

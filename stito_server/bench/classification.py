@@ -11,7 +11,7 @@ import numpy as np
 from ..data.cli import build_eval
 from ..data.clips import RATE
 from ..metrics import get_metric
-from .common import ClipPool, command_line, fmt, write_results
+from .common import ClipPool, command_line, fmt, metric_label, write_results
 from .scoring import zero_shot_accuracy
 from .styles import STYLE_ABBREVIATIONS, STYLE_NAMES, apply_style
 
@@ -116,9 +116,9 @@ def markdown(report: dict) -> str:
         for domain in (*DOMAINS, "all"):
             r = by_domain[domain]
             cells = [fmt(r["per_class"][s]) for s in STYLE_NAMES]
-            lines.append(f"| {m.upper()} | {domain} | " + " | ".join(cells) + f" | {fmt(r['balanced'])} |")
+            lines.append(f"| {metric_label(m)} | {domain} | " + " | ".join(cells) + f" | {fmt(r['balanced'])} |")
         if m in PAPER:
-            lines.append(f"| {m.upper()} (paper) | speech+music | "
+            lines.append(f"| {metric_label(m)} (paper) | speech+music | "
                          + " | ".join(fmt(PAPER[m][a]) for a in abbr) + f" | {fmt(PAPER[m]['AVG'])} |")
     return "\n".join(lines) + "\n"
 
@@ -138,7 +138,7 @@ def plot(report: dict, path: Path) -> None:
         for k, m in enumerate(metrics):
             r = report["results"][m][domain]
             vals = [r["per_class"][s] for s in STYLE_NAMES] + [r["balanced"]]
-            ax.bar(np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width, vals, width, label=m.upper())
+            ax.bar(np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width, vals, width, label=metric_label(m))
         ax.axhline(0.2, color="grey", lw=0.8, ls="--")
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_title(domain)

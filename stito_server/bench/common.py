@@ -78,6 +78,11 @@ def peak_normalize(audio: np.ndarray, peak_dbfs: float = -1.0) -> np.ndarray:
     return x * np.float32(10 ** (peak_dbfs / 20) / peak)
 
 
+def metric_label(name: str) -> str:
+    """A metric's name as tables show it: "MFCC", or for ``afx:PATH`` the encoder file's name ("AFX-REP-1A2B3C4D")."""
+    return (Path(name[4:]).stem if name.startswith("afx:") else name).upper()
+
+
 def command_line(task: str, report: dict) -> str:
     """The ``stito bench`` command that reproduces ``report`` (its metrics, --quick and seed), for the tables."""
     metrics = report["metrics"] if "metrics" in report else list(report["results"])

@@ -16,7 +16,7 @@ from ..effects.specs import chain_from_dict
 from ..match import MatchOptions, match
 from ..metrics import get_metric
 from ..optimize import OptimizerOptions
-from .common import ClipPool, command_line, fmt, peak_normalize, write_results
+from .common import ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
 from .param_tasks import PARAM_TASKS, ParamTask
 
 TASK = "parameters"
@@ -226,7 +226,7 @@ def markdown(report: dict) -> str:
              "values (rho is 0 when all estimates are equal). *Unseen*: effects the learned encoder never sees "
              "in training.", "",
              "| Effect | Parameter | Kind | Unseen | "
-             + " | ".join(f"{m.upper()} MSE | {m.upper()} rho" for m in metrics) + " |",
+             + " | ".join(f"{metric_label(m)} MSE | {metric_label(m)} rho" for m in metrics) + " |",
              "|---|---|---|---|" + "---|---|" * len(metrics)]
     for key, e in report["effects"].items():
         scores = [report["results"][m]["effects"][key] for m in metrics]
@@ -234,7 +234,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {key} | {e['effect']} '{e['param']}' | {e['kind']} | {'yes' if e['unseen'] else ''} | "
                      + " | ".join(cells) + " |")
     lines += ["", "## Means over effects", "",
-              "| Group | Effects | " + " | ".join(f"{m.upper()} MSE | {m.upper()} rho" for m in metrics) + " |",
+              "| Group | Effects | " + " | ".join(f"{metric_label(m)} MSE | {metric_label(m)} rho" for m in metrics) + " |",
               "|---|---|" + "---|---|" * len(metrics)]
     for group in report["results"][metrics[0]]["summary"]:
         s = [report["results"][m]["summary"][group] for m in metrics]
@@ -243,7 +243,7 @@ def markdown(report: dict) -> str:
     ends = {m: np.mean([min(e, 1 - e) <= END_TOLERANCE for r in report["results"][m]["effects"].values()
                         for e in r["estimates"]]) for m in metrics}
     lines += ["", f"Estimates at an end of the range (within {END_TOLERANCE:g} of 0 or 1): "
-              + ", ".join(f"{m.upper()} {100 * v:.0f} %" for m, v in ends.items()) + "."]
+              + ", ".join(f"{metric_label(m)} {100 * v:.0f} %" for m, v in ends.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -264,9 +264,9 @@ def plot(report: dict, path: Path) -> None:
             r = report["results"][m]["effects"][key]
             jitter = (k - (len(metrics) - 1) / 2) * 0.015
             ax.scatter(np.asarray(r["targets"]) + jitter, r["estimates"], s=12, color=f"C{k}",
-                       label=m.upper() if key == keys[0] else None)
+                       label=metric_label(m) if key == keys[0] else None)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        rhos = " · ".join(f"{m.upper()} rho {report['results'][m]['effects'][key]['rho']:.2f}" for m in metrics)
+        rhos = " · ".join(f"{metric_label(m)} rho {report['results'][m]['effects'][key]['rho']:.2f}" for m in metrics)
         ax.set_title(key + (" (unseen)" if report["effects"][key]["unseen"] else "") + "\n" + rhos, fontsize=7)
         ax.set_xlim(-0.04, 1.04)  # estimates at the range ends stay visible
         ax.set_ylim(-0.04, 1.04)

@@ -13,7 +13,7 @@ from ..data.clips import RATE
 from ..data.sources import CONTENT_TYPES
 from ..effects.builtin import BuiltinEffect
 from ..metrics import Embedding, get_metric
-from .common import ClipPool, command_line, fmt, write_results
+from .common import ClipPool, command_line, fmt, metric_label, write_results
 from .scoring import retrieval_curve
 
 TASK = "retrieval"
@@ -135,14 +135,14 @@ def markdown(report: dict) -> str:
     for m, by_content in report["results"].items():
         for content, by_n in by_content.items():
             vals = [by_n[n][big] for n in ns]
-            lines.append(f"| {m.upper()} | {content} | " + " | ".join(fmt(v) for v in vals)
+            lines.append(f"| {metric_label(m)} | {content} | " + " | ".join(fmt(v) for v in vals)
                          + f" | {fmt(float(np.mean(vals)))} |")
     lines += ["", "## Accuracy vs retrieval-set size (mean over content types and N)", "",
               "| Metric | " + " | ".join(f"M={s}" for s in cfg["sizes"]) + " |",
               "|---|" + "---|" * len(cfg["sizes"])]
     for m, by_content in report["results"].items():
         vals = [np.mean([by_n[n][str(s)] for by_n in by_content.values() for n in ns]) for s in cfg["sizes"]]
-        lines.append(f"| {m.upper()} | " + " | ".join(fmt(v) for v in vals) + " |")
+        lines.append(f"| {metric_label(m)} | " + " | ".join(fmt(v) for v in vals) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -162,7 +162,7 @@ def plot(report: dict, path: Path) -> None:
         for m, by_content in report["results"].items():
             for k, (n, curve) in enumerate(by_content.get(content, {}).items()):
                 ax.plot(sizes, [curve[str(s)] for s in sizes], styles.get(m, ":"), color=f"C{k}",
-                        label=f"{m.upper()} N={n}")
+                        label=f"{metric_label(m)} N={n}")
         ax.plot(sizes, [1 / s for s in sizes], color="grey", lw=0.8, label="chance")
         ax.set_title(content)
         ax.set_xlabel("retrieval-set size")

@@ -20,7 +20,7 @@ from ..match import MatchOptions, match, uses_side
 from ..metrics import get_metric
 from ..metrics.mfcc import mel_filterbank
 from ..optimize import OptimizerOptions
-from .common import ClipPool, command_line, fmt, peak_normalize, write_results
+from .common import ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
 
 TASK = "transfer"
 CONTENTS = ("speech", "vocals", "music")
@@ -432,7 +432,7 @@ def method_label(method: str) -> str:
     """Table label of a method name from ``method_names``."""
     if method.startswith("stito_"):
         _, family, metric = method.split("_", 2)
-        return f"stito, {BUILTIN_CHAIN if family == 'builtin' else VST3_CHAIN}, {metric.upper()}"
+        return f"stito, {BUILTIN_CHAIN if family == 'builtin' else VST3_CHAIN}, {metric_label(metric)}"
     return METHOD_LABELS[method]
 
 
@@ -461,7 +461,7 @@ def markdown(report: dict) -> str:
              "`match()` call, worker start-up included).", "",
              "## All cases (mean)", "",
              "| Method | MR-STFT dB | log-mel dB | loudness error LU | width error | "
-             + " | ".join(f"sim {m.upper()}" for m in metrics) + " | wall s |",
+             + " | ".join(f"sim {metric_label(m)}" for m in metrics) + " | wall s |",
              "|---|---|---|---|---|" + "---|" * (len(metrics) + 1)]
     for method in methods:
         r = report["results"]["all"][method]
