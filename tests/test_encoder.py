@@ -14,7 +14,7 @@ import torch
 from stito_server.bench.param_tasks import PARAM_TASKS, UNSEEN_EFFECTS
 from stito_server.encoder.effects import make_effect, pretext_effects
 from stito_server.encoder.model import EncoderConfig, StyleEncoder, random_encoder
-from stito_server.encoder.pairs import PairPlan, build_pairs, load_pairs
+from stito_server.encoder.pairs import PairPlan, build_pairs, item_chains, load_pairs, plan_items, style_ids
 from stito_server.encoder.presets import build_presets, effect_presets
 from stito_server.encoder.train import TrainPlan, train
 from stito_server.encoder.weights import export_weights, load_encoder
@@ -98,6 +98,41 @@ def test_pairs_hold_dry_and_wet_log_mels_with_labels(tiny_pairs, tiny_corpus):
                 SMALL, workers=1, log=lambda m: None)
     with pytest.raises(RuntimeError, match="different plan"):
         build_pairs(root, presets, tiny_pairs, PairPlan(items=81, seconds=2.0), SMALL, workers=1, log=lambda m: None)
+
+
+def test_chain_items_render_several_effects_and_train_only_the_contrastive_term(tiny_corpus, tiny_pairs, tmp_path):
+    root, presets = tiny_corpus
+    plan = PairPlan(items=40, seconds=2.0, content_weights={"music": 0.5, "drums": 0.5}, chain_share=0.5,
+                    chain_lengths=(2,))
+    single = PairPlan(items=40, seconds=2.0, content_weights={"music": 0.5, "drums": 0.5})
+    items = plan_items(root, plan, ["builtin:lowpass", "builtin:distortion"], 3)
+    items0 = plan_items(root, single, ["builtin:lowpass", "builtin:distortion"], 3)
+    chained = [i for i, c in enumerate(items["chain"]) if len(c) == 2]
+    assert 10 <= len(chained) <= 30
+    assert all(items["effect"][i] == items["preset"][i] == -1 for i in chained)
+    assert all(sorted(e for e, _ in items["chain"][i]) == [0, 1] for i in chained)  # two different effects
+    # chain_share 0 is the single-effect plan exactly; the chain draws come after it
+    assert items0["dry_index"] == items["dry_index"] and items0["gain_db"] == items["gain_db"]
+    assert {k for k in items0 if items0[k] != items[k]} == {"chain", "effect", "preset"}
+    assert all(items["chain"][i] == items0["chain"][i] for i in range(40) if i not in chained)
+    out = build_pairs(root, presets, tmp_path / "chains", plan, SMALL, workers=1, log=lambda m: None)
+    p = load_pairs(out)
+    ids = style_ids(item_chains(items), 2, 3)
+    np.testing.assert_array_equal(p.style, ids)
+    assert (ids[chained] >= 6).all() and (ids[[i for i in range(40) if i not in chained]] < 6).all()
+    same = [(i, j) for i in chained for j in chained if i < j and items["chain"][i] == items["chain"][j]]
+    assert same and all(ids[i] == ids[j] for i, j in same)
+    # a chain item's wet clip differs from both of its single-effect renders' dry input
+    i = chained[0]
+    assert float(np.abs(np.asarray(p.wet[i, 0, 0], dtype=np.float32)
+                        - np.asarray(p.dry[p.dry_index[i, 0], 0], dtype=np.float32)).mean()) > 0.01
+    with pytest.raises(ValueError, match="chain_share must be between 0 and 1, got 1.5"):
+        PairPlan(chain_share=1.5)
+    # training on it: finite losses, heads scored on the labelled items only
+    tp = TrainPlan(steps=2, batch=8, crop_frames=60, val_items=8, checkpoint_every=2, seed=0)
+    train(out, tmp_path / "run", tp, device="cpu", threads=1, log=lambda m: None)
+    row = list(csv.DictReader((tmp_path / "run" / "train_log.csv").open()))[-1]
+    assert all(np.isfinite(float(row[k])) for k in ("train_loss", "val_loss", "val_effect_acc", "val_nce"))
 
 
 def test_training_logs_checkpoints_resumes_and_is_deterministic(tiny_pairs, tmp_path):

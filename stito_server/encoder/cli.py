@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     pa.add_argument("--presets", type=Path, default=PRESETS_FILE, help="presets JSON (default: models/presets.json)")
     pa.add_argument("--out", type=Path, default=None, help="pairs folder (default: pairs in the data cache)")
     pa.add_argument("--items", type=int, default=PairPlan.items, help="pretext items (default %(default)s)")
+    pa.add_argument("--chain-share", type=float, default=PairPlan.chain_share,
+                    help="share of items that chain 2-3 effects (contrastive term only; default %(default)s)")
     pa.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
     pa.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     pa.add_argument("--seed", type=int, default=0, help="(default 0)")
@@ -58,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.train_command == "pairs":
         from .pairs import build_pairs, default_pairs_dir
 
-        plan = PairPlan(items=args.items, seed=args.seed)
+        try:
+            plan = PairPlan(items=args.items, seed=args.seed, chain_share=args.chain_share)
+        except ValueError as exc:
+            raise SystemExit(f"stito train pairs: {exc}") from None
         out = build_pairs(train_root(args.cache), args.presets, args.out or default_pairs_dir(args.cache), plan,
                           workers=args.workers)
         print(f"pairs in {out} ({time.perf_counter() - t0:.0f} s)")

@@ -31,11 +31,13 @@ class PairSet:
         dry: ``(clips, 2, frames, n_mels)`` float16 log-mel of each dry clip (mid, side).
         wet: ``(items, 2, 2, frames, n_mels)`` float16 log-mel of the wet clips (a/b, mid/side).
         dry_index: ``(items, 2)`` int, the dry clip of a and b.
-        effect: ``(items,)`` int effect index into ``effects``.
-        preset: ``(items,)`` int preset index (0..n_presets-1).
+        effect: ``(items,)`` int effect index into ``effects``; -1 for a chain item.
+        preset: ``(items,)`` int preset index (0..n_presets-1); -1 for a chain item.
         effects: Effect ids.
         n_presets: Presets per effect.
         ready: ``(items,)`` bool, rendered.
+        style: ``(items,)`` int style id: ``effect * n_presets + preset`` for a single effect, and one id
+            above those per distinct (effect, preset) sequence for chain items (equal ids: same style).
     """
 
     dry: np.ndarray
@@ -46,6 +48,7 @@ class PairSet:
     effects: list[str]
     n_presets: int
     ready: np.ndarray
+    style: np.ndarray
 
 
 def _frames(seconds: float, config: EncoderConfig) -> int:
@@ -79,7 +82,9 @@ def plan_items(train_root: Path, plan: PairPlan, effects: list[str], n_presets: 
     """Choose every item (seeded): clips, effect, preset, gains.
 
     Returns:
-        A JSON-able dict: "clips" (manifest entries used), "dry_index", "effect", "preset", "gain_db".
+        A JSON-able dict: "clips" (manifest entries used), "dry_index", "effect", "preset", "gain_db",
+        "chain" (per item, the ``[effect, preset]`` steps in processing order; effect and preset are -1 for
+        chain items of two or more steps).
     """
     rng = np.random.default_rng(plan.seed)
     pools: dict[str, list[dict]] = {}
@@ -107,10 +112,37 @@ def plan_items(train_root: Path, plan: PairPlan, effects: list[str], n_presets: 
         others = np.flatnonzero(recs != recs[a])
         b = int(rng.choice(others)) if others.size else int((a + 1) % len(pool))
         dry[i] = (start[cts[k]] + a, start[cts[k]] + b)
-    return {"clips": clips, "dry_index": dry.tolist(),
-            "effect": rng.integers(len(effects), size=plan.items).tolist(),
-            "preset": rng.integers(n_presets, size=plan.items).tolist(),
-            "gain_db": rng.uniform(*plan.gain_db, size=(plan.items, 2)).tolist()}
+    effect = rng.integers(len(effects), size=plan.items)
+    preset = rng.integers(n_presets, size=plan.items)
+    gain_db = rng.uniform(*plan.gain_db, size=(plan.items, 2))
+    chain = [[[int(e), int(p)]] for e, p in zip(effect, preset)]
+    if plan.chain_share > 0:
+        lengths = [n for n in plan.chain_lengths if n <= len(effects)]
+        if not lengths:
+            raise ValueError(f"chains of {list(plan.chain_lengths)} effects need more than {len(effects)} effects")
+        for i in np.flatnonzero(rng.random(plan.items) < plan.chain_share):
+            fx = rng.choice(len(effects), size=int(rng.choice(lengths)), replace=False)
+            chain[i] = [[int(e), int(rng.integers(n_presets))] for e in fx]
+            effect[i] = preset[i] = -1
+    return {"clips": clips, "dry_index": dry.tolist(), "effect": effect.tolist(), "preset": preset.tolist(),
+            "gain_db": gain_db.tolist(), "chain": chain}
+
+
+def item_chains(items: dict) -> list[list[list[int]]]:
+    """Each item's ``[effect, preset]`` steps (pair sets from before chain items have none stored)."""
+    return items.get("chain") or [[[e, p]] for e, p in zip(items["effect"], items["preset"])]
+
+
+def style_ids(chains: list[list[list[int]]], n_effects: int, n_presets: int) -> np.ndarray:
+    """``(items,)`` int: equal for items of the same style (see ``PairSet.style``)."""
+    seen: dict[tuple, int] = {}
+    out = np.empty(len(chains), dtype=np.int64)
+    for i, steps in enumerate(chains):
+        if len(steps) == 1:
+            out[i] = steps[0][0] * n_presets + steps[0][1]
+        else:
+            out[i] = seen.setdefault(tuple(map(tuple, steps)), n_effects * n_presets + len(seen))
+    return out
 
 
 def _dry_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
@@ -143,16 +175,18 @@ def _wet_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
     wet = _open(out_p, "wet.f16", tuple(meta["wet_shape"]), "r+")
     made: dict[str, object] = {}
     rendered = []
+    chains = item_chains(items)
     for i in range(lo, hi):
-        eid = meta["effects"][items["effect"][i]]
-        fx = made.get(eid) or made.setdefault(eid, make_effect(eid))
-        fx.set_normalized(np.array(presets[eid]["presets"][items["preset"][i]]))
         pair = []
         for j in range(2):
             entry = items["clips"][items["dry_index"][i][j]]
-            x = _fit(_stereo(load_clip(Path(train_root), entry)), n) * np.float32(10 ** (items["gain_db"][i][j] / 20))
-            y = fx.process(x, RATE)
-            pair.append(np.nan_to_num(_fit(y, n), nan=0.0, posinf=0.0, neginf=0.0))
+            y = _fit(_stereo(load_clip(Path(train_root), entry)), n) * np.float32(10 ** (items["gain_db"][i][j] / 20))
+            for e, p in chains[i]:
+                eid = meta["effects"][e]
+                fx = made.get(eid) or made.setdefault(eid, make_effect(eid))
+                fx.set_normalized(np.array(presets[eid]["presets"][p]))
+                y = _fit(_stereo(fx.process(y, RATE)), n)
+            pair.append(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0))
         rendered.append(_mid_side_mel(np.stack(pair), front))
     wet[lo:hi] = np.stack(rendered)
     wet.flush()
@@ -184,6 +218,7 @@ def build_pairs(train_root: Path, presets_file: Path, out: Path, plan: PairPlan 
     meta_file = out / "meta.json"
     if meta_file.exists():
         old = json.loads(meta_file.read_text())
+        old["plan"] = {**json.loads(json.dumps(asdict(PairPlan()))), **old["plan"]}  # sets from before new fields
         if any(old[k] != json.loads(json.dumps(v)) for k, v in meta_now.items()):
             raise RuntimeError(f"{out} holds pairs of a different plan/config/effects; choose another folder "
                                "or delete it")
@@ -240,7 +275,7 @@ def load_pairs(out: Path) -> PairSet:
                    wet=_open(out, "wet.f16", tuple(meta["wet_shape"]), "r"),
                    dry_index=np.array(items["dry_index"]), effect=np.array(items["effect"]),
                    preset=np.array(items["preset"]), effects=meta["effects"], n_presets=meta["n_presets"],
-                   ready=ready)
+                   ready=ready, style=style_ids(item_chains(items), len(meta["effects"]), meta["n_presets"]))
 
 
 def default_pairs_dir(cache: str | Path | None = None) -> Path:

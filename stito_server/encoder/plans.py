@@ -21,6 +21,11 @@ class PairPlan:
             effects such as compressors and distortion then see different drive).
         content_weights: Probability of each content type.
         seed: Seed of every choice.
+        chain_share: Share of items that are chains of several different effects, each at a random preset,
+            in a random order (the benchmarks' and users' styles are chains). Chain items carry no effect or
+            preset label: they train only the same-style contrastive term. 0 reproduces the single-effect
+            plan exactly (the chain choices are drawn after everything else).
+        chain_lengths: Effects per chain item, drawn uniformly from these.
     """
 
     items: int = 12000
@@ -29,6 +34,14 @@ class PairPlan:
     content_weights: dict[str, float] = field(default_factory=lambda: {
         "music": 0.4, "speech": 0.2, "guitar": 0.15, "drums": 0.25})
     seed: int = 0
+    chain_share: float = 0.0
+    chain_lengths: tuple[int, ...] = (2, 3)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.chain_share <= 1.0:
+            raise ValueError(f"chain_share must be between 0 and 1, got {self.chain_share:g}")
+        if not self.chain_lengths or min(self.chain_lengths) < 2:
+            raise ValueError(f"chain_lengths must be 2 or more effects each, got {list(self.chain_lengths)}")
 
 
 

@@ -56,12 +56,13 @@ def _crop(x: np.ndarray, start: int, frames: int) -> np.ndarray:
 
 
 def make_batch(pairs: PairSet, items: np.ndarray, frames: int, rng: np.random.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+               ) -> tuple[torch.Tensor, ...]:
     """Crops of a batch of items.
 
     Returns:
-        dry ``(2B, 2, frames, n_mels)``, wet (same), effect labels ``(2B,)``, preset-class labels ``(2B,)``;
-        rows ``[0, B)`` are the items' "a" pairs and ``[B, 2B)`` their "b" pairs.
+        dry ``(2B, 2, frames, n_mels)``, wet (same), effect labels ``(2B,)``, preset-class labels ``(2B,)``
+        (both -1 for chain items, which have none), style ids ``(2B,)``; rows ``[0, B)`` are the items'
+        "a" pairs and ``[B, 2B)`` their "b" pairs.
     """
     total = pairs.wet.shape[3]
     dry, wet = [], []
@@ -71,27 +72,34 @@ def make_batch(pairs: PairSet, items: np.ndarray, frames: int, rng: np.random.Ge
             dry.append(_crop(pairs.dry[pairs.dry_index[i, j]], s_dry, frames))
             wet.append(_crop(pairs.wet[i, j], s_wet, frames))
     eff = np.concatenate([pairs.effect[items]] * 2)
-    cls = eff * pairs.n_presets + np.concatenate([pairs.preset[items]] * 2)
+    cls = np.where(eff >= 0, eff * pairs.n_presets + np.concatenate([pairs.preset[items]] * 2), -1)
+    style = np.concatenate([pairs.style[items]] * 2)
     return (torch.from_numpy(np.stack(dry)), torch.from_numpy(np.stack(wet)), torch.from_numpy(eff),
-            torch.from_numpy(cls))
+            torch.from_numpy(cls), torch.from_numpy(style))
 
 
 def losses(model: Pretext, batch: tuple[torch.Tensor, ...], plan: TrainPlan) -> dict[str, torch.Tensor]:
     """Loss terms and accuracies of one batch (see ``make_batch`` for its layout)."""
-    dry, wet, eff, cls = batch
+    dry, wet, eff, cls, style = batch
     b = dry.shape[0] // 2
     eff_logits, pre_logits, z = model(dry, wet)
     ce = nn.functional.cross_entropy
     logits = z[:b] @ z[b:].T / (2.0 * plan.temperature)  # z rows have norm sqrt(2)
-    same = (cls[:b, None] == cls[None, b:]) & ~torch.eye(b, dtype=torch.bool, device=z.device)
+    same = (style[:b, None] == style[None, b:]) & ~torch.eye(b, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(same, float("-inf"))  # other items of the same style are not negatives
     target = torch.arange(b, device=z.device)
     nce = 0.5 * (ce(logits, target) + ce(logits.T, target))
-    out = {"effect": ce(eff_logits, eff), "preset": ce(pre_logits, cls), "nce": nce}
+    labelled = eff >= 0  # chain items train only the contrastive term
+    if bool(labelled.any()):
+        out = {"effect": ce(eff_logits[labelled], eff[labelled]), "preset": ce(pre_logits[labelled], cls[labelled])}
+    else:
+        out = {"effect": eff_logits.sum() * 0.0, "preset": pre_logits.sum() * 0.0}
+    out["nce"] = nce
     out["loss"] = out["effect"] + out["preset"] + plan.contrastive_weight * nce
     with torch.no_grad():
-        out["effect_acc"] = (eff_logits.argmax(-1) == eff).float().mean()
-        out["preset_acc"] = (pre_logits.argmax(-1) == cls).float().mean()
+        n = labelled.sum().clamp(min=1)
+        out["effect_acc"] = ((eff_logits.argmax(-1) == eff) & labelled).sum() / n
+        out["preset_acc"] = ((pre_logits.argmax(-1) == cls) & labelled).sum() / n
         out["nce_acc"] = (logits.argmax(-1) == target).float().mean()
     return out
 
