@@ -263,3 +263,18 @@ def loudness_lufs(x: np.ndarray, sample_rate: int) -> float:
     if data.shape[0] < int(0.4 * sample_rate) + 1:
         return float("-inf")
     return float(pyloudnorm.Meter(sample_rate).integrated_loudness(data))
+
+
+def gain_loudness_lufs(x: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness for gain matching: ``loudness_lufs`` of the audio brought to -1 dBFS peak, shifted back.
+
+    BS.1770's absolute gate drops every block below -70 LUFS, so audio that is merely very quiet (a chain
+    setting 60 dB down, which a level-blind metric cannot tell from full level) would measure -inf and
+    could not be gained back up. Measured this way the result moves dB for dB with the audio's level at
+    every level; for audio already near full scale it equals ``loudness_lufs``. -inf for silence.
+    """
+    peak = peak_dbfs(x)
+    if not np.isfinite(peak):
+        return float("-inf")
+    shift = -1.0 - peak
+    return loudness_lufs(np.asarray(x, dtype=np.float64) * 10 ** (shift / 20), sample_rate) - shift

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .audio import Audio, choose_excerpts, content_excerpts, loudness_lufs, mid_side, validate_audio
+from .audio import Audio, choose_excerpts, content_excerpts, gain_loudness_lufs, mid_side, validate_audio
 from .effects.chain import Chain
 from .errors import RenderError, StitoError
 from .metrics.base import Embedding, StyleMetric
@@ -408,8 +408,8 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         # the measurements that do not need it run beside it.
         with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
             dry_job = side.submit(check.dry)
-            lufs_jobs = {"input": side.submit(loudness_lufs, input_audio.samples, sr),
-                         "reference": side.submit(loudness_lufs, reference.samples, reference.sample_rate)}
+            lufs_jobs = {"input": side.submit(gain_loudness_lufs, input_audio.samples, sr),
+                         "reference": side.submit(gain_loudness_lufs, reference.samples, reference.sample_rate)}
             rendered, errors = renderer.render(np.stack([final, start]) if check_whole else final[None], whole, sr)
             dry = dry_job.result()
             lufs = {k: job.result() for k, job in lufs_jobs.items()}
@@ -445,7 +445,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         sample = "; ".join(sorted(set(score.errors))[:3])
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
     params = _param_changes(before_rows, chain.describe())
-    lufs["chain_output"] = loudness_lufs(output, sr)
+    lufs["chain_output"] = gain_loudness_lufs(output, sr)
     gain_db = 0.0
     if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
         gain_db = lufs[opts.loudness] - lufs["chain_output"]

@@ -94,6 +94,27 @@ def gain_chain() -> Chain:
                               SearchDim(1, comp.param_index("threshold_db"))])
 
 
+def test_very_quiet_chain_output_is_still_gained_to_the_reference(dry_a, dry_b):
+    """A chain 72 dB down sounds the same to a level-blind metric; BS.1770's -70 LUFS gate must not leave it silent."""
+    from stito_server.audio import gain_loudness_lufs, loudness_lufs
+
+    quiet = [BuiltinEffect("gain") for _ in range(3)]
+    for g in quiet:
+        g.set_values({"gain_db": -24.0})
+    eq = BuiltinEffect("parametric_eq")
+    chain = Chain([*quiet, eq], [SearchDim(3, eq.param_index("peak2_gain_db"))])
+    result = match(Audio(dry_a, RATE), Audio(dry_b, RATE), chain, get_metric("mfcc"),
+                   small(gens=2, pop=6, excerpt_seconds=2.0, loudness="reference"))
+    raw = result.output * np.float32(10 ** (-result.output_gain_db / 20))  # the chain's own output
+    assert loudness_lufs(raw, RATE) == -np.inf  # what the plain meter says: all blocks gated away
+    assert result.output_gain_db == pytest.approx(72.0, abs=3.0)
+    assert loudness_lufs(result.output, RATE) == pytest.approx(loudness_lufs(dry_b, RATE), abs=0.1)
+    # the gain measure equals the meter at ordinary levels and follows the level dB for dB below the gate
+    assert gain_loudness_lufs(dry_a, RATE) == pytest.approx(loudness_lufs(dry_a, RATE), abs=1e-6)
+    assert gain_loudness_lufs(dry_a * np.float32(1e-4), RATE) == pytest.approx(loudness_lufs(dry_a, RATE) - 80, abs=1e-3)
+    assert gain_loudness_lufs(np.zeros((2, RATE), np.float32), RATE) == -np.inf
+
+
 def test_same_seed_same_result_and_inputs_untouched(dry_a, dry_b):
     ref = BuiltinEffect("distortion")
     ref.set_values({"drive_db": 20.0})
