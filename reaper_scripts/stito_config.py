@@ -54,7 +54,7 @@ class Settings:
     skip: str = ""
     connect_timeout_s: float = 5.0
     idle_timeout_s: float = 120.0
-    job_timeout_s: float = 1800.0  # "thorough" (the paper preset) took ~13 min on zam-strip, 30 s, 2 cores
+    job_timeout_s: float = 1800.0  # "thorough" (the paper preset) can run over 10 min on 30 s of zam-strip, 2 cores
 
     def options(self) -> dict[str, object]:
         """Match options for the request."""
