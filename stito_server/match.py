@@ -287,9 +287,29 @@ def make_renderer(chain: Chain, opts: MatchOptions) -> Renderer | ProcessRendere
     return Renderer(chain, opts.workers, recreate=opts.recreate_plugins)
 
 
+def window_embeddings(outputs: np.ndarray, metric: StyleMetric, sample_rate: int, seconds: float) -> list[Embedding]:
+    """Each audio's embedding averaged over its consecutive windows (one window if shorter than ``seconds``).
+
+    Args:
+        outputs: ``(k, channels, n)`` audio.
+        metric: The metric to embed with.
+        sample_rate: In Hz.
+        seconds: Window length, in seconds.
+
+    Returns:
+        ``k`` mean embeddings.
+    """
+    k, channels, n = outputs.shape
+    length = min(int(round(seconds * sample_rate)), n)
+    w = n // length
+    windows = outputs[..., :w * length].reshape(k, channels, w, length).transpose(0, 2, 1, 3)
+    emb = metric.embed(windows.reshape(k * w, channels, length), sample_rate)
+    return [Embedding(emb.mid[i * w:(i + 1) * w], emb.side[i * w:(i + 1) * w]).mean() for i in range(k)]
+
+
 def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, sample_rate: int, seconds: float,
                      use_side: bool) -> np.ndarray:
-    """Similarity of whole renders to the reference: each render's embedding averaged over consecutive windows.
+    """Similarity of whole renders to the reference, each embedded over consecutive windows (``window_embeddings``).
 
     Args:
         outputs: ``(k, channels, n)`` renders of the whole input.
@@ -302,12 +322,7 @@ def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, s
     Returns:
         ``(k,)`` similarities.
     """
-    k, channels, n = outputs.shape
-    length = min(int(round(seconds * sample_rate)), n)
-    w = n // length
-    windows = outputs[..., :w * length].reshape(k, channels, w, length).transpose(0, 2, 1, 3)
-    emb = metric.embed(windows.reshape(k * w, channels, length), sample_rate)
-    means = [Embedding(emb.mid[i * w:(i + 1) * w], emb.side[i * w:(i + 1) * w]).mean() for i in range(k)]
+    means = window_embeddings(outputs, metric, sample_rate, seconds)
     return np.array([float(metric.similarity(e, ref, use_side)[0]) for e in means])
 
 

@@ -122,7 +122,7 @@ def test_chain_items_render_several_effects_and_train_only_the_contrastive_term(
     assert (ids[chained] >= 6).all() and (ids[[i for i in range(40) if i not in chained]] < 6).all()
     same = [(i, j) for i in chained for j in chained if i < j and items["chain"][i] == items["chain"][j]]
     assert same and all(ids[i] == ids[j] for i, j in same)
-    # a chain item's wet clip differs from both of its single-effect renders' dry input
+    # a chain item's wet clip differs from its dry clip
     i = chained[0]
     assert float(np.abs(np.asarray(p.wet[i, 0, 0], dtype=np.float32)
                         - np.asarray(p.dry[p.dry_index[i, 0], 0], dtype=np.float32)).mean()) > 0.01

@@ -111,15 +111,10 @@ def style_similarity(output: np.ndarray, reference: np.ndarray, metric, sample_r
         sample_rate: Of both, in Hz.
         window_s: Window length, in seconds.
     """
-    from ..match import uses_side
+    from ..match import uses_side, window_embeddings
 
-    def windows(x: np.ndarray) -> np.ndarray:
-        n = int(window_s * sample_rate)
-        k = max(1, x.shape[1] // n)
-        return np.stack([x[:, i * n:(i + 1) * n] for i in range(k)])
-
-    a = metric.embed(windows(output), sample_rate).mean()
-    b = metric.embed(windows(reference), sample_rate).mean()
+    a = window_embeddings(output[None], metric, sample_rate, window_s)[0]
+    b = window_embeddings(reference[None], metric, sample_rate, window_s)[0]
     return float(metric.similarity(a, b, uses_side(output, reference))[0])
 
 

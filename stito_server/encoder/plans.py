@@ -44,7 +44,6 @@ class PairPlan:
             raise ValueError(f"chain_lengths must be 2 or more effects each, got {list(self.chain_lengths)}")
 
 
-
 @dataclass(frozen=True)
 class TrainPlan:
     """Training settings.

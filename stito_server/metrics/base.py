@@ -151,17 +151,14 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
         from .mir import MIRMetric
 
         return MIRMetric()
-    if name == "afx":
+    if name == "afx" or name.startswith("afx:"):
+        from pathlib import Path
+
         from ..encoder.weights import load_encoder, shipped_weights
         from .afx import EncoderMetric
 
-        return EncoderMetric(load_encoder(shipped_weights(), device), "afx", device)
-    if name.startswith("afx:"):
-        from pathlib import Path
-
-        from ..encoder.weights import load_encoder
-        from .afx import EncoderMetric
-
+        if name == "afx":
+            return EncoderMetric(load_encoder(shipped_weights(), device), "afx", device)
         path = Path(name[4:]).expanduser()
         return EncoderMetric(load_encoder(path, device), path.stem, device)
     if name == "random":
