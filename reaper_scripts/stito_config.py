@@ -19,7 +19,7 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"  # the same as stito_server.protocol.DE
 EFFORTS: dict[str, dict[str, object]] = {
     "preview": {"preset": "fast", "popsize": 8, "max_generations": 4, "excerpt_seconds": 2.0},
     "fast": {"preset": "fast"},
-    "normal": {"preset": "fast", "popsize": 24, "max_generations": 24},
+    "normal": {"preset": "fast", "popsize": 24, "max_generations": 24, "time_budget_s": None},
     "thorough": {"preset": "paper"},
 }
 

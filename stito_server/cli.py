@@ -36,6 +36,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "excerpts); the flags below override it (default: %(default)s)")
     m.add_argument("--max-generations", type=int, default=None, help="CMA-ES generations at most (default: preset's)")
     m.add_argument("--popsize", type=int, default=None, help="candidates per generation (default: preset's)")
+    m.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="wall seconds for the search, 0 for no limit (default: preset's: fast 6, paper none; "
+                        "a budget makes the generations run depend on the machine's speed)")
     m.add_argument("--start", choices=("current", "center"), default="current",
                    help="start from the chain's settings or from the centre of every range")
     m.add_argument("--excerpt-seconds", type=float, default=None, help="analysis excerpt length (default: preset's)")
@@ -125,9 +128,11 @@ def cmd_match(args: argparse.Namespace) -> int:
     _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
     chosen = {"popsize": args.popsize, "max_generations": args.max_generations,
               "excerpt_seconds": args.excerpt_seconds, "excerpts": args.excerpts}
+    changes = {k: v for k, v in chosen.items() if v is not None}
+    if args.time_budget is not None:
+        changes["time_budget_s"] = args.time_budget or None  # 0: no limit
     opts = MatchOptions.preset(args.preset, seed=args.seed, amount=args.amount, start=args.start,
-                               workers=args.workers, loudness=args.loudness,
-                               **{k: v for k, v in chosen.items() if v is not None})
+                               workers=args.workers, loudness=args.loudness, **changes)
     input_audio = load_audio(args.input, role="input")
     reference = load_audio(args.reference, role="reference")
     if args.server:
@@ -163,7 +168,8 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
     options = {"preset": args.preset, "amount": opts.amount, "seed": opts.optimizer.seed,
                "popsize": opts.optimizer.popsize,
                "max_generations": opts.optimizer.max_generations, "excerpt_seconds": opts.excerpt_seconds,
-               "excerpts": opts.excerpts, "metric": args.metric, "loudness": opts.loudness}
+               "excerpts": opts.excerpts, "time_budget_s": opts.optimizer.time_budget_s, "metric": args.metric,
+               "loudness": opts.loudness}
     bar = tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen", file=sys.stderr,
                disable=args.quiet, leave=False)
 
@@ -214,7 +220,8 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
     data = result.report(**extra, chain_name=chain.name, metric=metric.name, sample_rate=result.sample_rate,
                          options={"amount": opts.amount, "seed": opts.optimizer.seed,
                                   "popsize": opts.optimizer.popsize,
-                                  "max_generations": opts.optimizer.max_generations, "start": opts.start,
+                                  "max_generations": opts.optimizer.max_generations,
+                                  "time_budget_s": opts.optimizer.time_budget_s, "start": opts.start,
                                   "excerpt_seconds": opts.excerpt_seconds, "excerpts": opts.excerpts,
                                   "loudness": opts.loudness})
     write_outputs(input_audio, reference, result.output, result.sample_rate, data, out, report, plot,

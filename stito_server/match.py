@@ -24,7 +24,10 @@ EXCERPT_CHOICES = ("content", "random")
 
 @dataclass(frozen=True)
 class MatchOptions:
-    """How a match runs. ``MatchOptions()`` is the fast preset; ``MatchOptions.paper()`` the paper's settings.
+    """How a match runs. ``MatchOptions.fast()`` is the default preset, ``MatchOptions.paper()`` the paper's.
+
+    ``MatchOptions()`` is the fast preset without its time budget: a fixed seed then gives a fixed result
+    on any machine (the budget ends the search after as many generations as fit, so a busy machine runs fewer).
 
     Attributes:
         optimizer: CMA-ES settings (popsize, generations, sigma0, early stop, seed).
@@ -110,7 +113,7 @@ class MatchOptions:
         """Options of a named preset (``PRESETS``), with ``changes`` applied.
 
         Args:
-            name: "fast" (the default: seconds on 2 cores) or "paper" (the paper's search: popsize 64,
+            name: "fast" (the default: seconds on 2 cores, the search capped at 6 s) or "paper" (the paper's search: popsize 64,
                 25 generations, two 5.5 s excerpts, random crops; the original behaviour exactly).
             changes: MatchOptions fields, or OptimizerOptions fields (popsize, max_generations, seed, ...).
 
@@ -146,11 +149,12 @@ def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions
     return MatchOptions(optimizer=optimizer, **{k: v for k, v in settings.items() if k in match_keys})
 
 
-# Preset settings (MatchOptions and OptimizerOptions fields). "fast" is the dataclasses' defaults, chosen by
-# the measurements in bench/results/speed.md; "paper" reproduces the original engine's results (same seed,
+# Preset settings (MatchOptions and OptimizerOptions fields). "fast" is the dataclasses' defaults plus a
+# 6 s budget for the search (generations beyond it are dropped: a heavy chain such as zam-strip runs about
+# half of its 16), chosen by the measurements in bench/results/speed.md; "paper" reproduces the original engine's results (same seed,
 # same parameters: pinned in tests/test_speed.py; embedding renders as they complete changes no number).
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {},
+    "fast": {"time_budget_s": 6.0},
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
               "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
               "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0,
@@ -250,25 +254,38 @@ class _Scorer:
         self.renderer, self.metric, self.ref = renderer, metric, ref
         self.clips, self.sample_rate, self.use_side, self.pipeline = clips, sample_rate, use_side, pipeline
         self.errors: list[str] = []
+        self.last_errors: list[str | None] = []
 
     def _embed(self, audio: np.ndarray) -> Embedding:
         """``(rows, clips, channels, n)`` renders -> ``rows * clips`` embeddings."""
         return self.metric.embed(audio.reshape(-1, *audio.shape[2:]), self.sample_rate)
 
     def __call__(self, xs: np.ndarray) -> np.ndarray:
+        """Mean similarity over the clips of each row of ``xs`` (NaN where it failed to render).
+
+        Identical rows render once (the finalists often repeat: the best of the run is the last generation's).
+        ``last_errors`` holds this call's error per row (None where it rendered).
+        """
         xs = np.atleast_2d(xs)
+        _, first, inverse = np.unique(xs, axis=0, return_index=True, return_inverse=True)
+        keep = np.sort(first)  # unique rows in their original order
+        where = np.empty(len(xs), dtype=int)
+        where[keep] = np.arange(len(keep))
+        uniq = xs[keep]
         if self.pipeline:
-            blocks, errors = self.renderer.render_map(xs, self.clips, self.sample_rate, self._embed)
+            blocks, errors = self.renderer.render_map(uniq, self.clips, self.sample_rate, self._embed)
             emb = Embedding(np.concatenate([b.mid for b in blocks]), np.concatenate([b.side for b in blocks]))
         else:
-            audio, errors = self.renderer.render(xs, self.clips, self.sample_rate)
+            audio, errors = self.renderer.render(uniq, self.clips, self.sample_rate)
             emb = self._embed(audio)
-        sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(len(xs), len(self.clips)).mean(axis=1)
+        sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(len(uniq), len(self.clips)).mean(axis=1)
         for i, e in enumerate(errors):
             if e is not None:
                 sims[i] = np.nan
                 self.errors.append(e)
-        return sims
+        row = where[first[inverse.ravel()]]  # each row's unique index
+        self.last_errors = [errors[i] for i in row]
+        return sims[row]
 
     def dry(self) -> float:
         """Similarity of the unprocessed clips."""
@@ -407,7 +424,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         ana = score(finalists)
         start_failed = not np.isfinite(val[0])
         if start_failed:
-            warnings.append(f"the starting settings failed to render: {check.errors[0]}")
+            warnings.append(f"the starting settings failed to render: {check.last_errors[0]}")
         order = np.where(np.isfinite(val), val, -np.inf)
         if not np.isfinite(order).any():
             raise RenderError("no candidate rendered cleanly; " + "; ".join(sorted(set(check.errors))[:3]))

@@ -25,7 +25,12 @@ class OptimizerOptions:
         patience: Stop when the best similarity improved by less than ``min_delta`` over this many
             generations.
         min_delta: Improvement (in cosine similarity) that counts as progress.
-        seed: Random seed; the same seed gives the same search.
+        seed: Random seed; the same seed gives the same search (with ``time_budget_s`` None: a budget
+            ends the search after as many generations as the machine managed, recorded in the result).
+        time_budget_s: Wall seconds for the search, or None for no limit. After each generation the
+            search stops (reason "time_budget") if one more generation as long as that one would overrun
+            it; a stage before the last hands over to the next once it would overrun its share of the
+            budget (its generations' share of ``max_generations``). Every stage runs at least one generation.
     """
 
     popsize: int = 16
@@ -34,6 +39,7 @@ class OptimizerOptions:
     patience: int = 10
     min_delta: float = 1e-3
     seed: int = 0
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.popsize < 2:
@@ -42,6 +48,8 @@ class OptimizerOptions:
             raise ValueError(f"max_generations must be at least 1, got {self.max_generations}")
         if not 0 < self.sigma0 <= 1:
             raise ValueError(f"sigma0 must be in (0, 1], got {self.sigma0}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be above 0 seconds (or None for no limit), got {self.time_budget_s}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class OptimizeResult:
         last_best_x: Best candidate of the last generation, ``(dims,)``.
         trajectory: Per generation: generation, evaluations, best (so far), generation_best,
             generation_median, failures, elapsed_s.
-        stop_reason: Why it stopped ("max_generations", "plateau", or pycma's own reason).
+        stop_reason: Why it stopped ("max_generations", "plateau", "time_budget", or pycma's own reason).
         evaluations: Candidates scored.
         failures: Candidates whose render failed.
     """
@@ -150,6 +158,7 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
     evaluations = failures = 0
     reason = "max_generations"
     stage, stage_end = 0, min(stages[0].generations, options.max_generations)
+    budget = options.time_budget_s
     for generation in range(1, options.max_generations + 1):
         if generation > stage_end and stage + 1 < len(stages):
             stage += 1
@@ -158,6 +167,7 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
             best_x, best_sim, history = last_best.copy(), -math.inf, []
         if cancelled is not None and cancelled():
             raise CancelledError(f"cancelled after {generation - 1} generations")
+        gen_start = time.perf_counter()
         xs = np.clip(np.asarray(es.ask(), dtype=np.float64), 0.0, 1.0)
         sims = np.asarray(stages[stage].evaluate(xs), dtype=np.float64)
         failed = ~np.isfinite(sims)
@@ -180,6 +190,15 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
             progress(Progress(generation, options.max_generations, evaluations, best_sim,
                               time.perf_counter() - start))
         last_stage = stage + 1 == len(stages)
+        if budget is not None:
+            now = time.perf_counter()
+            next_end = now - start + (now - gen_start)  # elapsed after one more generation like this one
+            if last_stage and next_end > budget:
+                reason = "time_budget"
+                break
+            if not last_stage and next_end > budget * stage_end / options.max_generations:
+                stage_end = generation  # this stage's share of the budget is spent: go on to the next
+                continue
         if len(history) > options.patience and history[-1] - history[-1 - options.patience] < options.min_delta:
             if last_stage:
                 reason = "plateau"

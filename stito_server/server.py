@@ -288,7 +288,9 @@ class Server:
             opts = MatchOptions.preset(
                 str(o.get("preset", "fast")), workers=self.options.workers,
                 renderer="processes" if built.chain.spec is not None else "threads",
-                **{k: cast(o[k]) for k, cast in casts.items() if k in o})
+                **{k: cast(o[k]) for k, cast in casts.items() if k in o},
+                **({"time_budget_s": None if o["time_budget_s"] is None else float(o["time_budget_s"])}
+                   if "time_budget_s" in o else {}))
         except (TypeError, ValueError, StitoError) as exc:
             raise _RequestError("BadRequest", f"bad options: {exc}") from None
         from .metrics import DEFAULT_METRIC

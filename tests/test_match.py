@@ -169,3 +169,30 @@ def test_silent_and_nonfinite_input_refused(dry_b):
     bad[0, 100] = np.nan
     with pytest.raises(AudioError, match="reference contains 1 NaN/Inf samples"):
         match(Audio(dry_b, RATE), Audio(bad, RATE), gain_chain(), get_metric("mfcc"))
+
+
+def test_scorer_renders_identical_rows_once_and_keeps_row_order(dry_a, dry_b):
+    from stito_server.match import _Scorer
+    from stito_server.render import Clip, Renderer
+
+    eq = BuiltinEffect("parametric_eq")
+    chain = Chain([eq], [SearchDim(0, eq.param_index("high_shelf_gain_db"))])
+    metric = get_metric("mfcc")
+    ref = metric.embed(dry_b[None, :, : RATE], RATE).mean()
+    with Renderer(chain, 2) as renderer:
+        rendered_rows = []
+        plain_map = renderer.render_map
+
+        def counting_map(xs, *a, **kw):
+            rendered_rows.append(len(xs))
+            return plain_map(xs, *a, **kw)
+
+        renderer.render_map = counting_map
+        scorer = _Scorer(renderer, metric, ref, [Clip(dry_a[:, : RATE], 0)], RATE, True, True)
+        xs = np.array([[0.1], [0.9], [0.1], [0.5], [0.9]])
+        sims = scorer(xs)
+        alone = scorer(np.array([[0.9], [0.5]]))
+    assert rendered_rows == [3, 2]
+    assert sims[0] == sims[2] and sims[1] == sims[4] and len(set(sims.tolist())) == 3
+    np.testing.assert_allclose([sims[1], sims[3]], alone, rtol=1e-6)
+    assert scorer.last_errors == [None, None]

@@ -67,6 +67,48 @@ def test_plateau_stop_and_failures_counted():
     assert r.failures == 4 and r.evaluations == 32
 
 
+def test_time_budget_ends_the_search_and_splits_it_between_stages():
+    import time
+
+    from stito_server.optimize import Stage
+
+    def slow(xs):  # a generation takes at least 0.1 s, as a render would
+        time.sleep(0.1)
+        return -np.sum((xs - 0.3) ** 2, axis=1)
+
+    r = optimize(slow, np.full(3, 0.5), OptimizerOptions(popsize=4, max_generations=50, seed=0, time_budget_s=0.45))
+    # one more 0.1 s generation after the 4th would end past 0.45 s (fewer when the machine is busy)
+    assert r.stop_reason == "time_budget" and 1 <= len(r.trajectory) <= 4
+    staged = [Stage(slow, 10, "coarse"), Stage(slow, 10, "fine")]
+    r = optimize(staged, np.full(3, 0.5), OptimizerOptions(popsize=4, max_generations=20, seed=0, time_budget_s=0.8))
+    stages = [row["stage"] for row in r.trajectory]
+    # the coarse stage hands over once its half of the budget (0.4 s) would be overrun: at most 3 generations
+    assert 1 <= stages.count("coarse") <= 3 and stages.count("fine") >= 1 and stages[-1] == "fine"
+    assert r.stop_reason == "time_budget" and len(stages) <= 7
+    with pytest.raises(ValueError, match="time_budget_s must be above 0 seconds"):
+        OptimizerOptions(time_budget_s=0)
+
+
 def test_one_dimensional_search():
     r = optimize(sphere(np.array([0.8])), np.array([0.5]), OptimizerOptions(popsize=8, max_generations=15, seed=1))
     assert r.mean_x.shape == (1,) and abs(r.mean_x[0] - 0.8) < 0.05
+
+
+def test_log_mel_numpy_and_torch_agree_and_mfcc_never_imports_torch(dry_a):
+    from stito_server.metrics.logmel import log_mel, log_mel_torch, mel_filterbank
+
+    fb = mel_filterbank(RATE, 2048, 128, 20.0, 20000.0)
+    for signals in (dry_a[:, : RATE * 2], dry_a[:1, :1500]):  # ordinary, and shorter than one frame
+        a, b = log_mel(signals, fb, 2048, 1024), log_mel_torch(signals, fb, 2048, 1024)
+        assert a.shape == b.shape and a.dtype == np.float32
+        assert np.abs(a - b).max() < 1e-4
+    assert log_mel(dry_a[:, : RATE * 2], fb, 2048, 1024).shape == (2, (RATE * 2 - 2048) // 1024 + 1, 128)
+    # the MFCC metric (the default) runs without torch: importing it costs ~1.3 s of every match
+    code = ("import sys, numpy as np; from stito_server.metrics import get_metric; "
+            "e = get_metric('mfcc').embed(np.random.default_rng(0).standard_normal((1, 2, 96000), dtype=np.float32), "
+            "48000); print(e.mid.shape[-1], 'torch' in sys.modules)")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["50", "False"]

@@ -78,7 +78,7 @@ def test_non_loopback_bind_refused_without_key(tmp_path):
 
 def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
     info = client.server_info()
-    assert info["protocol_version"] == "1.1" and info["jobs"]["max_concurrent"] == 2
+    assert info["protocol_version"] == "1.2" and info["jobs"]["max_concurrent"] == 2
     plugins = client.list_plugins()
     assert any(b["name"] == "compressor" for b in plugins["builtins"])
     assert any(p["name"] == "ZamEQ2" for p in plugins["plugins"])
@@ -361,7 +361,7 @@ def test_cli_match_through_server_equals_in_process(server, tmp_path, dry_a, dry
     spec.write_text('name = "eq"\n[[effects]]\nbuiltin = "parametric_eq"\n'
                     'search = ["high_shelf_gain_db", "peak2_gain_db"]\n')
     args = [str(inp), str(ref), "--chain", str(spec), "--max-generations", "2", "--popsize", "8",
-            "--excerpt-seconds", "2", "--excerpts", "1", "--quiet"]
+            "--excerpt-seconds", "2", "--excerpts", "1", "--time-budget", "0", "--quiet"]
     assert main(["match", *args, "--out", str(tmp_path / "local.wav"), "--report", str(tmp_path / "local.json")]) == 0
     assert main(["match", *args, "--out", str(tmp_path / "served.wav"), "--report", str(tmp_path / "served.json"),
                  "--server", server.address]) == 0
@@ -380,6 +380,15 @@ def test_job_timeout_stops_the_match(client, dry_a, dry_b):
     with pytest.raises(ServerError) as err:
         client.wait_match(req, idle_timeout_s=60)
     assert err.value.ename == "Timeout" and "time limit" in err.value.evalue
+
+
+def test_bad_time_budget_is_refused_and_null_means_no_limit(client, dry_a, dry_b):
+    req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, {**SMALL, "time_budget_s": -1})
+    with pytest.raises(ServerError) as err:
+        client.wait_match(req, idle_timeout_s=60)
+    assert err.value.ename == "BadRequest" and "time_budget_s must be above 0 seconds" in err.value.evalue
+    req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, {**SMALL, "time_budget_s": None})
+    assert client.wait_match(req, idle_timeout_s=60).content["report"]["search"]["stop_reason"] == "max_generations"
 
 
 def test_a_request_cannot_name_an_encoder_file(client, dry_a, dry_b, tmp_path):

@@ -18,7 +18,7 @@ from ..effects.specs import chain_from_dict, load_chain
 from ..errors import RenderError
 from ..match import MatchOptions, match, uses_side
 from ..metrics import get_metric
-from ..metrics.mfcc import mel_filterbank
+from ..metrics.logmel import mel_filterbank
 from ..optimize import OptimizerOptions
 from .common import ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
 

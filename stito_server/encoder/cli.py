@@ -36,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     f.add_argument("--steps", type=int, default=TrainPlan.steps, help="total steps (default %(default)s)")
     f.add_argument("--batch", type=int, default=TrainPlan.batch, help="items per step (default %(default)s)")
     f.add_argument("--lr", type=float, default=TrainPlan.lr, help="peak learning rate (default %(default)s)")
+    f.add_argument("--contrastive-weight", type=float, default=TrainPlan.contrastive_weight,
+                   help="weight of the same-style InfoNCE term (default %(default)s)")
+    f.add_argument("--init", type=Path, default=None,
+                   help="fine-tune: start from this checkpoint's model weights (folder or file)")
     f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     f.add_argument("--seed", type=int, default=0, help="(default 0)")
@@ -71,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
         from .pairs import default_pairs_dir
         from .train import train
 
-        plan = TrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+        init = ""
+        if args.init:
+            init_path = args.init / CHECKPOINT if args.init.is_dir() else args.init
+            if not init_path.is_file():
+                raise SystemExit(f"stito train fit: --init {args.init}: no checkpoint there")
+            init = str(init_path.resolve())
+        plan = TrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                         contrastive_weight=args.contrastive_weight, init=init)
         ck = train(args.pairs or default_pairs_dir(), args.out, plan, device=args.device, threads=args.threads)
         print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
     elif args.train_command == "export":

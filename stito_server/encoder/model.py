@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics.mfcc import log_mel, mel_filterbank
+from ..metrics.logmel import log_mel_torch, mel_filterbank
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class FrontEnd:
         Returns:
             ``(batch, frames, n_mels)`` float32 in [-1, 1].
         """
-        return log_mel(signals, self.fb, self.config.n_fft, self.config.hop)
+        return log_mel_torch(signals, self.fb, self.config.n_fft, self.config.hop)
 
 
 class _Block(nn.Module):

@@ -60,6 +60,8 @@ class TrainPlan:
         val_items: Items held out (the last ones) for validation.
         checkpoint_every: Steps between checkpoints (and validation rows in the log).
         seed: Seed of initialisation, batches and crops.
+        init: Checkpoint whose model weights start a new run (a fine-tune: fresh optimiser and learning-rate
+            schedule); "" starts from random weights.
     """
 
     steps: int = 20000
@@ -72,3 +74,4 @@ class TrainPlan:
     val_items: int = 384
     checkpoint_every: int = 250
     seed: int = 0
+    init: str = ""

@@ -176,6 +176,9 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
         torch.set_rng_state(ck["torch_rng"])
         step, wall = ck["step"], ck["wall_s"]
         log(f"resuming from step {step} ({wall / 60:.1f} min trained)")
+    elif plan.init:
+        _init_from(model, Path(plan.init), pairs, config, dev)
+        log(f"starting from the weights of {plan.init}")
     log_path = out_dir / LOG
     fields = ["step", "wall_s", "lr"] + [f"{s}_{k}" for s in ("train", "val")
                                          for k in ("loss", "effect", "preset", "nce", "effect_acc", "preset_acc",
@@ -219,6 +222,17 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
                 f"eff {tr['effect_acc']:.2f} pre {tr['preset_acc']:.2f} nce {tr['nce_acc']:.2f} | val loss "
                 f"{va['loss']:.3f} eff {va['effect_acc']:.2f} pre {va['preset_acc']:.2f} nce {va['nce_acc']:.2f}")
     return ckpt_path
+
+
+def _init_from(model: Pretext, path: Path, pairs: PairSet, config: EncoderConfig, dev: torch.device) -> None:
+    """Load a checkpoint's model weights into ``model``; the effects, preset count and network must match."""
+    ck = torch.load(path, map_location=dev, weights_only=False)
+    theirs = (ck["effects"], ck["n_presets"], ck["config"])
+    ours = (pairs.effects, pairs.n_presets, config.to_dict())
+    for name, a, b in zip(("effects", "preset count", "network config"), theirs, ours):
+        if a != b:
+            raise RuntimeError(f"--init {path}: its {name} ({a}) differ from this pair set's ({b})")
+    model.load_state_dict(ck["model"])
 
 
 def _meta_config(pairs_dir: Path) -> dict:

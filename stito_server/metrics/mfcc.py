@@ -6,52 +6,7 @@ import numpy as np
 from scipy.fft import dct
 
 from .base import StyleMetric
-
-
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
-    """Triangular mel filters (HTK mel scale), ``(n_mels, n_fft // 2 + 1)`` float32, area-normalised."""
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
-    bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (bins[None, :] - lower) / (centre - lower)
-    down = (upper - bins[None, :]) / (upper - centre)
-    fb = np.maximum(0.0, np.minimum(up, down))
-    fb *= 2.0 / (upper - lower)
-    return fb.astype(np.float32)
-
-
-def log_mel(signals: np.ndarray, fb: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Log-mel spectrogram in dB, clamped to [-80, 40] dB and scaled to [-1, 1].
-
-    Runs on torch's FFT (measured ~2.6x faster than scipy's here on 2 cores).
-
-    Args:
-        signals: ``(batch, samples)`` float32.
-        fb: ``(n_mels, n_fft // 2 + 1)`` filterbank.
-        n_fft: FFT size, in samples.
-        hop: Hop size, in samples.
-
-    Returns:
-        ``(batch, frames, n_mels)`` float32.
-    """
-    import torch
-
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(signals, dtype=np.float32))
-        if x.shape[-1] < n_fft:
-            x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
-        frames = x.unfold(-1, n_fft, hop) * torch.hann_window(n_fft, periodic=False)
-        spec = torch.fft.rfft(frames, dim=-1)
-        power = spec.real ** 2 + spec.imag ** 2
-        mel = power @ torch.from_numpy(fb).T
-        db = 10.0 * torch.log10(mel.clamp_min(1e-10))
-        return ((db.clamp(-80.0, 40.0) + 20.0) / 60.0).numpy()
+from .logmel import log_mel, mel_filterbank
 
 
 class MFCCMetric(StyleMetric):
