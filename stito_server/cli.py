@@ -126,6 +126,10 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .metrics import get_metric
 
     _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
+    if not args.server:
+        from .optimize import preload
+
+        preload()  # pycma imports while the audio, metric and chain load
     chosen = {"popsize": args.popsize, "max_generations": args.max_generations,
               "excerpt_seconds": args.excerpt_seconds, "excerpts": args.excerpts}
     changes = {k: v for k, v in chosen.items() if v is not None}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -110,6 +113,20 @@ class Stage:
     evaluate: Callable[[np.ndarray], np.ndarray]
     generations: int
     name: str = ""
+
+
+def preload() -> None:
+    """Start importing pycma in a background thread, so the import (~1.2 s, most of it pycma's optional
+    scipy.stats and matplotlib imports) overlaps the caller's own set-up; ``optimize`` waits for it if needed."""
+    if "cma" not in sys.modules:
+        threading.Thread(target=_import_quietly, args=("cma",), name="stito-import-cma", daemon=True).start()
+
+
+def _import_quietly(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - the caller's own import raises it where it can be reported
+        pass
 
 
 def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0: np.ndarray,
