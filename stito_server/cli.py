@@ -134,6 +134,9 @@ def cmd_match(args: argparse.Namespace) -> int:
               "excerpt_seconds": args.excerpt_seconds, "excerpts": args.excerpts}
     changes = {k: v for k, v in chosen.items() if v is not None}
     if args.time_budget is not None:
+        if not args.time_budget >= 0:
+            raise StitoError(f"--time-budget must be a number of seconds above 0, or 0 for no limit; "
+                             f"got {args.time_budget:g}")
         changes["time_budget_s"] = args.time_budget or None  # 0: no limit
     opts = MatchOptions.preset(args.preset, seed=args.seed, amount=args.amount, start=args.start,
                                workers=args.workers, loudness=args.loudness, **changes)

@@ -65,6 +65,12 @@ def test_missing_input(files, tmp_path, capsys):
                "input file not found")
 
 
+def test_negative_time_budget(files, tmp_path, capsys):
+    error_case(files, tmp_path, capsys, [str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+                                         "--time-budget", "-2"],
+               "--time-budget must be a number of seconds above 0, or 0 for no limit; got -2")
+
+
 def test_unreadable_input(files, tmp_path, capsys):
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF not really a wave file")
