@@ -37,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-generations", type=int, default=None, help="CMA-ES generations at most (default: preset's)")
     m.add_argument("--popsize", type=int, default=None, help="candidates per generation (default: preset's)")
     m.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="wall seconds for the search, 0 for no limit (default: preset's: fast 6, paper none; "
+                   help="wall seconds for the search, 0 for no limit (default: preset's: fast 6.5, paper none; "
                         "a budget makes the generations run depend on the machine's speed)")
     m.add_argument("--start", choices=("current", "center"), default="current",
                    help="start from the chain's settings or from the centre of every range")
@@ -126,10 +126,6 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .metrics import get_metric
 
     _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
-    if not args.server:
-        from .optimize import preload
-
-        preload()  # pycma imports while the audio, metric and chain load
     chosen = {"popsize": args.popsize, "max_generations": args.max_generations,
               "excerpt_seconds": args.excerpt_seconds, "excerpts": args.excerpts}
     changes = {k: v for k, v in chosen.items() if v is not None}

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -33,7 +30,7 @@ class OptimizerOptions:
         time_budget_s: Wall seconds for the search, or None for no limit. After each generation the
             search stops (reason "time_budget") if one more generation as long as that one would overrun
             it; a stage before the last hands over to the next once it would overrun its share of the
-            budget (its generations' share of ``max_generations``). Every stage runs at least one generation.
+            budget (its ``generations * cost`` over all stages'). Every stage runs at least one generation.
     """
 
     popsize: int = 16
@@ -108,25 +105,14 @@ class Stage:
         evaluate: Scores a population ``(popsize, dims)`` -> ``(popsize,)`` similarities.
         generations: Generations at most in this stage (the last stage runs to ``max_generations``).
         name: Label in the trajectory.
+        cost: Relative cost of one of its generations (e.g. seconds of audio rendered per candidate);
+            it splits a time budget between the stages.
     """
 
     evaluate: Callable[[np.ndarray], np.ndarray]
     generations: int
     name: str = ""
-
-
-def preload() -> None:
-    """Start importing pycma in a background thread, so the import (~1.2 s, most of it pycma's optional
-    scipy.stats and matplotlib imports) overlaps the caller's own set-up; ``optimize`` waits for it if needed."""
-    if "cma" not in sys.modules:
-        threading.Thread(target=_import_quietly, args=("cma",), name="stito-import-cma", daemon=True).start()
-
-
-def _import_quietly(name: str) -> None:
-    try:
-        importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - the caller's own import raises it where it can be reported
-        pass
+    cost: float = 1.0
 
 
 def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0: np.ndarray,
@@ -176,6 +162,13 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
     reason = "max_generations"
     stage, stage_end = 0, min(stages[0].generations, options.max_generations)
     budget = options.time_budget_s
+    if budget is not None:  # each stage's deadline: the budget split by planned generations x cost
+        planned, left = [], options.max_generations
+        for i, st in enumerate(stages):
+            g = left if i + 1 == len(stages) else min(st.generations, left)
+            planned.append(g * st.cost)
+            left -= g
+        deadlines = budget * np.cumsum(planned) / max(sum(planned), 1e-12)
     for generation in range(1, options.max_generations + 1):
         if generation > stage_end and stage + 1 < len(stages):
             stage += 1
@@ -213,7 +206,7 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
             if last_stage and next_end > budget:
                 reason = "time_budget"
                 break
-            if not last_stage and next_end > budget * stage_end / options.max_generations:
+            if not last_stage and next_end > deadlines[stage]:
                 stage_end = generation  # this stage's share of the budget is spent: go on to the next
                 continue
         if len(history) > options.patience and history[-1] - history[-1 - options.patience] < options.min_delta:
@@ -235,7 +228,7 @@ def _optimize_1d(stages: list[Stage], x0, options, progress, cancelled) -> Optim
     def first(evaluate: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
         return lambda xs: evaluate(xs[:, :1])
 
-    padded = [Stage(first(st.evaluate), st.generations, st.name) for st in stages]
+    padded = [Stage(first(st.evaluate), st.generations, st.name, st.cost) for st in stages]
     result = optimize(padded, np.array([x0[0], 0.5]), options, progress, cancelled)
     result.best_x, result.mean_x, result.last_best_x = result.best_x[:1], result.mean_x[:1], result.last_best_x[:1]
     return result

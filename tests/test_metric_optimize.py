@@ -85,6 +85,11 @@ def test_time_budget_ends_the_search_and_splits_it_between_stages():
     # the coarse stage hands over once its half of the budget (0.4 s) would be overrun: at most 3 generations
     assert 1 <= stages.count("coarse") <= 3 and stages.count("fine") >= 1 and stages[-1] == "fine"
     assert r.stop_reason == "time_budget" and len(stages) <= 7
+    # a fine generation planned 3x as costly: the coarse stage's share is 10 / (10 + 30) of 1 s
+    staged = [Stage(slow, 10, "coarse", cost=1.0), Stage(slow, 10, "fine", cost=3.0)]
+    r = optimize(staged, np.full(3, 0.5), OptimizerOptions(popsize=4, max_generations=20, seed=0, time_budget_s=1.0))
+    stages = [row["stage"] for row in r.trajectory]
+    assert 1 <= stages.count("coarse") <= 2 and stages.count("fine") >= 1
     with pytest.raises(ValueError, match="time_budget_s must be above 0 seconds"):
         OptimizerOptions(time_budget_s=0)
 
