@@ -31,6 +31,9 @@ class OptimizerOptions:
             search stops (reason "time_budget") if one more generation as long as that one would overrun
             it; a stage before the last hands over to the next once it would overrun its share of the
             budget (its ``generations * cost`` over all stages'). Every stage runs at least one generation.
+        min_generations: With a time budget: generations the search runs however long they take (at most
+            ``max_generations``), split between the stages like ``max_generations`` (a floor on quality
+            for heavy chains and slow machines; the budget only trims what is beyond it).
     """
 
     popsize: int = 16
@@ -40,6 +43,7 @@ class OptimizerOptions:
     min_delta: float = 1e-3
     seed: int = 0
     time_budget_s: float | None = None
+    min_generations: int = 1
 
     def __post_init__(self) -> None:
         if self.popsize < 2:
@@ -50,6 +54,8 @@ class OptimizerOptions:
             raise ValueError(f"sigma0 must be in (0, 1], got {self.sigma0}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be above 0 seconds (or None for no limit), got {self.time_budget_s}")
+        if self.min_generations < 1:
+            raise ValueError(f"min_generations must be at least 1, got {self.min_generations}")
 
 
 @dataclass(frozen=True)
@@ -162,11 +168,13 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
     reason = "max_generations"
     stage, stage_end = 0, min(stages[0].generations, options.max_generations)
     budget = options.time_budget_s
-    if budget is not None:  # each stage's deadline: the budget split by planned generations x cost
-        planned, left = [], options.max_generations
+    if budget is not None:  # each stage's deadline (the budget split by planned generations x cost) and floor
+        planned, floors, left = [], [], options.max_generations
         for i, st in enumerate(stages):
             g = left if i + 1 == len(stages) else min(st.generations, left)
             planned.append(g * st.cost)
+            floors.append(max(1, round(g * min(options.min_generations, options.max_generations)
+                                       / options.max_generations)))
             left -= g
         deadlines = budget * np.cumsum(planned) / max(sum(planned), 1e-12)
     for generation in range(1, options.max_generations + 1):
@@ -200,7 +208,7 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
             progress(Progress(generation, options.max_generations, evaluations, best_sim,
                               time.perf_counter() - start))
         last_stage = stage + 1 == len(stages)
-        if budget is not None:
+        if budget is not None and len(history) >= floors[stage]:  # history: this stage's generations
             now = time.perf_counter()
             next_end = now - start + (now - gen_start)  # elapsed after one more generation like this one
             if last_stage and next_end > budget:

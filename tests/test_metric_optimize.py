@@ -90,6 +90,13 @@ def test_time_budget_ends_the_search_and_splits_it_between_stages():
     r = optimize(staged, np.full(3, 0.5), OptimizerOptions(popsize=4, max_generations=20, seed=0, time_budget_s=1.0))
     stages = [row["stage"] for row in r.trajectory]
     assert 1 <= stages.count("coarse") <= 2 and stages.count("fine") >= 1
+    # a floor of 8 generations, split 4 + 4 between the stages, outlasts the budget
+    staged = [Stage(slow, 8, "coarse"), Stage(slow, 8, "fine")]
+    r = optimize(staged, np.full(3, 0.5), OptimizerOptions(popsize=4, max_generations=16, seed=0, time_budget_s=0.2,
+                                                           min_generations=8))
+    assert [row["stage"] for row in r.trajectory] == ["coarse"] * 4 + ["fine"] * 4 and r.stop_reason == "time_budget"
+    with pytest.raises(ValueError, match="min_generations must be at least 1, got 0"):
+        OptimizerOptions(min_generations=0)
     with pytest.raises(ValueError, match="time_budget_s must be above 0 seconds"):
         OptimizerOptions(time_budget_s=0)
 
