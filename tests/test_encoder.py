@@ -152,6 +152,14 @@ def test_training_logs_checkpoints_resumes_and_is_deterministic(tiny_pairs, tmp_
     with pytest.raises(RuntimeError, match=r"other settings \(\['lr'\]\)"):
         train(tiny_pairs, tmp_path / "b", TrainPlan(**{**plan.__dict__, "lr": 0.5}), device="cpu", log=lambda m: None)
 
+    # fine-tune: --init starts a new run (other contrastive weight, near-zero learning rate) from a's weights
+    tune = TrainPlan(**{**plan.__dict__, "steps": 2, "lr": 1e-12, "contrastive_weight": 4.0, "init": str(ck)})
+    c = torch.load(train(tiny_pairs, tmp_path / "c", tune, device="cpu", threads=1, log=lambda m: None),
+                   weights_only=False)
+    assert c["step"] == 2 and c["plan"]["init"] == str(ck)
+    weights = [k for k in a["model"] if "running_" not in k and "num_batches" not in k]  # norm statistics move
+    assert weights and all(torch.allclose(a["model"][k], c["model"][k], atol=1e-6) for k in weights)
+
     # export: hash-prefixed name, verified on load, same embeddings as the checkpoint's encoder
     w = export_weights(ck, tmp_path / "models")
     model = load_encoder(w)
