@@ -113,8 +113,9 @@ class MatchOptions:
         """Options of a named preset (``PRESETS``), with ``changes`` applied.
 
         Args:
-            name: "fast" (the default: seconds on 2 cores, the search capped at 6.5 s) or "paper" (the paper's search: popsize 64,
-                25 generations, two 5.5 s excerpts, random crops; the original behaviour exactly).
+            name: "fast" (the default: seconds on 2 cores; 8 generations, then more while 6.5 s of search
+                last) or "paper" (the paper's search: popsize 64, 25 generations, two 5.5 s excerpts, random
+                crops; the original behaviour exactly).
             changes: MatchOptions fields, or OptimizerOptions fields (popsize, max_generations, seed, ...).
 
         Raises:
@@ -153,7 +154,8 @@ def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions
 # 6.5 s budget for the search beyond its first 8 generations (4 coarse + 4 fine; the budget splits between
 # the stages by what they render): pedalboard-strip runs ~14 of its 16 generations, zam-strip 8. Chosen by
 # measurement (oracle distance, 6 seeds, fixed generations): pedalboard-strip 8 / 10 / 16 generations
-# 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations 6.4 / 5.4 / 5.2 dB; bench/results/speed.md; "paper" reproduces the original engine's results (same seed, same parameters:
+# 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations 6.4 / 5.4 / 5.2 dB; timings in
+# bench/results/speed.md. "paper" reproduces the original engine's results (same seed, same parameters:
 # pinned in tests/test_speed.py; embedding renders as they complete changes no number).
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"time_budget_s": 6.5, "min_generations": 8},

@@ -131,14 +131,14 @@ def test_chain_items_render_several_effects_and_train_only_the_contrastive_term(
     # training on it: finite losses, heads scored on the labelled items only
     tp = TrainPlan(steps=2, batch=8, crop_frames=60, val_items=8, checkpoint_every=2, seed=0)
     train(out, tmp_path / "run", tp, device="cpu", threads=1, log=lambda m: None)
-    row = list(csv.DictReader((tmp_path / "run" / "train_log.csv").open()))[-1]
+    row = list(csv.DictReader((tmp_path / "run" / "train_log.csv").read_text().splitlines()))[-1]
     assert all(np.isfinite(float(row[k])) for k in ("train_loss", "val_loss", "val_effect_acc", "val_nce"))
 
 
 def test_training_logs_checkpoints_resumes_and_is_deterministic(tiny_pairs, tmp_path):
     plan = TrainPlan(steps=4, batch=8, crop_frames=60, val_items=16, checkpoint_every=2, seed=0)
     ck = train(tiny_pairs, tmp_path / "a", plan, device="cpu", threads=1, log=lambda m: None)
-    rows = list(csv.DictReader((tmp_path / "a" / "train_log.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "a" / "train_log.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [2, 4]
     assert all(np.isfinite(float(r["val_loss"])) and 0 <= float(r["val_effect_acc"]) <= 1 for r in rows)
     # stop at 2 steps, then resume to 4: same weights as the uninterrupted run
