@@ -272,9 +272,7 @@ class _Scorer:
         """
         xs = np.atleast_2d(xs)
         _, first, inverse = np.unique(xs, axis=0, return_index=True, return_inverse=True)
-        keep = np.sort(first)  # unique rows in their original order
-        where = np.empty(len(xs), dtype=int)
-        where[keep] = np.arange(len(keep))
+        keep = np.sort(first)  # unique rows, rendered in their original order
         uniq = xs[keep]
         if self.pipeline:
             blocks, errors = self.renderer.render_map(uniq, self.clips, self.sample_rate, self._embed)
@@ -287,7 +285,7 @@ class _Scorer:
             if e is not None:
                 sims[i] = np.nan
                 self.errors.append(e)
-        row = where[first[inverse.ravel()]]  # each row's unique index
+        row = np.searchsorted(keep, first[inverse.ravel()])  # each row's index in ``uniq``
         self.last_errors = [errors[i] for i in row]
         return sims[row]
 

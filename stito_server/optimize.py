@@ -25,7 +25,7 @@ class OptimizerOptions:
         patience: Stop when the best similarity improved by less than ``min_delta`` over this many
             generations.
         min_delta: Improvement (in cosine similarity) that counts as progress.
-        seed: Random seed; the same seed gives the same search (with ``time_budget_s`` None: a budget
+        seed: Random seed; the same seed gives the same search when ``time_budget_s`` is None (a budget
             ends the search after as many generations as the machine managed, recorded in the result).
         time_budget_s: Wall seconds for the search, or None for no limit. After each generation the
             search stops (reason "time_budget") if one more generation as long as that one would overrun

@@ -284,13 +284,11 @@ class Server:
         try:
             # options not given take the preset's values ("fast" unless the request names "paper")
             casts = {"popsize": int, "max_generations": int, "seed": int, "amount": float, "excerpt_seconds": float,
-                     "excerpts": int, "loudness": str}
+                     "excerpts": int, "loudness": str, "time_budget_s": _float_or_none}
             opts = MatchOptions.preset(
                 str(o.get("preset", "fast")), workers=self.options.workers,
                 renderer="processes" if built.chain.spec is not None else "threads",
-                **{k: cast(o[k]) for k, cast in casts.items() if k in o},
-                **({"time_budget_s": None if o["time_budget_s"] is None else float(o["time_budget_s"])}
-                   if "time_budget_s" in o else {}))
+                **{k: cast(o[k]) for k, cast in casts.items() if k in o})
         except (TypeError, ValueError, StitoError) as exc:
             raise _RequestError("BadRequest", f"bad options: {exc}") from None
         from .metrics import DEFAULT_METRIC
@@ -421,6 +419,11 @@ def _classify(exc: Exception) -> tuple[str, str, dict[str, Any]]:
 
 def _error(ename: str, evalue: str) -> dict[str, Any]:
     return {"status": "error", "ename": ename, "evalue": evalue}
+
+
+def _float_or_none(value: Any) -> float | None:
+    """A JSON option that is a number or null (``time_budget_s``: null is no limit)."""
+    return None if value is None else float(value)
 
 
 def _is_loopback(peer: str | None) -> bool:

@@ -32,10 +32,6 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
     return fb.astype(np.float32)
 
 
-def _frame_count(samples: int, n_fft: int, hop: int) -> int:
-    return (max(samples, n_fft) - n_fft) // hop + 1
-
-
 def log_mel(signals: np.ndarray, fb: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """Log-mel spectrogram in dB, clamped to [-80, 40] dB and scaled to [-1, 1] (numpy and scipy only).
 
