@@ -167,7 +167,8 @@ def test_fast_preset_is_seeded_and_pinned(dry_a, distorted_b):
 def test_quick_speed_bench_end_to_end(tmp_path):
     from stito_server.bench import speed
 
-    report = speed.run(quick=True, out_dir=tmp_path, metric="mfcc", runs=1, wait=False, log=lambda s: None)
+    report = speed.run(quick=True, out_dir=tmp_path, metric="mfcc", runs=1, wait=False, quality_cases=2,
+                       quality_seeds=1, log=lambda s: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speed.json", "speed.md", "speed.png"]
     row = report["results"]["pedalboard-strip"]
     s = row["summary"]
@@ -177,6 +178,27 @@ def test_quick_speed_bench_end_to_end(tmp_path):
     assert row["throughput"]["render_x_real_time"] > 0 and row["throughput"]["encoder_x_real_time"] > 0
     assert json.loads((tmp_path / "speed.json").read_text())["metric"] == "mfcc"
     assert "| pedalboard-strip |" in (tmp_path / "speed.md").read_text()
+    q = row["quality"]
+    assert [(r["case"], r["preset"], r["evaluations"]) for r in q["runs"]] == [
+        (0, "fast", 12), (0, "paper", 12), (1, "fast", 12), (1, "paper", 12)]
+    assert q["summary"]["pairs"] == 2 and q["input_oracle_mrstft_db"][0] != q["input_oracle_mrstft_db"][1]
+    assert "## Quality: fast preset vs the paper's settings" in (tmp_path / "speed.md").read_text()
+
+
+def test_quality_summary_pairs_runs_by_case_and_seed():
+    from stito_server.bench.search_quality import summarize
+
+    def row(case, seed, preset, dist):
+        return {"case": case, "seed": seed, "preset": preset, "oracle_mrstft_db": dist, "style_similarity": 0.9,
+                "wall_s": 1.0, "evaluations": 10}
+
+    runs = [row(0, 0, "fast", 5.0), row(0, 0, "paper", 6.0), row(0, 1, "fast", 9.0), row(0, 1, "paper", 4.0),
+            row(1, 0, "fast", 3.0), row(1, 0, "paper", 3.5), row(1, 1, "paper", 1.0)]  # (1, 1) has no fast run
+    s = summarize(runs)
+    assert s["pairs"] == 3 and s["fast_closer"] == 2
+    assert s["median_difference_db"] == pytest.approx(-0.5)  # differences -1, +5, -0.5
+    assert s["fast_oracle_mrstft_db"] == pytest.approx(5.0) and s["paper_oracle_mrstft_db"] == pytest.approx(3.75)
+    assert s["fast_no_worse"] is False
 
 
 @pytest.mark.parametrize("later", [0.2, 0.95])

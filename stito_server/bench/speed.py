@@ -20,7 +20,9 @@ from ..effects.chain import Chain
 from ..effects.specs import load_chain
 from ..examples import phrase
 from ..metrics.base import DEFAULT_METRIC
+from . import search_quality
 from .common import RESULTS_DIR, write_results
+from .search_quality import CASE_SEED_STEP
 
 TASK = "speed"
 RATE = 48000
@@ -64,13 +66,15 @@ def true_chain(chain_name: str) -> Chain:
     return chain
 
 
-def material(chain_name: str, seconds: float = 30.0, sample_rate: int = RATE) -> dict[str, np.ndarray]:
+def material(chain_name: str, seconds: float = 30.0, sample_rate: int = RATE, case: int = 0) -> dict[str, np.ndarray]:
     """The input, reference and oracle of one chain's case (deterministic, generated from code).
 
     Args:
         chain_name: One of ``TRUE_SETTINGS``.
         seconds: Length of input and reference, in seconds.
         sample_rate: In Hz.
+        case: 0 is the timed case; case k generates other recordings (phrase seeds + k * ``CASE_SEED_STEP``)
+            through the same true setting.
 
     Returns:
         ``{"input", "reference", "oracle"}``, each ``(2, seconds * sample_rate)`` float32: the input is a
@@ -78,8 +82,8 @@ def material(chain_name: str, seconds: float = 30.0, sample_rate: int = RATE) ->
         chain's true setting, the oracle the input through that same setting.
     """
     chain = true_chain(chain_name)
-    dry = phrase(seconds, sample_rate, seed=INPUT_SEED)
-    source = phrase(seconds, sample_rate, seed=SOURCE_SEED)
+    dry = phrase(seconds, sample_rate, seed=INPUT_SEED + case * CASE_SEED_STEP)
+    source = phrase(seconds, sample_rate, seed=SOURCE_SEED + case * CASE_SEED_STEP)
     return {"input": dry, "reference": chain.process(source, sample_rate), "oracle": chain.process(dry, sample_rate)}
 
 
@@ -123,10 +127,13 @@ def style_similarity(output: np.ndarray, reference: np.ndarray, metric, sample_r
 # Full run: 30 s files, the fast preset timed ``runs`` times (seeds seed, seed + 1, ...), the naive baseline
 # (paper settings, serial, plugins re-created per candidate) ``naive_runs`` times. Quick: short files and tiny
 # searches, to exercise every path (its numbers mean nothing).
-FULL = {"seconds": 30.0, "fast_flags": [], "naive": {}, "chains": CHAINS}
+FULL = {"seconds": 30.0, "fast_flags": [], "naive": {}, "chains": CHAINS, "quality_changes": {}}
+_QUICK_NAIVE = {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5, "excerpts": 1, "validation_excerpts": 1,
+                "reference_windows": 1}
 QUICK = {"seconds": 4.0, "fast_flags": ["--popsize", "6", "--max-generations", "2", "--excerpt-seconds", "1.5"],
-         "naive": {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5, "excerpts": 1,
-                   "validation_excerpts": 1, "reference_windows": 1}, "chains": ("pedalboard-strip",)}
+         "naive": _QUICK_NAIVE, "chains": ("pedalboard-strip",),
+         "quality_changes": {"fast": {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5,
+                                      "time_budget_s": None}, "paper": _QUICK_NAIVE}}
 MAX_LOAD = 2.5  # 1-minute load average above which timing waits (the machine is shared)
 POLL_S = 0.25  # process-tree RSS sampling period
 
@@ -307,7 +314,7 @@ def _median(rows: list[dict], key: str) -> float:
 
 def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int = 0, runs: int = 3,
         naive_runs: int = 1, chains: Sequence[str] | None = None, wait: bool = True, device: str = "cpu",
-        log: Callable[[str], None] = print) -> dict:
+        quality_cases: int = 3, quality_seeds: int = 2, log: Callable[[str], None] = print) -> dict:
     """Time the fast preset against the naive paper-settings baseline and Matchering; write ``speed.*``.
 
     Every match runs as its own process (``stito match`` for the fast preset), so wall time includes start-up
@@ -323,6 +330,9 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
         chains: Chains to time (default both shipped strips; quick: pedalboard-strip).
         wait: Wait for the machine's load average to fall to ``MAX_LOAD`` before timing.
         device: Device of a learned metric in the fast runs ("cpu" or "cuda"; the naive baseline stays on CPU).
+        quality_cases: Cases of the quality comparison (fast preset vs paper settings, in-process, oracle
+            distance; see ``search_quality.run``); 0 skips it.
+        quality_seeds: Seeds (seed, seed + 1, ...) each quality case runs with.
         log: Progress printer.
 
     Returns:
@@ -370,6 +380,10 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
             row["matchering"] = _matchering_run(files, case, metric_obj, work) if has_matchering else None
             row["throughput"] = throughput(chain_name, metric_obj, seconds=1.5 if quick else
                                            MatchOptions().excerpt_seconds, candidates=8 if quick else 32)
+            if quality_cases > 0:
+                row["quality"] = search_quality.run(chain_name, metric_obj, quality_cases,
+                                                    [seed + i for i in range(quality_seeds)], material,
+                                                    cfg["seconds"], RATE, cfg["quality_changes"], log)
             fast, naive = row["fast"], row["naive"]
             row["summary"] = {
                 "fast_wall_s": _median(fast, "wall_s"), "naive_wall_s": _median(naive, "wall_s"),
@@ -389,7 +403,8 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
             }
             results[chain_name] = row
     report = {"task": TASK, "quick": quick, "metric": metric_name, "device": device, "seed": seed, "runs": runs,
-              "naive_runs": naive_runs, "seconds": cfg["seconds"], "cpu_count": os.cpu_count(),
+              "naive_runs": naive_runs, "quality_cases": quality_cases, "quality_seeds": quality_seeds,
+              "seconds": cfg["seconds"], "cpu_count": os.cpu_count(),
               "load": load, "wall_s": time.perf_counter() - t_start, "results": results,
               "fast_preset": _preset_summary("fast"), "naive_settings": "paper preset, 1 worker, plugins re-created "
               "per candidate, render all then embed all"}
@@ -465,11 +480,45 @@ def markdown(report: dict) -> str:
             lines.append(f"| {chain_name} | Matchering | - | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | - | - | - | - | - | "
                          f"{m['peak_rss_mb']:.0f} | {m['oracle_mrstft_db']:.2f} | {m['style_similarity']:.3f} | "
                          f"{m['load_1min_before']:.1f} | {m['other_cores']:.2f} |")
+    lines += _quality_lines(report)
     fp = report["fast_preset"]
     lines += ["", "Fast preset: " + ", ".join(f"{k} {v}" for k, v in fp.items()) + "."]
     if report["device"] == "cpu":
         lines += ["", "GPU (`--device cuda`): not measured here (no GPU on this machine)."]
     return "\n".join(lines) + "\n"
+
+
+def _quality_lines(report: dict) -> list[str]:
+    """The fast-vs-paper quality section (empty when the run skipped it)."""
+    rows = {c: r["quality"] for c, r in report["results"].items() if r.get("quality")}
+    if not rows:
+        return []
+    q0 = next(iter(rows.values()))
+    lines = ["", "## Quality: fast preset vs the paper's settings", "",
+             f"Every chain matched on {q0['cases']} cases (case 0 is the timed case; the others are other generated "
+             f"recordings through the same true setting) with seeds {', '.join(map(str, q0['seeds']))}, under the "
+             "fast preset (its time budget included) and under the paper's settings (popsize 64, 25 generations, "
+             "two 5.5 s excerpts), both in the bench's process with the match's own renderer (the naive "
+             "baseline's serial renderer changes only its speed). Oracle distance: multi-resolution STFT, dB, "
+             "lower is better; difference: median over (case, seed) pairs of fast minus paper.", "",
+             "| chain | oracle dist dB fast / paper (median) | input (per case) | difference dB | pairs fast closer | "
+             "similarity fast / paper | evals fast / paper | match s fast / paper | fast no worse |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for chain_name, q in rows.items():
+        s = q["summary"]
+        inputs = " / ".join(f"{v:.2f}" for v in q["input_oracle_mrstft_db"].values())
+        lines.append(f"| {chain_name} | {s['fast_oracle_mrstft_db']:.2f} / {s['paper_oracle_mrstft_db']:.2f} | "
+                     f"{inputs} | {s['median_difference_db']:+.2f} | {s['fast_closer']} of {s['pairs']} | "
+                     f"{s['fast_style_similarity']:.3f} / {s['paper_style_similarity']:.3f} | "
+                     f"{s['fast_evaluations']:.0f} / {s['paper_evaluations']:.0f} | "
+                     f"{s['fast_wall_s']:.1f} / {s['paper_wall_s']:.0f} | {'yes' if s['fast_no_worse'] else 'no'} |")
+    lines += ["", "| chain | case | seed | preset | oracle dist dB | similarity | evals | stop | match s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for chain_name, q in rows.items():
+        for r in q["runs"]:
+            lines.append(f"| {chain_name} | {r['case']} | {r['seed']} | {r['preset']} | {r['oracle_mrstft_db']:.2f} | "
+                         f"{r['style_similarity']:.3f} | {r['evaluations']} | {r['stop_reason']} | {r['wall_s']:.1f} |")
+    return lines
 
 
 def _first(report: dict, key: str) -> float:
@@ -559,6 +608,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chains", default=None, help=f"comma-separated chains (default {','.join(CHAINS)})")
     p.add_argument("--no-wait", action="store_true", help=f"time at once, even above a load average of {MAX_LOAD:g}")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="metric device of the fast runs")
+    p.add_argument("--quality-cases", type=int, default=3,
+                   help="cases of the fast-vs-paper quality comparison (default 3; 0 skips it; each paper-settings "
+                        "match takes minutes)")
+    p.add_argument("--quality-seeds", type=int, default=2, help="seeds per quality case (default 2)")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: bench/results, or bench/results/quick with --quick)")
 
@@ -568,8 +621,11 @@ def run_args(args: argparse.Namespace) -> int:
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     chains = tuple(c.strip() for c in args.chains.split(",") if c.strip()) if args.chains else None
+    if args.quality_cases < 0 or args.quality_seeds < 1:
+        raise SystemExit(f"--quality-cases must be at least 0 and --quality-seeds at least 1, got "
+                         f"{args.quality_cases} and {args.quality_seeds}")
     report = run(args.quick, out, args.metric, args.seed, runs, args.naive_runs, chains, wait=not args.no_wait,
-                 device=args.device)
+                 device=args.device, quality_cases=args.quality_cases, quality_seeds=args.quality_seeds)
     print(Path(report["files"][0]).read_text())
     print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
     return 0

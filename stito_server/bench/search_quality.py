@@ -1,0 +1,96 @@
+"""Oracle quality of the fast preset against the paper's settings, over several cases and seeds (`stito bench speed`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..audio import Audio
+from ..effects.specs import load_chain
+
+CASE_SEED_STEP = 1000  # case k's input and source phrases use the speed case's seeds + k * CASE_SEED_STEP
+PRESETS = ("fast", "paper")
+
+
+def _one(preset: str, case: dict[str, np.ndarray], chain_name: str, metric, seed: int, sample_rate: int,
+         changes: dict) -> dict:
+    from ..match import MatchOptions, match
+    from .speed import oracle_distance, style_similarity
+
+    opts = MatchOptions.preset(preset, seed=seed, **changes)
+    t0 = time.perf_counter()
+    result = match(Audio(case["input"], sample_rate), Audio(case["reference"], sample_rate), load_chain(chain_name),
+                   metric, opts)
+    wall = time.perf_counter() - t0
+    return {"preset": preset, "seed": seed, "wall_s": wall, "evaluations": result.search.evaluations,
+            "generations": len(result.search.trajectory), "stop_reason": result.search.stop_reason,
+            "oracle_mrstft_db": oracle_distance(result.output, case["oracle"], sample_rate),
+            "style_similarity": style_similarity(result.output, case["reference"], metric, sample_rate)}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Medians per preset and the paired comparison (same case, same seed) of fast against paper.
+
+    Args:
+        runs: Rows of ``run``'s ``"runs"`` (keys case, preset, seed, oracle_mrstft_db, ...).
+
+    Returns:
+        ``{"fast_oracle_mrstft_db", "paper_oracle_mrstft_db"`` (medians over all runs), the same for
+        ``style_similarity``, ``"median_difference_db"`` (median over pairs of fast minus paper; negative: fast
+        closer to the oracle), ``"fast_closer"`` (pairs where fast is closer), ``"pairs"``,
+        ``"fast_no_worse"`` (fast's median distance at most paper's)``}``.
+    """
+    by = {p: {(r["case"], r["seed"]): r for r in runs if r["preset"] == p} for p in PRESETS}
+    keys = sorted(set(by["fast"]) & set(by["paper"]))
+    diff = [by["fast"][k]["oracle_mrstft_db"] - by["paper"][k]["oracle_mrstft_db"] for k in keys]
+    out = {f"{p}_{m}": float(np.median([r[m] for r in by[p].values()])) if by[p] else float("nan")
+           for p in PRESETS for m in ("oracle_mrstft_db", "style_similarity", "wall_s", "evaluations")}
+    out |= {"median_difference_db": float(np.median(diff)) if diff else float("nan"),
+            "fast_closer": int(sum(d < 0 for d in diff)), "pairs": len(keys),
+            "fast_no_worse": bool(out["fast_oracle_mrstft_db"] <= out["paper_oracle_mrstft_db"])}
+    return out
+
+
+def run(chain_name: str, metric, cases: int, seeds: Sequence[int], material: Callable[..., dict],
+        seconds: float, sample_rate: int, changes: dict[str, dict] | None = None,
+        log: Callable[[str], None] = print) -> dict:
+    """Match every case with every seed under the fast preset and under the paper's settings; oracle distances.
+
+    Both presets run in this process with the match's own (fast) renderer: the paper's settings differ from
+    the fast preset in the search (popsize 64, 25 generations, two 5.5 s excerpts), which is what decides
+    quality; the naive baseline's serial, re-creating renderer changes only its speed. The fast preset keeps
+    its time budget, so the machine should be as idle as for the timed runs.
+
+    Args:
+        chain_name: A chain with a speed case (``speed.TRUE_SETTINGS``).
+        metric: The ``StyleMetric`` both presets optimise.
+        cases: Cases 0..cases-1; case k: other generated recordings (seeds + k * ``CASE_SEED_STEP``) through
+            the same true setting (case 0 is the timed case).
+        seeds: Optimiser seeds, each run on every case.
+        material: ``speed.material`` (input, reference and oracle of a case).
+        seconds: Length of the input and reference, in seconds.
+        sample_rate: In Hz.
+        changes: Per preset name, options changed from the preset (the quick run's tiny searches).
+        log: Progress printer.
+
+    Returns:
+        ``{"cases", "seeds", "input_oracle_mrstft_db": {case: distance of the unprocessed input}, "runs": [...],
+        "summary": summarize(runs)}``.
+    """
+    runs, inputs = [], {}
+    from .speed import oracle_distance
+
+    for k in range(cases):
+        case = material(chain_name, seconds, sample_rate, case=k)
+        inputs[k] = oracle_distance(case["input"], case["oracle"], sample_rate)
+        for seed in seeds:
+            for preset in PRESETS:
+                row = {"case": k, **_one(preset, case, chain_name, metric, seed, sample_rate,
+                                              (changes or {}).get(preset, {}))}
+                runs.append(row)
+                log(f"quality: {chain_name} case {k} seed {seed} {preset}: {row['oracle_mrstft_db']:.2f} dB to the "
+                    f"oracle (input {inputs[k]:.2f}), {row['evaluations']} evaluations, {row['wall_s']:.0f} s")
+    return {"cases": cases, "seeds": list(seeds), "input_oracle_mrstft_db": inputs, "runs": runs,
+            "summary": summarize(runs)}
