@@ -21,7 +21,11 @@ class OptimizerOptions:
     Attributes:
         popsize: Candidates per generation.
         max_generations: Upper bound on generations.
-        sigma0: Initial step size, in units of the [0, 1] box.
+        sigma0: Initial step size, in units of the [0, 1] box. The default 0.2 (the paper's is 0.3) was chosen
+            by oracle distance at the fast preset's ~200 evaluations (pedalboard-strip, 3 cases x 3 seeds,
+            median paired difference to the paper's settings: +1.94 dB at 0.3, +0.82 at 0.2, +0.09 at 0.15;
+            zam-strip at 0.3 / 0.2 / 0.15, case 0 x 3 seeds: median 7.4 / 5.1 / 9.5 dB, 2 cases x 3 seeds at
+            0.3 / 0.2: 5.9 / 6.0 dB; 0.15 keeps it from the reverb the reference has).
         patience: Stop when the best similarity improved by less than ``min_delta`` over this many
             generations.
         min_delta: Improvement (in cosine similarity) that counts as progress.
@@ -38,7 +42,7 @@ class OptimizerOptions:
 
     popsize: int = 16
     max_generations: int = 16
-    sigma0: float = 0.3
+    sigma0: float = 0.2
     patience: int = 10
     min_delta: float = 1e-3
     seed: int = 0
@@ -227,7 +231,9 @@ def optimize(evaluate: Callable[[np.ndarray], np.ndarray] | Sequence[Stage], x0:
         if stop and last_stage:
             reason = ",".join(sorted(stop))
             break
-    mean_x = np.clip(np.asarray(es.mean, dtype=np.float64), 0.0, 1.0)
+    # pycma searches an unbounded genotype that its bound transform folds into [0, 1]: the mean's setting is
+    # that fold (result.xfavorite), not the genotype clipped (a genotype at -1.0 is a setting at 1.0, not 0).
+    mean_x = np.clip(np.asarray(es.result.xfavorite, dtype=np.float64), 0.0, 1.0)
     return OptimizeResult(best_x, best_sim, mean_x, last_best, trajectory, reason, evaluations, failures)
 
 

@@ -74,7 +74,8 @@ def test_identical_content_recovers_the_target(quick_root):
     pools = {c: ClipPool(quick_root, c, quick=True) for c in ("speech", "music")}
     for pool in pools.values():
         pool.other_recording = lambda i, rng, exclude=(): i
-    cfg = {"targets": (0.3, 0.7), "runs": 1, "popsize": 6, "generations": 6, "excerpt_s": 5.0}  # the whole clip
+    cfg = {"targets": (0.3, 0.7), "runs": 1, "popsize": 6, "generations": 6, "excerpt_s": 5.0,  # the whole clip
+           "sigma0": 0.3}
     res = run_effect(task_by_key("lowpass_cutoff"), pools, ["mfcc"], cfg, seed=0, log=lambda m: None)["mfcc"]
     assert res["contents"] == ["speech", "music"]
     assert np.allclose(res["estimates"], res["targets"], atol=0.05)

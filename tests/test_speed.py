@@ -30,8 +30,9 @@ PINNED_STRIP = [
     0.29108894035329624, 0.0, 0.5113050475735285, 0.052709947104381094, 0.0, 0.880151712824663,
     0.4154677241449336, 0.08290808330351163, 0.8922992651387065, 0.7865147449425084]
 
-# The fast preset on the same small case (see test_fast_preset_is_seeded_and_pinned).
-PINNED_FAST = [0.7423135664011735, 0.35685814320829734, 0.7944594772050828]
+# The fast preset on the same small case (see test_fast_preset_is_seeded_and_pinned); re-pinned when the
+# default step size went from 0.3 to 0.2 (was [0.7423135664011735, 0.35685814320829734, 0.7944594772050828]).
+PINNED_FAST = [0.7315348072417983, 0.3578744280397608, 0.947557720250762]
 
 
 def gain_chain() -> Chain:
