@@ -26,6 +26,7 @@ def _one(preset: str, case: dict[str, np.ndarray], chain_name: str, metric, seed
     wall = time.perf_counter() - t0
     return {"preset": preset, "seed": seed, "wall_s": wall, "evaluations": result.search.evaluations,
             "generations": len(result.search.trajectory), "stop_reason": result.search.stop_reason,
+            "chosen": result.pick["chosen"],
             "oracle_mrstft_db": oracle_distance(result.output, case["oracle"], sample_rate),
             "style_similarity": style_similarity(result.output, case["reference"], metric, sample_rate)}
 

@@ -512,12 +512,13 @@ def _quality_lines(report: dict) -> list[str]:
                      f"{s['fast_style_similarity']:.3f} / {s['paper_style_similarity']:.3f} | "
                      f"{s['fast_evaluations']:.0f} / {s['paper_evaluations']:.0f} | "
                      f"{s['fast_wall_s']:.1f} / {s['paper_wall_s']:.0f} | {'yes' if s['fast_no_worse'] else 'no'} |")
-    lines += ["", "| chain | case | seed | preset | oracle dist dB | similarity | evals | stop | match s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| chain | case | seed | preset | oracle dist dB | similarity | evals | stop | kept | match s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for chain_name, q in rows.items():
         for r in q["runs"]:
             lines.append(f"| {chain_name} | {r['case']} | {r['seed']} | {r['preset']} | {r['oracle_mrstft_db']:.2f} | "
-                         f"{r['style_similarity']:.3f} | {r['evaluations']} | {r['stop_reason']} | {r['wall_s']:.1f} |")
+                         f"{r['style_similarity']:.3f} | {r['evaluations']} | {r['stop_reason']} | {r['chosen']} | "
+                         f"{r['wall_s']:.1f} |")
     return lines
 
 
