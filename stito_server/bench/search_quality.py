@@ -1,4 +1,4 @@
-"""Oracle quality of the fast preset against the paper's settings, over several cases and seeds (`stito bench speed`)."""
+"""Oracle quality of the fast preset against the paper's settings over several cases and seeds (bench speed)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ import numpy as np
 
 from ..audio import Audio
 from ..effects.specs import load_chain
+from .speed_cases import material, oracle_distance, style_similarity
 
-CASE_SEED_STEP = 1000  # case k's input and source phrases use the speed case's seeds + k * CASE_SEED_STEP
 PRESETS = ("fast", "paper")
 
 
 def _one(preset: str, case: dict[str, np.ndarray], chain_name: str, metric, seed: int, sample_rate: int,
          changes: dict) -> dict:
     from ..match import MatchOptions, match
-    from .speed import oracle_distance, style_similarity
 
     opts = MatchOptions.preset(preset, seed=seed, **changes)
     t0 = time.perf_counter()
@@ -54,8 +53,8 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
-def run(chain_name: str, metric, cases: int, seeds: Sequence[int], material: Callable[..., dict],
-        seconds: float, sample_rate: int, changes: dict[str, dict] | None = None,
+def run(chain_name: str, metric, cases: int, seeds: Sequence[int], seconds: float, sample_rate: int,
+        changes: dict[str, dict] | None = None,
         log: Callable[[str], None] = print) -> dict:
     """Match every case with every seed under the fast preset and under the paper's settings; oracle distances.
 
@@ -65,12 +64,11 @@ def run(chain_name: str, metric, cases: int, seeds: Sequence[int], material: Cal
     its time budget, so the machine should be as idle as for the timed runs.
 
     Args:
-        chain_name: A chain with a speed case (``speed.TRUE_SETTINGS``).
+        chain_name: A chain with a speed case (``speed_cases.TRUE_SETTINGS``).
         metric: The ``StyleMetric`` both presets optimise.
         cases: Cases 0..cases-1; case k: other generated recordings (seeds + k * ``CASE_SEED_STEP``) through
             the same true setting (case 0 is the timed case).
         seeds: Optimiser seeds, each run on every case.
-        material: ``speed.material`` (input, reference and oracle of a case).
         seconds: Length of the input and reference, in seconds.
         sample_rate: In Hz.
         changes: Per preset name, options changed from the preset (the quick run's tiny searches).
@@ -81,8 +79,6 @@ def run(chain_name: str, metric, cases: int, seeds: Sequence[int], material: Cal
         "summary": summarize(runs)}``.
     """
     runs, inputs = [], {}
-    from .speed import oracle_distance
-
     for k in range(cases):
         case = material(chain_name, seconds, sample_rate, case=k)
         inputs[k] = oracle_distance(case["input"], case["oracle"], sample_rate)
