@@ -152,12 +152,12 @@ def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions
 
 # Preset settings (MatchOptions and OptimizerOptions fields). "fast" is the dataclasses' defaults plus a
 # 6.5 s budget for the search beyond its first 8 generations (4 coarse + 4 fine; the budget splits between
-# the stages by what they render): pedalboard-strip runs ~14 of its 16 generations, zam-strip 8. Chosen by
-# measurement (oracle distance, 6 seeds, fixed generations, at sigma0 0.3): pedalboard-strip 8 / 10 / 16
-# generations 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations 6.4 / 5.4 / 5.2 dB (the step size
-# since: ``OptimizerOptions.sigma0``); timings in
-# bench/results/speed.md. "paper" reproduces the original engine's results (same seed, same parameters:
-# pinned in tests/test_speed.py; embedding renders as they complete changes no number).
+# the stages by what they render): on 2 idle cores pedalboard-strip runs 12-13 of its 16 generations, zam-strip
+# 8. Chosen by measurement (oracle distance, 6 seeds, fixed generations, at sigma0 0.3): pedalboard-strip
+# 8 / 10 / 16 generations 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations 6.4 / 5.4 / 5.2 dB (the step
+# size since: ``OptimizerOptions.sigma0``); timings in bench/results/speed.md. "paper" reproduces the original
+# engine's results (same seed, same parameters: pinned in tests/test_speed.py; embedding renders as they
+# complete changes no number).
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"time_budget_s": 6.5, "min_generations": 8},
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,

@@ -33,12 +33,13 @@ CHAINS = ("pedalboard-strip", "zam-strip")
 # (paper settings, serial, plugins re-created per candidate) ``naive_runs`` times. Quick: short files and tiny
 # searches, to exercise every path (its numbers mean nothing).
 FULL = {"seconds": 30.0, "fast_flags": [], "naive": {}, "chains": CHAINS, "quality_changes": {}}
-_QUICK_NAIVE = {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5, "excerpts": 1, "validation_excerpts": 1,
-                "reference_windows": 1}
-QUICK = {"seconds": 4.0, "fast_flags": ["--popsize", "6", "--max-generations", "2", "--excerpt-seconds", "1.5"],
-         "naive": _QUICK_NAIVE, "chains": ("pedalboard-strip",),
-         "quality_changes": {"fast": {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5,
-                                      "time_budget_s": None}, "paper": _QUICK_NAIVE}}
+_QUICK_FAST = {"popsize": 6, "max_generations": 2, "excerpt_seconds": 1.5}
+_QUICK_NAIVE = {**_QUICK_FAST, "excerpts": 1, "validation_excerpts": 1, "reference_windows": 1}
+QUICK = {"seconds": 4.0, "naive": _QUICK_NAIVE,
+         "fast_flags": [a for k, v in _QUICK_FAST.items() for a in (f"--{k.replace('_', '-')}", str(v))],
+         "chains": ("pedalboard-strip",),
+         "quality_changes": {"fast": {**_QUICK_FAST, "time_budget_s": None}, "paper": _QUICK_NAIVE}}
+QUALITY_CASES, QUALITY_SEEDS = 3, 2  # default size of the fast-vs-paper quality comparison
 MAX_LOAD = 2.5  # 1-minute load average above which timing waits (the machine is shared)
 POLL_S = 0.25  # process-tree RSS sampling period
 
@@ -219,7 +220,8 @@ def _median(rows: list[dict], key: str) -> float:
 
 def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int = 0, runs: int = 3,
         naive_runs: int = 1, chains: Sequence[str] | None = None, wait: bool = True, device: str = "cpu",
-        quality_cases: int = 3, quality_seeds: int = 2, log: Callable[[str], None] = print) -> dict:
+        quality_cases: int = QUALITY_CASES, quality_seeds: int = QUALITY_SEEDS,
+        log: Callable[[str], None] = print) -> dict:
     """Time the fast preset against the naive paper-settings baseline and Matchering; write ``speed.*``.
 
     Every match runs as its own process (``stito match`` for the fast preset), so wall time includes start-up
@@ -398,7 +400,8 @@ def _quality_flags(report: dict) -> str:
     """The quality options of the command line, where they differ from the defaults."""
     cases, seeds = report.get("quality_cases", 0), report.get("quality_seeds", 1)
     return "".join(f" --{name} {value}" for name, value, default in
-                   (("quality-cases", cases, 3), ("quality-seeds", seeds, 2)) if value != default)
+                   (("quality-cases", cases, QUALITY_CASES), ("quality-seeds", seeds, QUALITY_SEEDS))
+                   if value != default)
 
 
 def _quality_lines(report: dict) -> list[str]:
@@ -522,10 +525,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chains", default=None, help=f"comma-separated chains (default {','.join(CHAINS)})")
     p.add_argument("--no-wait", action="store_true", help=f"time at once, even above a load average of {MAX_LOAD:g}")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="metric device of the fast runs")
-    p.add_argument("--quality-cases", type=int, default=3,
-                   help="cases of the fast-vs-paper quality comparison (default 3; 0 skips it; each paper-settings "
-                        "match takes minutes)")
-    p.add_argument("--quality-seeds", type=int, default=2, help="seeds per quality case (default 2)")
+    p.add_argument("--quality-cases", type=int, default=QUALITY_CASES,
+                   help="cases of the fast-vs-paper quality comparison (default %(default)s; 0 skips it; each "
+                        "paper-settings match takes minutes)")
+    p.add_argument("--quality-seeds", type=int, default=QUALITY_SEEDS,
+                   help="seeds per quality case (default %(default)s)")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: bench/results, or bench/results/quick with --quick)")
 
