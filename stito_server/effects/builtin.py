@@ -11,6 +11,7 @@ import pedalboard as pb
 from ..errors import ChainError, did_you_mean
 from ..params import Param
 from .base import Effect
+from .fast_dsp import Biquad, Processor, TanhDrive, run_processors
 
 NYQUIST_FRACTION = 0.45  # filter frequencies are clamped below this fraction of the sample rate
 
@@ -25,15 +26,16 @@ def log(name: str, unit: str, lo: float, hi: float, default: float) -> Param:
 
 @dataclass(frozen=True)
 class Stage:
-    """One pedalboard processor inside a built-in effect.
+    """One processor inside a built-in effect: a pedalboard plugin or a numpy equivalent of one.
 
     Attributes:
-        make: Creates the processor.
+        make: Creates the processor: a ``pedalboard.Plugin``, or one of ``fast_dsp``'s equivalents of one
+            (same attributes, called as ``(audio, sample_rate)``).
         attrs: processor attribute -> (parameter name, converter(value, sample_rate) -> attribute value).
         active: Optional rule on the parameter values; the stage is skipped when it returns False.
     """
 
-    make: Callable[[], pb.Plugin]
+    make: Callable[[], Processor]
     attrs: dict[str, tuple[str, Callable[[float, int], float]]]
     active: Callable[[dict[str, float]], bool] | None = None
 
@@ -61,14 +63,14 @@ class BuiltinSpec:
     mix: str | None = None  # name of a [0, 1] dry/wet parameter applied around all stages
 
 
-def _band(prefix: str, kind: Callable[[], pb.Plugin], f_lo: float, f_hi: float, f_def: float,
+def _band(prefix: str, kind: str, f_lo: float, f_hi: float, f_def: float,
           q_def: float = 0.707) -> tuple[list[Param], Stage]:
     params = [
         lin(f"{prefix}_gain_db", "dB", -18.0, 18.0, 0.0),
         log(f"{prefix}_cutoff_hz", "Hz", f_lo, f_hi, f_def),
         log(f"{prefix}_q", "", 0.3, 6.0, q_def),
     ]
-    stage = Stage(kind, {
+    stage = Stage(lambda: Biquad(kind), {
         "gain_db": (f"{prefix}_gain_db", same),
         "cutoff_frequency_hz": (f"{prefix}_cutoff_hz", freq),
         "q": (f"{prefix}_q", same),
@@ -78,22 +80,22 @@ def _band(prefix: str, kind: Callable[[], pb.Plugin], f_lo: float, f_hi: float, 
 
 def _parametric_eq() -> BuiltinSpec:
     params: list[Param] = [log("low_cut_hz", "Hz", 20.0, 1000.0, 20.0)]
-    stages: list[Stage] = [Stage(pb.HighpassFilter, {"cutoff_frequency_hz": ("low_cut_hz", freq)},
+    stages: list[Stage] = [Stage(lambda: Biquad("highpass"), {"cutoff_frequency_hz": ("low_cut_hz", freq)},
                                  active=lambda v: v["low_cut_hz"] > 20.0 * 1.001)]
     bands = [
-        ("low_shelf", pb.LowShelfFilter, 30.0, 500.0, 100.0),
-        ("peak1", pb.PeakFilter, 50.0, 800.0, 200.0),
-        ("peak2", pb.PeakFilter, 150.0, 3000.0, 800.0),
-        ("peak3", pb.PeakFilter, 600.0, 8000.0, 2500.0),
-        ("peak4", pb.PeakFilter, 1500.0, 16000.0, 6000.0),
-        ("high_shelf", pb.HighShelfFilter, 1500.0, 16000.0, 8000.0),
+        ("low_shelf", "low_shelf", 30.0, 500.0, 100.0),
+        ("peak1", "peak", 50.0, 800.0, 200.0),
+        ("peak2", "peak", 150.0, 3000.0, 800.0),
+        ("peak3", "peak", 600.0, 8000.0, 2500.0),
+        ("peak4", "peak", 1500.0, 16000.0, 6000.0),
+        ("high_shelf", "high_shelf", 1500.0, 16000.0, 8000.0),
     ]
     for prefix, cls, lo, hi, default in bands:
         p, s = _band(prefix, cls, lo, hi, default)
         params += p
         stages.append(s)
     params.append(log("high_cut_hz", "Hz", 1000.0, 20000.0, 20000.0))
-    stages.append(Stage(pb.LowpassFilter, {"cutoff_frequency_hz": ("high_cut_hz", freq)},
+    stages.append(Stage(lambda: Biquad("lowpass"), {"cutoff_frequency_hz": ("high_cut_hz", freq)},
                         active=lambda v: v["high_cut_hz"] < 20000.0 / 1.001))
     return BuiltinSpec("parametric_eq", "low cut, low shelf, 4 peaking bands, high shelf, high cut (20 params)",
                        tuple(params), tuple(stages))
@@ -104,7 +106,7 @@ BUILTINS: dict[str, BuiltinSpec] = {s.name: s for s in [
         "distortion", "tanh drive with dry/wet and output level",
         (lin("drive_db", "dB", 0.0, 40.0, 0.0), lin("mix", "", 0.0, 1.0, 1.0),
          lin("output_gain_db", "dB", -24.0, 12.0, 0.0)),
-        (Stage(pb.Distortion, {"drive_db": ("drive_db", same)}),
+        (Stage(TanhDrive, {"drive_db": ("drive_db", same)}),
          Stage(pb.Gain, {"gain_db": ("output_gain_db", same)})),
         mix="mix",
     ),
@@ -137,9 +139,9 @@ BUILTINS: dict[str, BuiltinSpec] = {s.name: s for s in [
     BuiltinSpec("gain", "level change", (lin("gain_db", "dB", -24.0, 24.0, 0.0),),
                 (Stage(pb.Gain, {"gain_db": ("gain_db", same)}),)),
     BuiltinSpec("highpass", "first-order (6 dB/oct) high-pass", (log("cutoff_hz", "Hz", 20.0, 2000.0, 20.0),),
-                (Stage(pb.HighpassFilter, {"cutoff_frequency_hz": ("cutoff_hz", freq)}),)),
+                (Stage(lambda: Biquad("highpass"), {"cutoff_frequency_hz": ("cutoff_hz", freq)}),)),
     BuiltinSpec("lowpass", "first-order (6 dB/oct) low-pass", (log("cutoff_hz", "Hz", 500.0, 20000.0, 20000.0),),
-                (Stage(pb.LowpassFilter, {"cutoff_frequency_hz": ("cutoff_hz", freq)}),)),
+                (Stage(lambda: Biquad("lowpass"), {"cutoff_frequency_hz": ("cutoff_hz", freq)}),)),
     BuiltinSpec(
         "chorus", "modulated-delay chorus",
         (log("rate_hz", "Hz", 0.1, 10.0, 1.0), lin("depth", "", 0.0, 1.0, 0.25),
@@ -219,7 +221,7 @@ class BuiltinEffect(Effect):
             for attr, (pname, convert) in stage.attrs.items():
                 setattr(plugin, attr, convert(values[pname], sample_rate))
             active.append(plugin)
-        wet = pb.Pedalboard(active)(audio, sample_rate) if active else audio.copy()
+        wet = run_processors(active, audio, sample_rate)
         if self.spec.mix is not None:
             m = values[self.spec.mix]
             wet = (1.0 - m) * audio + m * wet
