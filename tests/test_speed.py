@@ -205,6 +205,19 @@ def test_quality_summary_pairs_runs_by_case_and_seed():
     assert s["median_difference_db"] == pytest.approx(-0.5)  # differences -1, +5, -0.5
     assert s["fast_oracle_mrstft_db"] == pytest.approx(5.0) and s["paper_oracle_mrstft_db"] == pytest.approx(3.75)
     assert s["fast_no_worse"] is False
+    lo, hi = s["difference_interval_db"]  # bootstrap interval of the median of -1, +5, -0.5
+    assert -1.0 <= lo <= -0.5 <= hi <= 5.0 and lo < hi
+
+
+def test_median_interval_is_seeded_and_narrows_with_agreeing_pairs():
+    from stito_server.bench.search_quality import median_interval
+
+    assert median_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    spread = [-3.0, -1.0, 0.5, 1.0, 4.0, -2.0, 0.0, 2.5, -0.5]
+    assert median_interval(spread) == median_interval(spread)
+    lo, hi = median_interval(spread)
+    assert lo < float(np.median(spread)) < hi and hi - lo < 7.0
+    assert all(np.isnan(median_interval([])))
 
 
 @pytest.mark.parametrize("later", [0.2, 0.95])

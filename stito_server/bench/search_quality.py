@@ -12,6 +12,26 @@ from ..effects.specs import load_chain
 from .speed_cases import material, oracle_distance, style_similarity
 
 PRESETS = ("fast", "paper")
+BOOTSTRAP_RESAMPLES, CI_LEVEL = 2000, 0.90  # interval of the median paired difference (single runs spread by dB)
+
+
+def median_interval(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval (``CI_LEVEL``, percentile method) of the median of ``values``.
+
+    Args:
+        values: Paired differences, one per (case, seed).
+        seed: Seed of the resampling (the interval is reproducible).
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` without values.
+    """
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    v = np.asarray(values, dtype=np.float64)
+    picks = np.random.default_rng(seed).integers(0, len(v), (BOOTSTRAP_RESAMPLES, len(v)))
+    medians = np.median(v[picks], axis=1)
+    tail = (1.0 - CI_LEVEL) / 2.0 * 100.0
+    return float(np.percentile(medians, tail)), float(np.percentile(medians, 100.0 - tail))
 
 
 def _one(preset: str, case: dict[str, np.ndarray], chain_name: str, metric, seed: int, sample_rate: int,
@@ -39,7 +59,8 @@ def summarize(runs: list[dict]) -> dict:
     Returns:
         ``{"fast_oracle_mrstft_db", "paper_oracle_mrstft_db"`` (medians over all runs), the same for
         ``style_similarity``, ``"median_difference_db"`` (median over pairs of fast minus paper; negative: fast
-        closer to the oracle), ``"fast_closer"`` (pairs where fast is closer), ``"pairs"``,
+        closer to the oracle), ``"difference_interval_db"`` (its bootstrap interval, ``median_interval``),
+        ``"fast_closer"`` (pairs where fast is closer), ``"pairs"``,
         ``"fast_no_worse"`` (fast's median distance at most paper's)``}``.
     """
     by = {p: {(r["case"], r["seed"]): r for r in runs if r["preset"] == p} for p in PRESETS}
@@ -48,6 +69,7 @@ def summarize(runs: list[dict]) -> dict:
     out = {f"{p}_{m}": float(np.median([r[m] for r in by[p].values()])) if by[p] else float("nan")
            for p in PRESETS for m in ("oracle_mrstft_db", "style_similarity", "wall_s", "evaluations")}
     out |= {"median_difference_db": float(np.median(diff)) if diff else float("nan"),
+            "difference_interval_db": list(median_interval(diff)),
             "fast_closer": int(sum(d < 0 for d in diff)), "pairs": len(keys),
             "fast_no_worse": bool(out["fast_oracle_mrstft_db"] <= out["paper_oracle_mrstft_db"])}
     return out

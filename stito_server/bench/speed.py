@@ -20,6 +20,7 @@ from ..effects.specs import load_chain
 from ..examples import phrase
 from ..metrics.base import DEFAULT_METRIC
 from . import search_quality
+from .search_quality import CI_LEVEL
 from .common import RESULTS_DIR, write_results
 from .speed_cases import INPUT_SEED, RATE, TRUE_SETTINGS, material, oracle_distance, style_similarity
 
@@ -39,7 +40,7 @@ QUICK = {"seconds": 4.0, "naive": _QUICK_NAIVE,
          "fast_flags": [a for k, v in _QUICK_FAST.items() for a in (f"--{k.replace('_', '-')}", str(v))],
          "chains": ("pedalboard-strip",),
          "quality_changes": {"fast": {**_QUICK_FAST, "time_budget_s": None}, "paper": _QUICK_NAIVE}}
-QUALITY_CASES, QUALITY_SEEDS = 3, 2  # default size of the fast-vs-paper quality comparison
+QUALITY_CASES, QUALITY_SEEDS = 3, 3  # default size of the fast-vs-paper quality comparison
 MAX_LOAD = 2.5  # 1-minute load average above which timing waits (the machine is shared)
 POLL_S = 0.25  # process-tree RSS sampling period
 
@@ -416,15 +417,19 @@ def _quality_lines(report: dict) -> list[str]:
              "fast preset (its time budget included) and under the paper's settings (popsize 64, 25 generations, "
              "two 5.5 s excerpts), both in the bench's process with the match's own renderer (the naive "
              "baseline's serial renderer changes only its speed). Oracle distance: multi-resolution STFT, dB, "
-             "lower is better; difference: median over (case, seed) pairs of fast minus paper.", "",
-             "| chain | oracle dist dB fast / paper (median) | input (per case) | difference dB | pairs fast closer | "
+             "lower is better; difference: median over (case, seed) pairs of fast minus paper, with its "
+             f"{CI_LEVEL:.0%} bootstrap interval (single runs of either preset spread by several dB, so a handful of "
+             "pairs decides little).", "",
+             "| chain | oracle dist dB fast / paper (median) | input (per case) | difference dB (interval) | "
+             "pairs fast closer | "
              "similarity fast / paper | evals fast / paper | match s fast / paper | fast no worse |",
              "|---|---|---|---|---|---|---|---|---|"]
     for chain_name, q in rows.items():
         s = q["summary"]
         inputs = " / ".join(f"{v:.2f}" for v in q["input_oracle_mrstft_db"].values())
+        lo, hi = s.get("difference_interval_db", (float("nan"), float("nan")))
         lines.append(f"| {chain_name} | {s['fast_oracle_mrstft_db']:.2f} / {s['paper_oracle_mrstft_db']:.2f} | "
-                     f"{inputs} | {s['median_difference_db']:+.2f} | {s['fast_closer']} of {s['pairs']} | "
+                     f"{inputs} | {s['median_difference_db']:+.2f} ({lo:+.2f} .. {hi:+.2f}) | {s['fast_closer']} of {s['pairs']} | "
                      f"{s['fast_style_similarity']:.3f} / {s['paper_style_similarity']:.3f} | "
                      f"{s['fast_evaluations']:.0f} / {s['paper_evaluations']:.0f} | "
                      f"{s['fast_wall_s']:.1f} / {s['paper_wall_s']:.0f} | {'yes' if s['fast_no_worse'] else 'no'} |")
