@@ -152,10 +152,14 @@ def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions
 
 # Preset settings (MatchOptions and OptimizerOptions fields). "fast" is the dataclasses' defaults plus a
 # 6.5 s budget for the search beyond its first 8 generations (4 coarse + 4 fine; the budget splits between
-# the stages by what they render): on 2 idle cores pedalboard-strip runs 12-13 of its 16 generations, zam-strip
-# 8. Chosen by measurement (oracle distance, 6 seeds, fixed generations, at sigma0 0.3): pedalboard-strip
-# 8 / 10 / 16 generations 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations 6.4 / 5.4 / 5.2 dB (the step
-# size since: ``OptimizerOptions.sigma0``); timings in bench/results/speed.md. "paper" reproduces the original
+# the stages by what they render): on 2 idle cores pedalboard-strip runs all 16 of its generations in ~6 s
+# (since its built-ins render in numpy/scipy, effects/fast_dsp.py), zam-strip 8 (Dragonfly's reverb is ~70%
+# of its render). Chosen by measurement (oracle distance, 6 seeds, fixed generations, at sigma0 0.3):
+# pedalboard-strip 8 / 10 / 16 generations 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations
+# 6.4 / 5.4 / 5.2 dB; later, pedalboard-strip at sigma0 0.2 over 3 cases x 3 seeds against the paper's settings
+# on the same pairs (median 11.56 dB): 13 / 16 / 20 / 24 / 32 generations 13.05 / 10.66 / 11.15 / 11.79 /
+# 11.22 dB — differences of about 1 dB are within the spread of single runs. Timings in
+# bench/results/speed.md. "paper" reproduces the original
 # engine's results (same seed, same parameters: pinned in tests/test_speed.py; embedding renders as they
 # complete changes no number).
 PRESETS: dict[str, dict[str, Any]] = {
