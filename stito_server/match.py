@@ -152,8 +152,8 @@ def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions
 
 # Preset settings (MatchOptions and OptimizerOptions fields). "fast" is the dataclasses' defaults plus a
 # 6.5 s budget for the search beyond its first 8 generations (4 coarse + 4 fine; the budget splits between
-# the stages by what they render): on 2 idle cores pedalboard-strip runs all 16 of its generations in ~6 s
-# (since its built-ins render in numpy/scipy, effects/fast_dsp.py), zam-strip 8 (Dragonfly's reverb is ~70%
+# the stages by what they render): on 2 idle cores pedalboard-strip runs 13-16 of its 16 generations (since its
+# built-ins render in numpy/scipy, effects/fast_dsp.py; 12-13 before), zam-strip 8 (Dragonfly's reverb is ~70%
 # of its render). Chosen by measurement (oracle distance, 6 seeds, fixed generations, at sigma0 0.3):
 # pedalboard-strip 8 / 10 / 16 generations 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations
 # 6.4 / 5.4 / 5.2 dB; later, pedalboard-strip at sigma0 0.2 over 3 cases x 3 seeds against the paper's settings
