@@ -158,10 +158,9 @@ def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions
 # pedalboard-strip 8 / 10 / 16 generations 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations
 # 6.4 / 5.4 / 5.2 dB; later, pedalboard-strip at sigma0 0.2 over 3 cases x 3 seeds against the paper's settings
 # on the same pairs (median 11.56 dB): 13 / 16 / 20 / 24 / 32 generations 13.05 / 10.66 / 11.15 / 11.79 /
-# 11.22 dB — differences of about 1 dB are within the spread of single runs. Timings in
-# bench/results/speed.md. "paper" reproduces the original
-# engine's results (same seed, same parameters: pinned in tests/test_speed.py; embedding renders as they
-# complete changes no number).
+# 11.22 dB — differences of about 1 dB are within the spread of single runs. Timings in bench/results/speed.md.
+# "paper" reproduces the original engine's results (same seed, same parameters: pinned in tests/test_speed.py;
+# embedding renders as they complete changes no number).
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"time_budget_s": 6.5, "min_generations": 8},
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,

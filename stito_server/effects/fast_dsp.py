@@ -33,6 +33,11 @@ class TanhDrive:
         return np.tanh(audio * np.float32(10.0 ** (self.drive_db / 20.0)))
 
 
+def _require_kind(kind: str) -> None:
+    if kind not in BIQUAD_KINDS:
+        raise ValueError(f"unknown filter kind {kind!r}; valid: {', '.join(BIQUAD_KINDS)}")
+
+
 def biquad_sos(kind: str, cutoff_hz: float, q: float, gain_db: float, sample_rate: int) -> np.ndarray:
     """One second-order section ``(1, 6)`` float64 ``[b0, b1, b2, 1, a1, a2]`` of a JUCE-style filter.
 
@@ -46,6 +51,7 @@ def biquad_sos(kind: str, cutoff_hz: float, q: float, gain_db: float, sample_rat
     Raises:
         ValueError: unknown kind (valid ones listed).
     """
+    _require_kind(kind)
     w = 2.0 * np.pi * cutoff_hz / sample_rate
     a_ = np.sqrt(10.0 ** (gain_db / 20.0))
     if kind == "peak":
@@ -58,13 +64,11 @@ def biquad_sos(kind: str, cutoff_hz: float, q: float, gain_db: float, sample_rat
         s = 1.0 if kind == "low_shelf" else -1.0  # the high shelf is the low shelf with cos and (A - 1) mirrored
         b = [a_ * (ap - s * am * cos + beta), s * 2.0 * a_ * (am - s * ap * cos), a_ * (ap - s * am * cos - beta)]
         a = [ap + s * am * cos + beta, -s * 2.0 * (am + s * ap * cos), ap + s * am * cos - beta]
-    elif kind in ("highpass", "lowpass"):
+    else:  # first-order high- or low-pass
         n = np.tan(np.pi * cutoff_hz / sample_rate)
         g = 1.0 / (1.0 + n)
         b = [g, -g, 0.0] if kind == "highpass" else [n * g, n * g, 0.0]
         a = [1.0, (n - 1.0) * g, 0.0]
-    else:
-        raise ValueError(f"unknown filter kind {kind!r}; valid: {', '.join(BIQUAD_KINDS)}")
     return np.concatenate([np.asarray(b) / a[0], np.asarray(a) / a[0]])[None, :]
 
 
@@ -77,8 +81,7 @@ class Biquad:
         Raises:
             ValueError: unknown kind (valid ones listed).
         """
-        if kind not in BIQUAD_KINDS:
-            raise ValueError(f"unknown filter kind {kind!r}; valid: {', '.join(BIQUAD_KINDS)}")
+        _require_kind(kind)
         self.kind = kind
         self.cutoff_frequency_hz = 1000.0
         self.q = 0.7071
