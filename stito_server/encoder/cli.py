@@ -1,4 +1,4 @@
-"""`stito train presets|pairs|fit|export`: build the encoder's pretext data, train it, ship its weights."""
+"""`stito train presets|pairs|fit|rankset|rankfit|export`: build the encoder's pretext data, train it, ship it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..data.cli import train_root
-from .plans import CHECKPOINT, MODELS_DIR, PairPlan, TrainPlan
+from .plans import CHECKPOINT, MODELS_DIR, PairPlan, RankPlan, RankTrainPlan, TrainPlan
 
 PRESETS_FILE = MODELS_DIR / "presets.json"
 PROBE_SECONDS = 3.0
@@ -43,6 +43,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     f.add_argument("--seed", type=int, default=0, help="(default 0)")
+    rs = sub.add_parser("rankset", help="render a ranking set: recording a at a chain setting vs recording b at it "
+                        "and at nearby settings (outside git, resumable)")
+    rs.add_argument("--out", type=Path, default=None, help="ranking set folder (default: rankset in the data cache)")
+    rs.add_argument("--items", type=int, default=RankPlan.items, help="items (default %(default)s)")
+    rs.add_argument("--negatives", type=int, default=RankPlan.negatives,
+                    help="nearby settings of b per item (default %(default)s)")
+    rs.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
+    rs.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
+    rs.add_argument("--seed", type=int, default=0, help="(default 0)")
+    rf = sub.add_parser("rankfit", help="fine-tune an encoder on a ranking set (or resume); checkpoints + CSV log "
+                        "in --out")
+    rf.add_argument("--ranks", type=Path, default=None, help="ranking set folder (default: $STITO_DATA_DIR/rankset)")
+    rf.add_argument("--out", type=Path, required=True, help="checkpoint folder (resumes if it holds one)")
+    rf.add_argument("--init", type=Path, default=None,
+                    help="start from these weights: an afx-rep-*.pt file or a checkpoint (folder or file); "
+                    "default: random weights")
+    rf.add_argument("--steps", type=int, default=RankTrainPlan.steps, help="total steps (default %(default)s)")
+    rf.add_argument("--batch", type=int, default=RankTrainPlan.batch, help="items per step (default %(default)s)")
+    rf.add_argument("--lr", type=float, default=RankTrainPlan.lr, help="peak learning rate (default %(default)s)")
+    rf.add_argument("--temperature", type=float, default=RankTrainPlan.temperature,
+                    help="softmax temperature over cosine scores (default %(default)s)")
+    rf.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    rf.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    rf.add_argument("--seed", type=int, default=0, help="(default 0)")
     e = sub.add_parser("export", help="write the checkpoint's encoder to models/afx-rep-<sha256 prefix>.pt")
     e.add_argument("checkpoint", type=Path, help=f"checkpoint folder or its {CHECKPOINT}")
     e.add_argument("--out", type=Path, default=MODELS_DIR, help="destination folder (default: models/)")
@@ -71,16 +95,30 @@ def run(args: argparse.Namespace) -> int:
         out = build_pairs(train_root(args.cache), args.presets, args.out or default_pairs_dir(args.cache), plan,
                           workers=args.workers)
         print(f"pairs in {out} ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "rankset":
+        from .ranking import build_rankset, default_rankset_dir
+
+        try:
+            rplan = RankPlan(items=args.items, negatives=args.negatives, seed=args.seed)
+        except ValueError as exc:
+            raise SystemExit(f"stito train rankset: {exc}") from None
+        out = build_rankset(train_root(args.cache), args.out or default_rankset_dir(args.cache), rplan,
+                            workers=args.workers)
+        print(f"ranking set in {out} ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "rankfit":
+        from .rank_train import train_ranking
+        from .ranking import default_rankset_dir
+
+        plan = RankTrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, temperature=args.temperature,
+                             seed=args.seed, init=_init_path("rankfit", args.init))
+        ck = train_ranking(args.ranks or default_rankset_dir(), args.out, plan, device=args.device,
+                           threads=args.threads)
+        print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
     elif args.train_command == "fit":
         from .pairs import default_pairs_dir
         from .train import train
 
-        init = ""
-        if args.init:
-            init_path = args.init / CHECKPOINT if args.init.is_dir() else args.init
-            if not init_path.is_file():
-                raise SystemExit(f"stito train fit: --init {args.init}: no checkpoint there")
-            init = str(init_path.resolve())
+        init = _init_path("fit", args.init)
         plan = TrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                          contrastive_weight=args.contrastive_weight, init=init)
         ck = train(args.pairs or default_pairs_dir(), args.out, plan, device=args.device, threads=args.threads)
@@ -91,5 +129,16 @@ def run(args: argparse.Namespace) -> int:
         ck = args.checkpoint / CHECKPOINT if args.checkpoint.is_dir() else args.checkpoint
         print(f"wrote {export_weights(ck, args.out)}")
     else:
-        raise SystemExit(f"unknown train command {args.train_command!r}; valid: presets, pairs, fit, export")
+        raise SystemExit(f"unknown train command {args.train_command!r}; valid: presets, pairs, fit, rankset, "
+                         "rankfit, export")
     return 0
+
+
+def _init_path(command: str, init: Path | None) -> str:
+    """``--init`` as an absolute file path ("" when not given); a folder means its checkpoint."""
+    if init is None:
+        return ""
+    path = init / CHECKPOINT if init.is_dir() else init
+    if not path.is_file():
+        raise SystemExit(f"stito train {command}: --init {init}: no checkpoint or weights file there")
+    return str(path.resolve())

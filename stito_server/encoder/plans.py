@@ -75,3 +75,85 @@ class TrainPlan:
     checkpoint_every: int = 250
     seed: int = 0
     init: str = ""
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """What a ranking set renders: the transfer task itself, as a pretext.
+
+    Each item draws a chain family and a setting ``theta`` of it, then renders recording a at ``theta`` (the
+    anchor, like a reference) and a *different* recording b at ``theta`` (the positive) and at ``negatives``
+    nearby settings (hard negatives: the same audio as the positive, processed differently). The dry b is
+    kept as one more negative. An encoder that ranks the positive first among b's versions is a metric whose
+    optimum over the chain's settings lies at the reference's setting, on content it never saw processed.
+
+    Attributes:
+        items: Ranking items.
+        seconds: Clip length, in seconds (training crops are cut from these at training time).
+        negatives: Nearby settings of b rendered per item.
+        gain_db: Range of the random gain on each dry clip before the chain, in dB (a and b independently;
+            b's negatives share b's gain).
+        content_weights: Probability of each content type.
+        family_weights: Probability of each chain family: "effect" (one pretext effect), or a shipped chain
+            name ("pedalboard-strip", "zam-strip").
+        effect_defaults_share: Share of "effect" items whose setting is the effect's defaults with 1-3
+            parameters drawn at random (as in the parameter-estimation task); the rest are uniform in [0, 1].
+        start_sigma: Spread of a chain family's setting around the chain's starting vector (Gaussian, clipped
+            into [0, 1]).
+        near_sigma: Range of the spread of a negative's perturbation of every coordinate; half the negatives
+            instead redraw one coordinate uniformly (at least ``min_move`` away).
+        min_move: Smallest change of a redrawn coordinate.
+        seed: Seed of every choice.
+    """
+
+    items: int = 6000
+    seconds: float = 6.0
+    negatives: int = 4
+    gain_db: tuple[float, float] = (-12.0, 0.0)
+    content_weights: dict[str, float] = field(default_factory=lambda: {
+        "music": 0.4, "speech": 0.2, "guitar": 0.15, "drums": 0.25})
+    family_weights: dict[str, float] = field(default_factory=lambda: {
+        "effect": 0.5, "pedalboard-strip": 0.25, "zam-strip": 0.25})
+    effect_defaults_share: float = 0.5
+    start_sigma: float = 0.3
+    near_sigma: tuple[float, float] = (0.05, 0.3)
+    min_move: float = 0.15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.items < 1 or self.negatives < 1:
+            raise ValueError(f"items and negatives must be at least 1, got {self.items} and {self.negatives}")
+        if not self.family_weights or min(self.family_weights.values()) < 0 or sum(self.family_weights.values()) <= 0:
+            raise ValueError(f"family_weights must be non-negative with a positive sum, got {self.family_weights}")
+
+
+@dataclass(frozen=True)
+class RankTrainPlan:
+    """Ranking fine-tune settings (``stito train rankfit``).
+
+    Attributes:
+        steps: Optimiser steps in all (a resumed run continues up to this).
+        batch: Items per step; each anchor is scored against its own b versions (positive, negatives, dry)
+            and the other items' positives.
+        crop_frames: Frames of each crop (188 = 4.0 s); the anchor's crop and b's crop are cut independently,
+            every version of b at the same position (so only the processing tells them apart).
+        lr: Peak learning rate of AdamW (cosine decay to 1 % of it, 200 warm-up steps).
+        weight_decay: AdamW weight decay.
+        temperature: Softmax temperature of the ranking cross-entropy (scores are cosines in [-1, 1]).
+        val_items: Items held out (the last ones) for validation.
+        checkpoint_every: Steps between checkpoints (and validation rows in the log).
+        seed: Seed of batches and crops.
+        init: Exported encoder weights (``afx-rep-*.pt``) or a training checkpoint to start from; "" starts
+            from random weights.
+    """
+
+    steps: int = 3000
+    batch: int = 16
+    crop_frames: int = 188
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    temperature: float = 0.05
+    val_items: int = 256
+    checkpoint_every: int = 250
+    seed: int = 0
+    init: str = ""
