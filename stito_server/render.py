@@ -367,6 +367,18 @@ class WorkerCrashed(RenderError):
     """A render worker process died or hung; the message names the effect it was rendering."""
 
 
+def silence_plugin_stderr() -> None:
+    """In a worker process: point fd 2 at /dev/null unless ``STITO_PLUGIN_STDERR`` is set.
+
+    Plugins write C-level chatter to fd 2 on every reset (DPF: "asked to delete component ...", "assertion
+    failure: ! fIsActive"); a worker whose errors travel to its parent by other means can drop it.
+    """
+    if not os.environ.get("STITO_PLUGIN_STDERR"):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+
 def _worker_main(conn, recipe, current) -> None:
     """Render worker: rebuild the chain, then serve clips/shm/render/stop requests until told to stop."""
     import signal
@@ -375,12 +387,7 @@ def _worker_main(conn, recipe, current) -> None:
     from .effects.specs import chain_from_dict
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
-    if not os.environ.get("STITO_PLUGIN_STDERR"):
-        # Plugins write C-level chatter to fd 2 on every reset (DPF: "asked to delete component ...").
-        # Errors reach the parent through the pipe and crashes through the exit code, so silence it.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+    silence_plugin_stderr()  # errors reach the parent through the pipe and crashes through the exit code
     spec, state, recreate = recipe
     try:
         chain = chain_from_dict(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,18 @@ def dry_b() -> np.ndarray:
 def write(path: Path, x: np.ndarray, rate: int = RATE, subtype: str = "FLOAT") -> Path:
     sf.write(str(path), x.T, rate, subtype=subtype)
     return path
+
+
+@pytest.fixture(scope="session")
+def phrase_corpus(tmp_path_factory) -> Path:
+    """A training root (as ``stito data train`` lays it out) with 6 generated 2 s clips: music and drums, 3 each."""
+    root = tmp_path_factory.mktemp("train")
+    for ct, seeds in (("music", (1, 2, 3)), ("drums", (4, 5, 6))):
+        (root / ct).mkdir()
+        clips = []
+        for s in seeds:
+            sf.write(str(root / ct / f"c{s}.flac"), phrase(2.0, RATE, seed=s).T, RATE, subtype="PCM_24")
+            clips.append({"id": f"c{s}", "path": f"{ct}/c{s}.flac", "recording": f"r{s}", "content_type": ct,
+                          "duration_s": 2.0})
+        (root / ct / "manifest.json").write_text(json.dumps({"clips": clips}))
+    return root

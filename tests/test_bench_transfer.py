@@ -135,8 +135,9 @@ def test_bench_all_runs_every_task_in_order_with_the_same_flags(tmp_path, monkey
     bench_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", "all", "--quick", "--out", str(tmp_path), "--metrics", "mfcc", "--seed", "3"])
     assert bench_cli.run(args) == 0
-    assert [t for t, _ in calls] == ["classification", "retrieval", "parameters", "transfer"]
+    assert [t for t, _ in calls] == ["classification", "retrieval", "parameters", "transfer", "ranking"]
     assert all(kw == {"quick": True, "out_dir": tmp_path, "metrics": ("mfcc",), "seed": 3, "cache": None}
                for _, kw in calls)
     out = capsys.readouterr().out
-    assert out.index("# retrieval table") < out.index("# parameters table") < out.index("# transfer table")
+    assert (out.index("# retrieval table") < out.index("# parameters table") < out.index("# transfer table")
+            < out.index("# ranking table"))

@@ -51,17 +51,9 @@ def test_presets_are_medoids_of_settings_that_change_the_audio():
 
 
 @pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory) -> tuple[Path, Path]:
-    """A training root with 6 generated 2 s clips (two content types) and presets for two effects."""
-    root = tmp_path_factory.mktemp("train")
-    for ct, seeds in (("music", (1, 2, 3)), ("drums", (4, 5, 6))):
-        (root / ct).mkdir()
-        clips = []
-        for s in seeds:
-            sf.write(str(root / ct / f"c{s}.flac"), phrase(2.0, RATE, seed=s).T, RATE, subtype="PCM_24")
-            clips.append({"id": f"c{s}", "path": f"{ct}/c{s}.flac", "recording": f"r{s}", "content_type": ct,
-                          "duration_s": 2.0})
-        (root / ct / "manifest.json").write_text(json.dumps({"clips": clips}))
+def tiny_corpus(phrase_corpus) -> tuple[Path, Path]:
+    """The generated training root (``phrase_corpus``) and presets for two effects."""
+    root = phrase_corpus
     presets = build_presets(["builtin:lowpass", "builtin:distortion"], phrase(1.0, RATE, seed=9), RATE,
                             root / "presets.json", n_settings=30, n_presets=3, seed=0, log=lambda m: None)
     assert list(presets["effects"]) == ["builtin:lowpass", "builtin:distortion"]

@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval|parameters|transfer|all [--quick]` (into bench/results/); `throughput`, `server`."""
+"""`stito bench classification|retrieval|parameters|transfer|ranking|all [--quick]` (into bench/results/); `throughput`, `server`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from .common import RESULTS_DIR
 
 TASKS = {"classification": "stito_server.bench.classification", "retrieval": "stito_server.bench.retrieval",
-         "parameters": "stito_server.bench.parameters", "transfer": "stito_server.bench.transfer"}
+         "parameters": "stito_server.bench.parameters", "transfer": "stito_server.bench.transfer",
+         "ranking": "stito_server.bench.setting_ranking"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -163,6 +163,10 @@ def _dry_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
 def _wet_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
     import torch
 
+    from ..render import silence_plugin_stderr
+
+    silence_plugin_stderr()  # a failure reaches the parent as the future's exception
+
     from .effects import make_effect
 
     torch.set_num_threads(1)

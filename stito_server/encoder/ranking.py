@@ -161,7 +161,9 @@ def _open(out: Path, name: str, shape: tuple[int, ...], mode: str) -> np.memmap:
     return np.memmap(out / name, dtype=np.float16, mode=mode, shape=shape)
 
 
-def _render(chain, x: np.ndarray, setting: np.ndarray, n: int) -> np.ndarray | None:
+def render_setting(chain, x: np.ndarray, setting: np.ndarray, n: int) -> np.ndarray | None:
+    """``(2, n)`` float32: ``x`` (``(channels, samples)``) through ``chain`` at ``setting``, fitted to ``n``
+    samples; None when the render fails (NaN/Inf or runaway level)."""
     chain.set_vector(setting)
     try:
         return _fit(_stereo(chain.process(x, RATE)), n)
@@ -178,7 +180,7 @@ def _render_item(chain, family: str, start: np.ndarray, a: np.ndarray, b: np.nda
     negatives around it, up to ``RETRIES`` times; a failed negative is redrawn around the setting.
     """
     for _ in range(RETRIES):
-        wa, wb = _render(chain, a, theta, n), _render(chain, b, theta, n)
+        wa, wb = render_setting(chain, a, theta, n), render_setting(chain, b, theta, n)
         if wa is not None and wb is not None:
             break
         theta = draw_setting(rng, dataclasses.replace(plan, effect_defaults_share=0.0), family, start)
@@ -187,11 +189,11 @@ def _render_item(chain, family: str, start: np.ndarray, a: np.ndarray, b: np.nda
         raise RenderError(f"chain {chain.name!r} failed to render {RETRIES} settings in a row")
     cands = [wb]
     for neg in negatives:
-        y = _render(chain, b, neg, n)
+        y = render_setting(chain, b, neg, n)
         for _ in range(RETRIES):
             if y is not None:
                 break
-            y = _render(chain, b, draw_negative(rng, plan, theta), n)
+            y = render_setting(chain, b, draw_negative(rng, plan, theta), n)
         cands.append(y if y is not None else np.zeros_like(wb))
     cands.append(_fit(b, n))
     return wa, cands
@@ -200,6 +202,9 @@ def _render_item(chain, family: str, start: np.ndarray, a: np.ndarray, b: np.nda
 def _chunk(out: str, train_root: str, lo: int, hi: int) -> int:
     import torch
 
+    from ..render import silence_plugin_stderr
+
+    silence_plugin_stderr()  # a failure reaches the parent as the future's exception
     torch.set_num_threads(1)
     out_p = Path(out)
     meta = json.loads((out_p / "meta.json").read_text())

@@ -1,0 +1,45 @@
+"""Task 5 (setting ranking): the quick run end to end, and a known answer when B is A's own recording."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from stito_server.bench import cli as bench_cli
+from stito_server.bench import setting_ranking
+from stito_server.bench.common import ClipPool
+from stito_server.bench.setting_ranking import GROUPS, NEGATIVES, QUICK
+
+
+def test_quick_ranking_end_to_end(tmp_path, request, capsys):
+    cache = request.config.cache.mkdir("stito-data")  # the same quick data as tests/test_data.py
+    parser = argparse.ArgumentParser(prog="stito")
+    bench_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "ranking", "--quick", "--out", str(tmp_path), "--cache", str(cache),
+                              "--metrics", "mfcc"])
+    assert bench_cli.run(args) == 0
+    assert "| MFCC |" in capsys.readouterr().out
+    for suffix in ("md", "json", "png"):
+        assert (tmp_path / f"ranking.{suffix}").stat().st_size > 200
+    report = json.loads((tmp_path / "ranking.json").read_text())
+    assert "Command: `stito bench ranking --quick --metrics mfcc`" in (tmp_path / "ranking.md").read_text()
+    assert report["chance"] == 1 / (NEGATIVES + 2)
+    r = report["results"]["mfcc"]
+    assert all(r[g]["n"] == QUICK["cases"] for g in GROUPS) and r["all"]["n"] == len(GROUPS) * QUICK["cases"]
+    assert all(0.0 <= r[g]["accuracy"] <= 1.0 for g in (*GROUPS, "all"))
+
+
+def test_when_b_is_the_reference_recording_the_positive_is_its_twin_and_wins(tmp_path, request, monkeypatch):
+    """Known answer: with B drawn from A's own clip, the positive is the reference rendered again."""
+    cache = request.config.cache.mkdir("stito-data")
+    monkeypatch.setattr(ClipPool, "other_recording", lambda self, i, rng, exclude=frozenset(): i)
+    report = setting_ranking.run(quick=True, out_dir=tmp_path, metrics=("mfcc",), cases=3, cache=cache,
+                                 log=lambda m: None)
+    r = report["results"]["mfcc"]
+    # deterministic renders: the positive is the reference itself (cosine 1); Dragonfly reverbs (in the
+    # seen effects and zam-strip) render a little differently each time, so those need only win mostly
+    assert r["pedalboard-strip"]["accuracy"] == 1.0 and r["pedalboard-strip"]["gap"] > 0
+    assert r["all"]["accuracy"] >= 0.75 and r["all"]["gap"] > 0
+    assert np.isfinite([r[g]["gap"] for g in GROUPS]).all()
