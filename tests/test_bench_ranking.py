@@ -28,7 +28,8 @@ def test_quick_ranking_end_to_end(tmp_path, request, capsys):
     assert report["chance"] == 1 / (NEGATIVES + 2)
     r = report["results"]["mfcc"]
     assert all(r[g]["n"] == QUICK["cases"] for g in GROUPS) and r["all"]["n"] == len(GROUPS) * QUICK["cases"]
-    assert all(0.0 <= r[g]["accuracy"] <= 1.0 for g in (*GROUPS, "all"))
+    assert all(0.0 <= r[g][k] <= 1.0 for g in (*GROUPS, "all") for k in ("accuracy", "win_rate", "beats_dry"))
+    assert "Win rate over nearby settings" in (tmp_path / "ranking.md").read_text()
 
 
 def test_when_b_is_the_reference_recording_the_positive_is_its_twin_and_wins(tmp_path, request, monkeypatch):
@@ -41,5 +42,6 @@ def test_when_b_is_the_reference_recording_the_positive_is_its_twin_and_wins(tmp
     # deterministic renders: the positive is the reference itself (cosine 1); Dragonfly reverbs (in the
     # seen effects and zam-strip) render a little differently each time, so those need only win mostly
     assert r["pedalboard-strip"]["accuracy"] == 1.0 and r["pedalboard-strip"]["gap"] > 0
+    assert r["pedalboard-strip"]["win_rate"] == 1.0 and r["pedalboard-strip"]["beats_dry"] == 1.0
     assert r["all"]["accuracy"] >= 0.75 and r["all"]["gap"] > 0
     assert np.isfinite([r[g]["gap"] for g in GROUPS]).all()

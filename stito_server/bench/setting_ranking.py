@@ -94,8 +94,9 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), ca
 
     Returns:
         ``{"task", "quick", "cases", "seed", "wall_s", "clips", "results": {metric: {group | "all":
-        {"accuracy", "gap", "n"}}}, "files"}`` where "gap" is the mean of the positive's score minus the best
-        other candidate's.
+        {"accuracy", "gap", "win_rate", "beats_dry", "n"}}}, "files"}`` where "gap" is the mean of the
+        positive's score minus the best other candidate's, "win_rate" the mean share of the nearby settings
+        the positive outscores (chance 0.5) and "beats_dry" the share of cases where it outscores the dry B.
     """
     t0 = time.perf_counter()
     size = dict(QUICK if quick else FULL)
@@ -110,6 +111,8 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), ca
     chains: dict = {}
     credit = {m: {g: [] for g in GROUPS} for m in metrics}
     gaps = {m: {g: [] for g in GROUPS} for m in metrics}
+    wins = {m: {g: [] for g in GROUPS} for m in metrics}  # share of the nearby settings the positive beats
+    over_dry = {m: {g: [] for g in GROUPS} for m in metrics}
     for group in GROUPS:
         log(f"{TASK}: {group}: {size['cases']} cases")
         done = 0
@@ -127,13 +130,15 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), ca
                 correct[0, 0] = True
                 credit[name][group].append(float(top1_credit(sims[None], correct)[0]))
                 gaps[name][group].append(float(sims[0] - sims[1:].max()))
+                wins[name][group].append(float(np.mean(sims[0] > sims[1:-1])))
+                over_dry[name][group].append(float(sims[0] > sims[-1]))
     results = {}
     for m in metrics:
-        results[m] = {g: {"accuracy": float(np.mean(credit[m][g])), "gap": float(np.mean(gaps[m][g])),
-                          "n": len(credit[m][g])} for g in GROUPS}
-        every = [c for g in GROUPS for c in credit[m][g]]
-        results[m]["all"] = {"accuracy": float(np.mean(every)),
-                             "gap": float(np.mean([x for g in GROUPS for x in gaps[m][g]])), "n": len(every)}
+        per = {"accuracy": credit[m], "gap": gaps[m], "win_rate": wins[m], "beats_dry": over_dry[m]}
+        results[m] = {g: {k: float(np.mean(v[g])) for k, v in per.items()} | {"n": len(credit[m][g])}
+                      for g in GROUPS}
+        results[m]["all"] = {k: float(np.mean([x for g in GROUPS for x in v[g]])) for k, v in per.items()}
+        results[m]["all"]["n"] = len(GROUPS) * len(credit[m][GROUPS[0]])
     report = {"task": TASK, "quick": quick, "cases": size["cases"], "seconds": size["seconds"], "seed": seed,
               "metrics": list(metrics), "clips": {p.content_type: len(p) for p in pools},
               "chance": 1.0 / (NEGATIVES + 2), "wall_s": time.perf_counter() - t0, "results": results}
@@ -150,10 +155,18 @@ def markdown(report: dict) -> str:
              f"content type) at that setting, at {NEGATIVES} nearby settings (one parameter moved by at least "
              "0.15 of its range, or all moved a little) and dry. Accuracy: the share of cases where the metric "
              "scores B at the reference's setting highest, which a search needs to land on it. Gap: mean score "
-             "of that candidate minus the best other one (positive: ranked first on average).", "",
+             "of that candidate minus the best other one (positive: ranked first on average). Win rate: the "
+             "share of the nearby settings it outscores (chance 0.50). Beats dry: the share of cases where it "
+             "outscores the dry B, i.e. where processing B like the reference beats leaving B alone.", "",
+             "## Top-1 accuracy (gap)", "",
              "| Metric | " + " | ".join(GROUPS) + " | all |", "|---|" + "---|" * (len(GROUPS) + 1)]
     for m, r in report["results"].items():
         cells = [f"{fmt(r[g]['accuracy'])} ({r[g]['gap']:+.3f})" for g in (*GROUPS, "all")]
+        lines.append(f"| {metric_label(m)} | " + " | ".join(cells) + " |")
+    lines += ["", "## Win rate over nearby settings / beats dry", "",
+              "| Metric | " + " | ".join(GROUPS) + " | all |", "|---|" + "---|" * (len(GROUPS) + 1)]
+    for m, r in report["results"].items():
+        cells = [f"{fmt(r[g]['win_rate'])} / {fmt(r[g]['beats_dry'])}" for g in (*GROUPS, "all")]
         lines.append(f"| {metric_label(m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -78,6 +78,33 @@ def _open(out: Path, name: str, shape: tuple[int, ...], mode: str) -> np.memmap:
     return np.memmap(out / name, dtype=np.float16, mode=mode, shape=shape)
 
 
+def content_pools(train_root: Path, content_weights: dict[str, float]) -> dict[str, list[dict]]:
+    """The training clips of each weighted content type that has at least two (manifest entries).
+
+    Raises:
+        FileNotFoundError: no content type has two clips (``stito data train`` not run).
+    """
+    pools: dict[str, list[dict]] = {}
+    for ct in content_weights:
+        try:
+            pools[ct] = load_manifest(train_root, ct, quick=False)
+        except FileNotFoundError:
+            pools[ct] = []
+    pools = {ct: p for ct, p in pools.items() if len(p) >= 2}
+    if not pools:
+        raise FileNotFoundError(f"no training clips under {train_root}; run `stito data train` first")
+    return pools
+
+
+def ready_mask(out: Path, items: int, key: str, chunk: int) -> np.ndarray:
+    """``(items,)`` bool: the items of the chunks ``progress.json`` lists under ``key`` as rendered."""
+    progress = out / "progress.json"
+    ready = np.zeros(items, dtype=bool)
+    for lo in json.loads(progress.read_text()).get(key, []) if progress.exists() else []:
+        ready[lo:lo + chunk] = True
+    return ready
+
+
 def plan_items(train_root: Path, plan: PairPlan, effects: list[str], n_presets: int) -> dict:
     """Choose every item (seeded): clips, effect, preset, gains.
 
@@ -87,15 +114,7 @@ def plan_items(train_root: Path, plan: PairPlan, effects: list[str], n_presets: 
         chain items of two or more steps).
     """
     rng = np.random.default_rng(plan.seed)
-    pools: dict[str, list[dict]] = {}
-    for ct in plan.content_weights:
-        try:
-            pools[ct] = load_manifest(train_root, ct, quick=False)
-        except FileNotFoundError:
-            pools[ct] = []
-    pools = {ct: p for ct, p in pools.items() if len(p) >= 2}
-    if not pools:
-        raise FileNotFoundError(f"no training clips under {train_root}; run `stito data train` first")
+    pools = content_pools(train_root, plan.content_weights)
     clips = [e for ct in pools for e in pools[ct]]
     offset, start = 0, {}
     for ct in pools:
@@ -242,7 +261,6 @@ def build_pairs(train_root: Path, presets_file: Path, out: Path, plan: PairPlan 
     jobs = [("dry", lo, min(lo + CHUNK, meta["dry_shape"][0])) for lo in range(0, meta["dry_shape"][0], CHUNK)]
     jobs += [("wet", lo, min(lo + CHUNK, plan.items)) for lo in range(0, plan.items, CHUNK)]
     todo = [j for j in jobs if j[1] not in progress[j[0]]]
-    t0, done = time.perf_counter(), 0
     log(f"pairs: {len(todo)} of {len(jobs)} chunks to render into {out} with {workers} worker(s)")
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_dry_chunk if kind == "dry" else _wet_chunk, str(out), str(train_root), lo, hi):
@@ -251,17 +269,27 @@ def build_pairs(train_root: Path, presets_file: Path, out: Path, plan: PairPlan 
             fut.result()
             progress[kind].append(lo)
         save_atomically(progress_file, lambda tmp: Path(tmp).write_text(json.dumps(progress)))
-        futures = [(pool.submit(_wet_chunk, str(out), str(train_root), lo, hi), lo)
-                   for kind, lo, hi in todo if kind == "wet"]
-        for fut, lo in futures:
-            fut.result()
-            progress["wet"].append(lo)
-            done += 1
-            save_atomically(progress_file, lambda tmp: Path(tmp).write_text(json.dumps(progress)))
-            if done % 10 == 0 or done == len(futures):
-                rate = done / (time.perf_counter() - t0)
-                log(f"  wet chunks {done}/{len(futures)} ({rate * CHUNK:.1f} items/s)")
+        render_chunks(pool, _wet_chunk, out, train_root, [(lo, hi) for kind, lo, hi in todo if kind == "wet"],
+                      progress, "wet", log)
     return out
+
+
+def render_chunks(pool: ProcessPoolExecutor, work: Callable[[str, str, int, int], int], out: Path, train_root: Path,
+                  bounds: list[tuple[int, int]], progress: dict[str, list[int]], key: str,
+                  log: Callable[[str], None]) -> None:
+    """Run ``work(out, train_root, lo, hi)`` for each chunk on ``pool``, in order; record each finished chunk's
+    ``lo`` under ``progress[key]`` in ``out/progress.json`` as it completes (so a killed run resumes there), and
+    log the rate every 10 chunks."""
+    t0 = time.perf_counter()
+    futures = [(pool.submit(work, str(out), str(train_root), lo, hi), lo, hi) for lo, hi in bounds]
+    items = 0
+    for k, (fut, lo, hi) in enumerate(futures, 1):
+        fut.result()
+        items += hi - lo
+        progress[key].append(lo)
+        save_atomically(out / "progress.json", lambda tmp: Path(tmp).write_text(json.dumps(progress)))
+        if k % 10 == 0 or k == len(futures):
+            log(f"  {key} chunks {k}/{len(futures)} ({items / (time.perf_counter() - t0):.1f} items/s)")
 
 
 def load_pairs(out: Path) -> PairSet:
@@ -271,10 +299,7 @@ def load_pairs(out: Path) -> PairSet:
         raise FileNotFoundError(f"no pair set in {out}; run `stito train pairs` first")
     meta = json.loads(meta_file.read_text())
     items = json.loads((out / "items.json").read_text())
-    progress = json.loads((out / "progress.json").read_text()) if (out / "progress.json").exists() else {"wet": []}
-    ready = np.zeros(meta["wet_shape"][0], dtype=bool)
-    for lo in progress["wet"]:
-        ready[lo:lo + CHUNK] = True
+    ready = ready_mask(out, meta["wet_shape"][0], "wet", CHUNK)
     return PairSet(dry=_open(out, "dry.f16", tuple(meta["dry_shape"]), "r"),
                    wet=_open(out, "wet.f16", tuple(meta["wet_shape"]), "r"),
                    dry_index=np.array(items["dry_index"]), effect=np.array(items["effect"]),

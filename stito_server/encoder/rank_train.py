@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -15,7 +14,7 @@ from torch import nn
 from .model import EncoderConfig, StyleEncoder
 from .plans import CHECKPOINT, RankTrainPlan
 from .ranking import RankSet, load_rankset
-from .train import _lr, _save
+from .train import lr_at, pick_device, resume, save_checkpoint, step_loop, validation_means
 
 LOG = "train_log.csv"
 # A negative whose crop differs from the positive's by less than this (mean |log-mel| difference, in the
@@ -68,7 +67,8 @@ def losses(model: Ranker, batch: tuple[torch.Tensor, torch.Tensor], plan: RankTr
 
     Returns:
         "loss"; "hard_acc" (the positive beats the item's own negatives and dry b); "batch_acc" (it beats those
-        and the other items' positives); "margin" (positive's score minus the best own negative's, over items with a negative left).
+        and the other items' positives); "margin" (positive's score minus the best own negative's, over items
+        with a negative left).
     """
     anchors, cands = batch
     b, c = cands.shape[:2]
@@ -88,21 +88,6 @@ def losses(model: Ranker, batch: tuple[torch.Tensor, torch.Tensor], plan: RankTr
         gap = own[:, 0] - own[:, 1:].max(-1).values
         out["margin"] = gap[gap.isfinite()].mean() if bool(gap.isfinite().any()) else gap.new_zeros(())
     return out
-
-
-def _validate(model: Ranker, ranks: RankSet, val: np.ndarray, plan: RankTrainPlan, dev: torch.device
-              ) -> dict[str, float]:
-    rng = np.random.default_rng([plan.seed, 1])  # the same crops at every validation
-    sums: dict[str, float] = {}
-    model.eval()
-    with torch.inference_mode():
-        for k in range(0, len(val), plan.batch):
-            part = val[k:k + plan.batch]
-            batch = tuple(t.to(dev) for t in make_batch(ranks, part, plan.crop_frames, rng))
-            for name, v in losses(model, batch, plan).items():
-                sums[name] = sums.get(name, 0.0) + float(v) * len(part)
-    model.train()
-    return {k: v / len(val) for k, v in sums.items()}
 
 
 def _init(model: Ranker, path: Path, config: EncoderConfig, dev: torch.device) -> tuple[list[str], int]:
@@ -151,8 +136,7 @@ def train_ranking(ranks_dir: Path, out_dir: Path, plan: RankTrainPlan = RankTrai
 
     if threads:
         torch.set_num_threads(threads)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = pick_device(device)
     ranks = load_rankset(ranks_dir)
     ready = np.flatnonzero(ranks.ready)
     n_val = min(plan.val_items, len(ready) // 4)
@@ -168,56 +152,38 @@ def train_ranking(ranks_dir: Path, out_dir: Path, plan: RankTrainPlan = RankTrai
     rng = np.random.default_rng(plan.seed)
     step, wall, effects, n_presets = 0, 0.0, [], 0
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        changed = {k for k, v in asdict(plan).items() if k != "steps" and ck["plan"].get(k) != v}
-        if changed:
-            raise RuntimeError(f"{ckpt_path} was trained with other settings ({sorted(changed)}); "
-                               "use another --out folder or the same settings")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        rng.bit_generator.state = ck["numpy_rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        ck = resume(ckpt_path, model, opt, rng, plan, dev)
         step, wall, effects, n_presets = ck["step"], ck["wall_s"], ck["effects"], ck["n_presets"]
         log(f"resuming from step {step} ({wall / 60:.1f} min trained)")
     elif plan.init:
         effects, n_presets = _init(model, Path(plan.init), config, dev)
         log(f"starting from the weights of {plan.init}")
+    def validate() -> dict[str, float]:
+        return validation_means(model, val, plan.batch, plan.seed, lambda part, r: losses(
+            model, tuple(t.to(dev) for t in make_batch(ranks, part, plan.crop_frames, r)), plan))
+
     log_path = out_dir / LOG
     if not log_path.exists():
         with log_path.open("w", newline="") as f:
             csv.writer(f).writerow(FIELDS)
         if step == 0:  # the starting point's validation, so the log shows what the fine-tune changed
-            _log_row(log_path, 0, 0.0, 0.0, {}, _validate(model, ranks, val, plan, dev))
-    model.train()
-    running: dict[str, float] = {}
-    since = 0
-    t0 = time.perf_counter()
-    while step < plan.steps:
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, plan)
+            _log_row(log_path, 0, 0.0, 0.0, {}, validate())
+
+    def batch_losses() -> dict[str, torch.Tensor]:
         items = rng.choice(train_items, size=plan.batch, replace=False)
-        out = losses(model, tuple(t.to(dev) for t in make_batch(ranks, items, plan.crop_frames, rng)), plan)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
-        step += 1
-        since += 1
-        for k, v in out.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        if step % plan.checkpoint_every == 0 or step == plan.steps:
-            tr = {k: v / since for k, v in running.items()}
-            running, since = {}, 0
-            va = _validate(model, ranks, val, plan, dev)
-            wall += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            _log_row(log_path, step, wall, _lr(step - 1, plan), tr, va)
-            _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                              "wall_s": wall, "numpy_rng": rng.bit_generator.state,
-                              "torch_rng": torch.get_rng_state(), "plan": asdict(plan), "config": config.to_dict(),
-                              "effects": effects, "n_presets": n_presets})
-            log(f"step {step}/{plan.steps} {wall / 60:.1f} min  train loss {tr['loss']:.3f} hard "
-                f"{tr['hard_acc']:.2f} batch {tr['batch_acc']:.2f} | val loss {va['loss']:.3f} hard "
-                f"{va['hard_acc']:.2f} batch {va['batch_acc']:.2f} margin {va['margin']:.3f}")
+        return losses(model, tuple(t.to(dev) for t in make_batch(ranks, items, plan.crop_frames, rng)), plan)
+
+    def checkpoint(step: int, wall: float, tr: dict[str, float], va: dict[str, float]) -> None:
+        _log_row(log_path, step, wall, lr_at(step - 1, plan), tr, va)
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                    "wall_s": wall, "numpy_rng": rng.bit_generator.state,
+                                    "torch_rng": torch.get_rng_state(), "plan": asdict(plan),
+                                    "config": config.to_dict(), "effects": effects, "n_presets": n_presets})
+        log(f"step {step}/{plan.steps} {wall / 60:.1f} min  train loss {tr['loss']:.3f} hard "
+            f"{tr['hard_acc']:.2f} batch {tr['batch_acc']:.2f} | val loss {va['loss']:.3f} hard "
+            f"{va['hard_acc']:.2f} batch {va['batch_acc']:.2f} margin {va['margin']:.3f}")
+
+    step_loop(model, opt, rng, plan, step, wall, batch_losses, validate, checkpoint)
     return ckpt_path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -14,11 +13,11 @@ from typing import Callable
 import numpy as np
 
 from ..audio import save_atomically
-from ..data.clips import RATE, load_clip, load_manifest
+from ..data.clips import RATE, load_clip
 from ..data.fetch import cache_dir
 from ..errors import RenderError
 from .model import EncoderConfig, FrontEnd
-from .pairs import _fit, _frames, _mid_side_mel, _stereo
+from .pairs import _fit, _frames, _mid_side_mel, _stereo, content_pools, ready_mask, render_chunks
 from .plans import RankPlan
 
 RANK_VERSION = 1
@@ -122,15 +121,7 @@ def plan_items(train_root: Path, plan: RankPlan, effects: list[str], starts: dic
         ``[a, b]``, "theta" (the item's setting), "negatives" (the nearby settings).
     """
     rng = np.random.default_rng(plan.seed)
-    pools = {}
-    for ct in plan.content_weights:
-        try:
-            pools[ct] = load_manifest(train_root, ct, quick=False)
-        except FileNotFoundError:
-            pools[ct] = []
-    pools = {ct: p for ct, p in pools.items() if len(p) >= 2}
-    if not pools:
-        raise FileNotFoundError(f"no training clips under {train_root}; run `stito data train` first")
+    pools = content_pools(train_root, plan.content_weights)
     clips = [e for ct in pools for e in pools[ct]]
     offsets = np.cumsum([0] + [len(p) for p in pools.values()])[:-1]
     cts = list(pools)
@@ -279,17 +270,10 @@ def build_rankset(train_root: Path, out: Path, plan: RankPlan = RankPlan(), conf
     progress_file = out / "progress.json"
     progress = json.loads(progress_file.read_text()) if progress_file.exists() else {"done": []}
     todo = [lo for lo in range(0, plan.items, CHUNK) if lo not in progress["done"]]
-    t0 = time.perf_counter()
     log(f"rankset: {len(todo)} of {-(-plan.items // CHUNK)} chunks to render into {out} with {workers} worker(s)")
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [(pool.submit(_chunk, str(out), str(train_root), lo, min(lo + CHUNK, plan.items)), lo)
-                   for lo in todo]
-        for k, (fut, lo) in enumerate(futures, 1):
-            fut.result()
-            progress["done"].append(lo)
-            save_atomically(progress_file, lambda tmp: Path(tmp).write_text(json.dumps(progress)))
-            if k % 10 == 0 or k == len(futures):
-                log(f"  chunks {k}/{len(futures)} ({k * CHUNK / (time.perf_counter() - t0):.1f} items/s)")
+        render_chunks(pool, _chunk, out, train_root, [(lo, min(lo + CHUNK, plan.items)) for lo in todo], progress,
+                      "done", log)
     return out
 
 
@@ -300,10 +284,7 @@ def load_rankset(out: Path) -> RankSet:
         raise FileNotFoundError(f"no ranking set in {out}; run `stito train rankset` first")
     meta = json.loads(meta_file.read_text())
     items = json.loads((out / "items.json").read_text())
-    progress = json.loads((out / "progress.json").read_text()) if (out / "progress.json").exists() else {"done": []}
-    ready = np.zeros(meta["anchor_shape"][0], dtype=bool)
-    for lo in progress["done"]:
-        ready[lo:lo + CHUNK] = True
+    ready = ready_mask(out, meta["anchor_shape"][0], "done", CHUNK)
     return RankSet(anchor=_open(out, "anchor.f16", tuple(meta["anchor_shape"]), "r"),
                    cands=_open(out, "cands.f16", tuple(meta["cands_shape"]), "r"),
                    family=np.array(items["family"]), ready=ready)

@@ -104,29 +104,107 @@ def losses(model: Pretext, batch: tuple[torch.Tensor, ...], plan: TrainPlan) -> 
     return out
 
 
-def _lr(step: int, plan: TrainPlan) -> float:
+def lr_at(step: int, plan: TrainPlan) -> float:
+    """Learning rate at ``step``: linear warm-up over 200 steps to ``plan.lr``, then cosine down to 1 % of it."""
     if step < 200:
         return plan.lr * (step + 1) / 200
     t = min(1.0, (step - 200) / max(1, plan.steps - 200))
     return plan.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t)))
 
 
-def _save(path: Path, obj: dict) -> None:
+def pick_device(device: str) -> torch.device:
+    """"auto" (CUDA when available), "cpu" or "cuda" as a torch device."""
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        ("cpu" if device == "auto" else device))
+
+
+def resume(ckpt_path: Path, model: nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator, plan,
+           dev: torch.device) -> dict:
+    """Restore model, optimiser and RNG states from a checkpoint written by a run with the same plan.
+
+    Args:
+        plan: The run's settings (a dataclass); every field but ``steps`` must equal the checkpoint's.
+
+    Returns:
+        The checkpoint (``step``, ``wall_s`` and whatever else the run stored).
+
+    Raises:
+        RuntimeError: the checkpoint was trained with other settings (named).
+    """
+    ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+    changed = {k for k, v in asdict(plan).items() if k != "steps" and ck["plan"].get(k) != v}
+    if changed:
+        raise RuntimeError(f"{ckpt_path} was trained with other settings ({sorted(changed)}); "
+                           "use another --out folder or the same settings")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    rng.bit_generator.state = ck["numpy_rng"]
+    torch.set_rng_state(ck["torch_rng"])
+    return ck
+
+
+def step_loop(model: nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator, plan, step: int,
+              wall: float, batch_losses: Callable[[], dict[str, torch.Tensor]],
+              validate: Callable[[], dict[str, float]],
+              checkpoint: Callable[[int, float, dict[str, float], dict[str, float]], None]) -> None:
+    """Optimiser steps from ``step`` up to ``plan.steps``, with the warm-up + cosine learning rate.
+
+    Args:
+        batch_losses: Draws a batch and returns its loss terms (``"loss"`` is minimised; every term is averaged
+            into the train columns).
+        validate: Validation figures, run every ``plan.checkpoint_every`` steps and at the end.
+        checkpoint: Called after each validation with (step, wall seconds trained in all, validation
+            included; train means since the last call; validation figures); it logs and saves. ``rng`` and
+            the torch RNG are the states it should store.
+        wall: Seconds trained before ``step`` (a resumed run's).
+    """
+    model.train()
+    running: dict[str, float] = {}
+    since = 0  # steps summed in ``running`` (fewer than checkpoint_every after a resume from an odd step)
+    t0 = time.perf_counter()
+    while step < plan.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, plan)
+        out = batch_losses()
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        step += 1
+        since += 1
+        for k, v in out.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        if step % plan.checkpoint_every == 0 or step == plan.steps:
+            means = {k: v / since for k, v in running.items()}
+            running, since = {}, 0
+            figures = validate()
+            model.train()
+            wall += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            checkpoint(step, wall, means, figures)
+
+
+def save_checkpoint(path: Path, obj: dict) -> None:
+    """``torch.save`` through a temporary file and a rename, so a killed run never leaves half a checkpoint."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-def _validate(model: Pretext, pairs: PairSet, val: np.ndarray, plan: TrainPlan, device: torch.device
-              ) -> dict[str, float]:
-    rng = np.random.default_rng([plan.seed, 1])  # the same crops at every validation
+def validation_means(model: nn.Module, val: np.ndarray, batch: int, seed: int,
+                     figures: Callable[[np.ndarray, np.random.Generator], dict[str, torch.Tensor]]
+                     ) -> dict[str, float]:
+    """Item-weighted means of ``figures(items, rng)`` over ``val`` in batches, in eval mode without gradients.
+
+    The crops' RNG is seeded with ``[seed, 1]``, so every validation of a run sees the same crops.
+    """
+    rng = np.random.default_rng([seed, 1])
     sums: dict[str, float] = {}
     model.eval()
     with torch.inference_mode():
-        for k in range(0, len(val), plan.batch):
-            batch = [t.to(device) for t in make_batch(pairs, val[k:k + plan.batch], plan.crop_frames, rng)]
-            for name, v in losses(model, batch, plan).items():
-                sums[name] = sums.get(name, 0.0) + float(v) * len(val[k:k + plan.batch])
+        for k in range(0, len(val), batch):
+            part = val[k:k + batch]
+            for name, v in figures(part, rng).items():
+                sums[name] = sums.get(name, 0.0) + float(v) * len(part)
     model.train()
     return {k: v / len(val) for k, v in sums.items()}
 
@@ -149,8 +227,7 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
     """
     if threads:
         torch.set_num_threads(threads)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = pick_device(device)
     pairs = load_pairs(pairs_dir)
     ready = np.flatnonzero(pairs.ready)
     if len(ready) <= plan.val_items + plan.batch:
@@ -165,15 +242,7 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
     rng = np.random.default_rng(plan.seed)
     step, wall = 0, 0.0
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        changed = {k for k, v in asdict(plan).items() if k != "steps" and ck["plan"].get(k) != v}
-        if changed:
-            raise RuntimeError(f"{ckpt_path} was trained with other settings ({sorted(changed)}); "
-                               "use another --out folder or the same settings")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        rng.bit_generator.state = ck["numpy_rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        ck = resume(ckpt_path, model, opt, rng, plan, dev)
         step, wall = ck["step"], ck["wall_s"]
         log(f"resuming from step {step} ({wall / 60:.1f} min trained)")
     elif plan.init:
@@ -186,41 +255,31 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
     if not log_path.exists():
         with log_path.open("w", newline="") as f:
             csv.writer(f).writerow(fields)
-    model.train()
-    running: dict[str, float] = {}
-    since = 0  # steps summed in ``running`` (fewer than checkpoint_every after a resume from an odd step)
-    t0 = time.perf_counter()
-    while step < plan.steps:
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, plan)
+
+    def batch_losses() -> dict[str, torch.Tensor]:
         items = rng.choice(train_items, size=plan.batch, replace=False)
-        batch = [t.to(dev) for t in make_batch(pairs, items, plan.crop_frames, rng)]
-        out = losses(model, batch, plan)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
-        step += 1
-        since += 1
-        for k, v in out.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        if step % plan.checkpoint_every == 0 or step == plan.steps:
-            tr = {k: v / since for k, v in running.items()}
-            running, since = {}, 0
-            va = _validate(model, pairs, val, plan, dev)
-            wall += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            row = {"step": step, "wall_s": round(wall, 1), "lr": _lr(step - 1, plan)}
-            row.update({f"train_{k}": round(v, 4) for k, v in tr.items()})
-            row.update({f"val_{k}": round(v, 4) for k, v in va.items()})
-            with log_path.open("a", newline="") as f:
-                csv.writer(f).writerow([row.get(k, "") for k in fields])
-            _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                              "wall_s": wall, "numpy_rng": rng.bit_generator.state,
-                              "torch_rng": torch.get_rng_state(), "plan": asdict(plan),
-                              "config": config.to_dict(), "effects": pairs.effects, "n_presets": pairs.n_presets})
-            log(f"step {step}/{plan.steps} {wall / 60:.1f} min  train loss {tr['loss']:.3f} "
-                f"eff {tr['effect_acc']:.2f} pre {tr['preset_acc']:.2f} nce {tr['nce_acc']:.2f} | val loss "
-                f"{va['loss']:.3f} eff {va['effect_acc']:.2f} pre {va['preset_acc']:.2f} nce {va['nce_acc']:.2f}")
+        return losses(model, [t.to(dev) for t in make_batch(pairs, items, plan.crop_frames, rng)], plan)
+
+    def checkpoint(step: int, wall: float, tr: dict[str, float], va: dict[str, float]) -> None:
+        row = {"step": step, "wall_s": round(wall, 1), "lr": lr_at(step - 1, plan)}
+        row.update({f"train_{k}": round(v, 4) for k, v in tr.items()})
+        row.update({f"val_{k}": round(v, 4) for k, v in va.items()})
+        with log_path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in fields])
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                    "wall_s": wall, "numpy_rng": rng.bit_generator.state,
+                                    "torch_rng": torch.get_rng_state(), "plan": asdict(plan),
+                                    "config": config.to_dict(), "effects": pairs.effects,
+                                    "n_presets": pairs.n_presets})
+        log(f"step {step}/{plan.steps} {wall / 60:.1f} min  train loss {tr['loss']:.3f} "
+            f"eff {tr['effect_acc']:.2f} pre {tr['preset_acc']:.2f} nce {tr['nce_acc']:.2f} | val loss "
+            f"{va['loss']:.3f} eff {va['effect_acc']:.2f} pre {va['preset_acc']:.2f} nce {va['nce_acc']:.2f}")
+
+    def validate() -> dict[str, float]:
+        return validation_means(model, val, plan.batch, plan.seed, lambda part, r: losses(
+            model, [t.to(dev) for t in make_batch(pairs, part, plan.crop_frames, r)], plan))
+
+    step_loop(model, opt, rng, plan, step, wall, batch_losses, validate, checkpoint)
     return ckpt_path
 
 
