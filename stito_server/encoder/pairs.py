@@ -179,22 +179,29 @@ def _dry_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
     return hi - lo
 
 
-def _wet_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
+def render_worker(out: str) -> tuple[Path, dict, dict, EncoderConfig, FrontEnd]:
+    """Set up a render worker process for the set in ``out``: plugin stderr silenced (a failure reaches the
+    parent as the future's exception), one torch thread, and the set's meta.json, items.json, network config
+    and log-mel front end."""
     import torch
 
     from ..render import silence_plugin_stderr
 
-    silence_plugin_stderr()  # a failure reaches the parent as the future's exception
-
-    from .effects import make_effect
-
+    silence_plugin_stderr()
     torch.set_num_threads(1)
     out_p = Path(out)
     meta = json.loads((out_p / "meta.json").read_text())
     items = json.loads((out_p / "items.json").read_text())
-    presets = json.loads((out_p / "presets.json").read_text())["effects"]
     config = EncoderConfig.from_dict(meta["config"])
-    front, n = FrontEnd(config), int(round(meta["plan"]["seconds"] * RATE))
+    return out_p, meta, items, config, FrontEnd(config)
+
+
+def _wet_chunk(out: str, train_root: str, lo: int, hi: int) -> int:
+    from .effects import make_effect
+
+    out_p, meta, items, _, front = render_worker(out)
+    presets = json.loads((out_p / "presets.json").read_text())["effects"]
+    n = int(round(meta["plan"]["seconds"] * RATE))
     wet = _open(out_p, "wet.f16", tuple(meta["wet_shape"]), "r+")
     made: dict[str, object] = {}
     rendered = []
@@ -292,13 +299,20 @@ def render_chunks(pool: ProcessPoolExecutor, work: Callable[[str, str, int, int]
             log(f"  {key} chunks {k}/{len(futures)} ({items / (time.perf_counter() - t0):.1f} items/s)")
 
 
+def read_set(out: Path, what: str, command: str) -> tuple[dict, dict]:
+    """A rendered set's meta.json and items.json.
+
+    Raises:
+        FileNotFoundError: no set in ``out`` (the message names ``what`` and the ``command`` that renders one).
+    """
+    if not (out / "meta.json").exists():
+        raise FileNotFoundError(f"no {what} in {out}; run `{command}` first")
+    return json.loads((out / "meta.json").read_text()), json.loads((out / "items.json").read_text())
+
+
 def load_pairs(out: Path) -> PairSet:
     """Open a rendered pair set (memmaps, read-only)."""
-    meta_file = out / "meta.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"no pair set in {out}; run `stito train pairs` first")
-    meta = json.loads(meta_file.read_text())
-    items = json.loads((out / "items.json").read_text())
+    meta, items = read_set(out, "pair set", "stito train pairs")
     ready = ready_mask(out, meta["wet_shape"][0], "wet", CHUNK)
     return PairSet(dry=_open(out, "dry.f16", tuple(meta["dry_shape"]), "r"),
                    wet=_open(out, "wet.f16", tuple(meta["wet_shape"]), "r"),

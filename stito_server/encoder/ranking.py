@@ -16,8 +16,9 @@ from ..audio import save_atomically
 from ..data.clips import RATE, load_clip
 from ..data.fetch import cache_dir
 from ..errors import RenderError
-from .model import EncoderConfig, FrontEnd
-from .pairs import _fit, _frames, _mid_side_mel, _stereo, content_pools, ready_mask, render_chunks
+from .model import EncoderConfig
+from .pairs import (_fit, _frames, _mid_side_mel, _stereo, content_pools, read_set, ready_mask,
+                    render_chunks, render_worker)
 from .plans import RankPlan
 
 RANK_VERSION = 1
@@ -191,19 +192,10 @@ def _render_item(chain, family: str, start: np.ndarray, a: np.ndarray, b: np.nda
 
 
 def _chunk(out: str, train_root: str, lo: int, hi: int) -> int:
-    import torch
-
-    from ..render import silence_plugin_stderr
-
-    silence_plugin_stderr()  # a failure reaches the parent as the future's exception
-    torch.set_num_threads(1)
-    out_p = Path(out)
-    meta = json.loads((out_p / "meta.json").read_text())
-    items = json.loads((out_p / "items.json").read_text())
+    out_p, meta, items, _, front = render_worker(out)
     plan = RankPlan(**{**meta["plan"], "gain_db": tuple(meta["plan"]["gain_db"]),
                        "near_sigma": tuple(meta["plan"]["near_sigma"])})
-    config = EncoderConfig.from_dict(meta["config"])
-    front, n = FrontEnd(config), int(round(plan.seconds * RATE))
+    n = int(round(plan.seconds * RATE))
     anchor = _open(out_p, "anchor.f16", tuple(meta["anchor_shape"]), "r+")
     cands = _open(out_p, "cands.f16", tuple(meta["cands_shape"]), "r+")
     chains: dict[str, tuple[object, np.ndarray]] = {}
@@ -279,11 +271,7 @@ def build_rankset(train_root: Path, out: Path, plan: RankPlan = RankPlan(), conf
 
 def load_rankset(out: Path) -> RankSet:
     """Open a rendered ranking set (memmaps, read-only)."""
-    meta_file = out / "meta.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"no ranking set in {out}; run `stito train rankset` first")
-    meta = json.loads(meta_file.read_text())
-    items = json.loads((out / "items.json").read_text())
+    meta, items = read_set(out, "ranking set", "stito train rankset")
     ready = ready_mask(out, meta["anchor_shape"][0], "done", CHUNK)
     return RankSet(anchor=_open(out, "anchor.f16", tuple(meta["anchor_shape"]), "r"),
                    cands=_open(out, "cands.f16", tuple(meta["cands_shape"]), "r"),
