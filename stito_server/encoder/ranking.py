@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .model import EncoderConfig
 from .pairs import (_fit, _frames, _mid_side_mel, _stereo, content_pools, read_set, ready_mask,
                     render_chunks, render_worker)
 from .plans import RankPlan
+
+if TYPE_CHECKING:
+    from ..effects.chain import Chain
 
 RANK_VERSION = 1
 CHUNK = 32  # items per work unit (progress is saved per chunk)
@@ -44,7 +47,7 @@ class RankSet:
     ready: np.ndarray
 
 
-def family_chain(family: str):
+def family_chain(family: str) -> "Chain":
     """The chain of a family: "effect:<effect id>" is that one effect; anything else a shipped chain name.
 
     Returns:
@@ -169,7 +172,8 @@ def _render_item(chain, family: str, start: np.ndarray, a: np.ndarray, b: np.nda
     """Anchor ``(2, n)`` and candidates of one item.
 
     A setting whose render fails (NaN, runaway level; e.g. ZamEQ2 at exactly 0 dB) is redrawn, with new
-    negatives around it, up to ``RETRIES`` times; a failed negative is redrawn around the setting.
+    negatives around it, up to ``RETRIES`` times; a failed negative is redrawn around the setting
+    (items.json keeps the planned settings, so it does not record such redraws).
     """
     for _ in range(RETRIES):
         wa, wb = render_setting(chain, a, theta, n), render_setting(chain, b, theta, n)
