@@ -10,7 +10,7 @@ import numpy as np
 from stito_server.bench import cli as bench_cli
 from stito_server.bench import setting_ranking
 from stito_server.bench.common import ClipPool
-from stito_server.bench.setting_ranking import GROUPS, NEGATIVES, QUICK
+from stito_server.bench.setting_ranking import GROUPS, NEGATIVES, QUICK, VARIANTS
 
 
 def test_quick_ranking_end_to_end(tmp_path, request, capsys):
@@ -26,10 +26,11 @@ def test_quick_ranking_end_to_end(tmp_path, request, capsys):
     report = json.loads((tmp_path / "ranking.json").read_text())
     assert "Command: `stito bench ranking --quick --metrics mfcc`" in (tmp_path / "ranking.md").read_text()
     assert report["chance"] == 1 / (NEGATIVES + 2)
-    r = report["results"]["mfcc"]
-    assert all(r[g]["n"] == QUICK["cases"] for g in GROUPS) and r["all"]["n"] == len(GROUPS) * QUICK["cases"]
-    assert all(0.0 <= r[g][k] <= 1.0 for g in (*GROUPS, "all") for k in ("accuracy", "win_rate", "beats_dry"))
-    assert "Win rate over nearby settings" in (tmp_path / "ranking.md").read_text()
+    for variant in VARIANTS:
+        r = report["results"]["mfcc"][variant]
+        assert all(r[g]["n"] == QUICK["cases"] for g in GROUPS) and r["all"]["n"] == len(GROUPS) * QUICK["cases"]
+        assert all(0.0 <= r[g][k] <= 1.0 for g in (*GROUPS, "all") for k in ("accuracy", "win_rate", "beats_dry"))
+        assert f"## B from the {variant}: win rate over nearby settings" in (tmp_path / "ranking.md").read_text()
 
 
 def test_when_b_is_the_reference_recording_the_positive_is_its_twin_and_wins(tmp_path, request, monkeypatch):
@@ -38,10 +39,28 @@ def test_when_b_is_the_reference_recording_the_positive_is_its_twin_and_wins(tmp
     monkeypatch.setattr(ClipPool, "other_recording", lambda self, i, rng, exclude=frozenset(): i)
     report = setting_ranking.run(quick=True, out_dir=tmp_path, metrics=("mfcc",), cases=3, cache=cache,
                                  log=lambda m: None)
-    r = report["results"]["mfcc"]
+    r = report["results"]["mfcc"]["other recording"]
     # deterministic renders: the positive is the reference itself (cosine 1); Dragonfly reverbs (in the
     # seen effects and zam-strip) render a little differently each time, so those need only win mostly
     assert r["pedalboard-strip"]["accuracy"] == 1.0 and r["pedalboard-strip"]["gap"] > 0
     assert r["pedalboard-strip"]["win_rate"] == 1.0 and r["pedalboard-strip"]["beats_dry"] == 1.0
     assert r["all"]["accuracy"] >= 0.75 and r["all"]["gap"] > 0
     assert np.isfinite([r[g]["gap"] for g in GROUPS]).all()
+
+
+def test_same_recording_draws_another_clip_of_the_recording_or_none(tmp_path, request):
+    cache = request.config.cache.mkdir("stito-data")
+    from stito_server.data.cli import build_eval
+
+    root, _ = build_eval(quick=True, cache=cache, log=lambda m: None)
+    pool = ClipPool(root, "music", quick=True)
+    rng = np.random.default_rng(0)
+    for i in range(len(pool)):
+        j = pool.same_recording(i, rng)
+        siblings = np.flatnonzero(pool.recordings == pool.recordings[i])
+        if siblings.size > 1:
+            assert j != i and pool.recordings[j] == pool.recordings[i]
+        else:
+            assert j is None
+        k = pool.other_recording(i, rng)
+        assert pool.recordings[k] != pool.recordings[i]

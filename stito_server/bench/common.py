@@ -52,6 +52,12 @@ class ClipPool:
         """Whether clip ``i`` was recorded in mono."""
         return int(self.entries[i]["channels"]) == 1
 
+    def same_recording(self, i: int, rng: np.random.Generator) -> int | None:
+        """A random other clip of clip ``i``'s recording, or None when the recording has no other clip."""
+        ok = np.flatnonzero(self.recordings == self.recordings[i])
+        ok = ok[ok != i]
+        return int(rng.choice(ok)) if ok.size else None
+
     def other_recording(self, i: int, rng: np.random.Generator, exclude: set[str] = frozenset()) -> int:
         """A random clip from a recording other than clip ``i``'s (and not in ``exclude``)."""
         ok = np.flatnonzero((self.recordings != self.recordings[i]) & ~np.isin(self.recordings, list(exclude)))

@@ -24,6 +24,9 @@ CONTENT = ("speech", "music", "guitar", "drums")
 GROUPS = ("seen effect", "unseen effect", "pedalboard-strip", "zam-strip")
 FULL = {"cases": 60, "seconds": 5.0}  # cases per group
 QUICK = {"cases": 2, "seconds": 2.0}
+# B from another recording is the task; B from another clip of A's own recording is its control (same
+# content, so what a metric loses between the two is what content differences cost it).
+VARIANTS = ("other recording", "same recording")
 NEGATIVES = 4  # nearby settings per case; with the dry B there are 6 candidates (chance 1/6)
 SAME_AUDIO = 1e-4  # a nearby render whose mean |difference| to the positive is below this share of its level is redrawn
 
@@ -36,17 +39,24 @@ def _group_families(group: str) -> list[str]:
     return [group]
 
 
-def make_case(pools: list[ClipPool], group: str, chains: dict, plan: RankPlan, n: int, rng: np.random.Generator
-              ) -> tuple[str, list[np.ndarray], bool] | None:
-    """One case: reference A at a setting, then B (another recording) at it, at nearby settings and dry.
+def make_case(pools: list[ClipPool], group: str, chains: dict, plan: RankPlan, n: int, rng: np.random.Generator,
+              variant: str = VARIANTS[0]) -> tuple[str, list[np.ndarray], bool] | None:
+    """One case: reference A at a setting, then B at it, at nearby settings and dry.
+
+    Args:
+        variant: "other recording" (B from a recording other than A's) or "same recording" (B another clip of
+            A's recording).
 
     Returns:
         (family, ``[reference, positive, nearby..., dry B]`` each ``(2, n)`` float32, whether every clip was
-        recorded in stereo), or None when the setting failed to render (the caller draws again).
+        recorded in stereo), or None when the setting failed to render or A's recording has no other clip
+        (the caller draws again).
     """
     pool = pools[int(rng.integers(len(pools)))]
     a = int(rng.integers(len(pool)))
-    b = pool.other_recording(a, rng)
+    b = pool.other_recording(a, rng) if variant == VARIANTS[0] else pool.same_recording(a, rng)
+    if b is None:
+        return None
     fams = _group_families(group)
     fam = fams[int(rng.integers(len(fams)))]
     if fam not in chains:
@@ -81,22 +91,24 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), ca
     setting), ``NEGATIVES`` nearby settings of B (one parameter moved by at least 0.15, or all moved a
     little; each audibly different from the positive) and the dry B. A metric earns the case when it
     scores the positive above every other candidate (ties share credit): the property a search needs for
-    its optimum to sit at the reference's setting. Same cases for every metric.
+    its optimum to sit at the reference's setting. Same cases for every metric. The control variant draws B
+    from A's own recording instead (another clip of it), so the two variants differ only in content.
 
     Args:
         quick: Quick data subset and ``QUICK`` sizes (else ``FULL``).
         out_dir: Folder for the result files.
         metrics: Metric names.
-        cases: Cases per family group (overrides the default).
+        cases: Cases per family group and variant (overrides the default).
         seed: Seed of everything random.
         cache: Data cache folder.
         log: Progress printer.
 
     Returns:
-        ``{"task", "quick", "cases", "seed", "wall_s", "clips", "results": {metric: {group | "all":
-        {"accuracy", "gap", "win_rate", "beats_dry", "n"}}}, "files"}`` where "gap" is the mean of the
-        positive's score minus the best other candidate's, "win_rate" the mean share of the nearby settings
-        the positive outscores (chance 0.5) and "beats_dry" the share of cases where it outscores the dry B.
+        ``{"task", "quick", "cases", "seed", "wall_s", "clips", "results": {metric: {variant: {group | "all":
+        {"accuracy", "gap", "win_rate", "beats_dry", "n"}}}}, "files"}`` (variants: ``VARIANTS``) where "gap"
+        is the mean of the positive's score minus the best other candidate's, "win_rate" the mean share of the
+        nearby settings the positive outscores (chance 0.5) and "beats_dry" the share of cases where it
+        outscores the dry B.
     """
     t0 = time.perf_counter()
     size = dict(QUICK if quick else FULL)
@@ -107,17 +119,32 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), ca
     scorers = {m: get_metric(m) for m in metrics}
     plan = RankPlan()
     n = int(round(size["seconds"] * RATE))
-    rng = np.random.default_rng(seed)
     chains: dict = {}
-    credit = {m: {g: [] for g in GROUPS} for m in metrics}
-    gaps = {m: {g: [] for g in GROUPS} for m in metrics}
-    wins = {m: {g: [] for g in GROUPS} for m in metrics}  # share of the nearby settings the positive beats
-    over_dry = {m: {g: [] for g in GROUPS} for m in metrics}
+    results: dict[str, dict] = {m: {} for m in metrics}
+    for v_i, variant in enumerate(VARIANTS):
+        rng = np.random.default_rng(seed if v_i == 0 else [seed, v_i])
+        scores = _run_variant(pools, scorers, chains, plan, n, size["cases"], rng, variant, log)
+        for m in metrics:
+            results[m][variant] = scores[m]
+    report = {"task": TASK, "quick": quick, "cases": size["cases"], "seconds": size["seconds"], "seed": seed,
+              "metrics": list(metrics), "clips": {p.content_type: len(p) for p in pools},
+              "chance": 1.0 / (NEGATIVES + 2), "wall_s": time.perf_counter() - t0, "results": results}
+    return write_results(report, out_dir, markdown, plot)
+
+
+def _run_variant(pools: list[ClipPool], scorers: dict, chains: dict, plan: RankPlan, n: int, cases: int,
+                 rng: np.random.Generator, variant: str, log: Callable[[str], None]) -> dict[str, dict]:
+    """Every group's cases of one variant, scored by every metric: ``{metric: {group | "all": figures}}``."""
+    per = {m: {k: {g: [] for g in GROUPS} for k in ("accuracy", "gap", "win_rate", "beats_dry")} for m in scorers}
     for group in GROUPS:
-        log(f"{TASK}: {group}: {size['cases']} cases")
-        done = 0
-        while done < size["cases"]:
-            case = make_case(pools, group, chains, plan, n, rng)
+        log(f"{TASK}: {variant}: {group}: {cases} cases")
+        done, tries = 0, 0
+        while done < cases:
+            tries += 1
+            if tries > 50 * cases:
+                raise RuntimeError(f"{TASK}: {variant}: {group}: only {done} of {cases} cases could be drawn in "
+                                   f"{tries - 1} tries (renders failing, or no recording with two clips)")
+            case = make_case(pools, group, chains, plan, n, rng, variant)
             if case is None:
                 continue
             done += 1
@@ -128,51 +155,49 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), ca
                                          use_side=stereo)
                 correct = np.zeros((1, sims.size), dtype=bool)
                 correct[0, 0] = True
-                credit[name][group].append(float(top1_credit(sims[None], correct)[0]))
-                gaps[name][group].append(float(sims[0] - sims[1:].max()))
-                wins[name][group].append(float(np.mean(sims[0] > sims[1:-1])))
-                over_dry[name][group].append(float(sims[0] > sims[-1]))
-    results = {}
-    for m in metrics:
-        per = {"accuracy": credit[m], "gap": gaps[m], "win_rate": wins[m], "beats_dry": over_dry[m]}
-        results[m] = {g: {k: float(np.mean(v[g])) for k, v in per.items()} | {"n": len(credit[m][g])}
-                      for g in GROUPS}
-        results[m]["all"] = {k: float(np.mean([x for g in GROUPS for x in v[g]])) for k, v in per.items()}
-        results[m]["all"]["n"] = len(GROUPS) * len(credit[m][GROUPS[0]])
-    report = {"task": TASK, "quick": quick, "cases": size["cases"], "seconds": size["seconds"], "seed": seed,
-              "metrics": list(metrics), "clips": {p.content_type: len(p) for p in pools},
-              "chance": 1.0 / (NEGATIVES + 2), "wall_s": time.perf_counter() - t0, "results": results}
-    return write_results(report, out_dir, markdown, plot)
+                f = per[name]
+                f["accuracy"][group].append(float(top1_credit(sims[None], correct)[0]))
+                f["gap"][group].append(float(sims[0] - sims[1:].max()))
+                f["win_rate"][group].append(float(np.mean(sims[0] > sims[1:-1])))  # over the nearby settings
+                f["beats_dry"][group].append(float(sims[0] > sims[-1]))
+    out = {}
+    for m, f in per.items():
+        out[m] = {g: {k: float(np.mean(v[g])) for k, v in f.items()} | {"n": len(f["accuracy"][g])} for g in GROUPS}
+        out[m]["all"] = {k: float(np.mean([x for g in GROUPS for x in v[g]])) for k, v in f.items()}
+        out[m]["all"]["n"] = sum(len(f["accuracy"][g]) for g in GROUPS)
+    return out
 
 
 def markdown(report: dict) -> str:
-    """The result table: top-1 accuracy (and mean score gap) per family group and metric."""
+    """The result tables: top-1 accuracy (and mean score gap), then win rate / beats dry, per variant."""
     lines = [f"# Task 5: setting ranking across recordings{' (quick)' if report['quick'] else ''}", "",
-             f"Command: `{command_line(TASK, report)}` · {report['cases']} cases per group · "
+             f"Command: `{command_line(TASK, report)}` · {report['cases']} cases per group and variant · "
              f"{report['seconds']:g} s clips · seed {report['seed']} · wall time {report['wall_s']:.0f} s · "
              f"chance {report['chance']:.2f}", "",
-             "Reference: clip A through a chain at a setting; candidates: clip B (another recording of the same "
-             f"content type) at that setting, at {NEGATIVES} nearby settings (one parameter moved by at least "
-             "0.15 of its range, or all moved a little) and dry. Accuracy: the share of cases where the metric "
+             "Reference: clip A through a chain at a setting; candidates: clip B at that setting, at "
+             f"{NEGATIVES} nearby settings (one parameter moved by at least 0.15 of its range, or all moved a "
+             "little) and dry. B comes from another recording of the same content type (the task) or, as a "
+             "control, from another clip of A's own recording. Accuracy: the share of cases where the metric "
              "scores B at the reference's setting highest, which a search needs to land on it. Gap: mean score "
              "of that candidate minus the best other one (positive: ranked first on average). Win rate: the "
              "share of the nearby settings it outscores (chance 0.50). Beats dry: the share of cases where it "
-             "outscores the dry B, i.e. where processing B like the reference beats leaving B alone.", "",
-             "## Top-1 accuracy (gap)", "",
-             "| Metric | " + " | ".join(GROUPS) + " | all |", "|---|" + "---|" * (len(GROUPS) + 1)]
-    for m, r in report["results"].items():
-        cells = [f"{fmt(r[g]['accuracy'])} ({r[g]['gap']:+.3f})" for g in (*GROUPS, "all")]
-        lines.append(f"| {metric_label(m)} | " + " | ".join(cells) + " |")
-    lines += ["", "## Win rate over nearby settings / beats dry", "",
-              "| Metric | " + " | ".join(GROUPS) + " | all |", "|---|" + "---|" * (len(GROUPS) + 1)]
-    for m, r in report["results"].items():
-        cells = [f"{fmt(r[g]['win_rate'])} / {fmt(r[g]['beats_dry'])}" for g in (*GROUPS, "all")]
-        lines.append(f"| {metric_label(m)} | " + " | ".join(cells) + " |")
+             "outscores the dry B, i.e. where processing B like the reference beats leaving B alone."]
+    head = ["| Metric | " + " | ".join(GROUPS) + " | all |", "|---|" + "---|" * (len(GROUPS) + 1)]
+    for variant in VARIANTS:
+        lines += ["", f"## B from the {variant}: top-1 accuracy (gap)", "", *head]
+        for m, r in report["results"].items():
+            cells = [f"{fmt(r[variant][g]['accuracy'])} ({r[variant][g]['gap']:+.3f})" for g in (*GROUPS, "all")]
+            lines.append(f"| {metric_label(m)} | " + " | ".join(cells) + " |")
+        lines += ["", f"## B from the {variant}: win rate over nearby settings / beats dry", "", *head]
+        for m, r in report["results"].items():
+            cells = [f"{fmt(r[variant][g]['win_rate'])} / {fmt(r[variant][g]['beats_dry'])}"
+                     for g in (*GROUPS, "all")]
+            lines.append(f"| {metric_label(m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot(report: dict, path: Path) -> None:
-    """Grouped bars: accuracy per family group for each metric, chance as a dashed line."""
+    """Grouped bars: top-1 accuracy per family group for each metric, one panel per variant, chance dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,17 +205,20 @@ def plot(report: dict, path: Path) -> None:
 
     groups = (*GROUPS, "all")
     metrics = list(report["results"])
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, len(VARIANTS), figsize=(14, 3.8), sharey=True)
     width = 0.8 / max(1, len(metrics))
-    for k, m in enumerate(metrics):
-        vals = [report["results"][m][g]["accuracy"] for g in groups]
-        ax.bar(np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width, vals, width, label=metric_label(m))
-    ax.axhline(report["chance"], color="grey", lw=0.8, ls="--")
-    ax.set_xticks(np.arange(len(groups)), groups)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("top-1 accuracy")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"Setting ranking across recordings ({report['cases']} cases per group"
+    for ax, variant in zip(axes, VARIANTS):
+        for k, m in enumerate(metrics):
+            vals = [report["results"][m][variant][g]["accuracy"] for g in groups]
+            ax.bar(np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width, vals, width,
+                   label=metric_label(m))
+        ax.axhline(report["chance"], color="grey", lw=0.8, ls="--")
+        ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"B from the {variant}")
+    axes[0].set_ylabel("top-1 accuracy")
+    axes[-1].legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"Setting ranking ({report['cases']} cases per group and variant"
                  f"{', quick' if report['quick'] else ''})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
