@@ -183,7 +183,7 @@ def train_ranking(ranks_dir: Path, out_dir: Path, plan: RankTrainPlan = RankTrai
             f"{tr['hard_acc']:.2f} batch {tr['batch_acc']:.2f} | val loss {va['loss']:.3f} hard "
             f"{va['hard_acc']:.2f} batch {va['batch_acc']:.2f} margin {va['margin']:.3f}")
 
-    step_loop(model, opt, rng, plan, step, wall, batch_losses, validate, checkpoint)
+    step_loop(model, opt, plan, step, wall, batch_losses, validate, checkpoint)
     return ckpt_path
 
 

@@ -143,9 +143,8 @@ def resume(ckpt_path: Path, model: nn.Module, opt: torch.optim.Optimizer, rng: n
     return ck
 
 
-def step_loop(model: nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator, plan, step: int,
-              wall: float, batch_losses: Callable[[], dict[str, torch.Tensor]],
-              validate: Callable[[], dict[str, float]],
+def step_loop(model: nn.Module, opt: torch.optim.Optimizer, plan, step: int, wall: float,
+              batch_losses: Callable[[], dict[str, torch.Tensor]], validate: Callable[[], dict[str, float]],
               checkpoint: Callable[[int, float, dict[str, float], dict[str, float]], None]) -> None:
     """Optimiser steps from ``step`` up to ``plan.steps``, with the warm-up + cosine learning rate.
 
@@ -154,8 +153,8 @@ def step_loop(model: nn.Module, opt: torch.optim.Optimizer, rng: np.random.Gener
             into the train columns).
         validate: Validation figures, run every ``plan.checkpoint_every`` steps and at the end.
         checkpoint: Called after each validation with (step, wall seconds trained in all, validation
-            included; train means since the last call; validation figures); it logs and saves. ``rng`` and
-            the torch RNG are the states it should store.
+            included; train means since the last call; validation figures); it logs and saves (the batches'
+            numpy RNG and the torch RNG state with the weights, for an exact resume).
         wall: Seconds trained before ``step`` (a resumed run's).
     """
     model.train()
@@ -177,7 +176,6 @@ def step_loop(model: nn.Module, opt: torch.optim.Optimizer, rng: np.random.Gener
             means = {k: v / since for k, v in running.items()}
             running, since = {}, 0
             figures = validate()
-            model.train()
             wall += time.perf_counter() - t0
             t0 = time.perf_counter()
             checkpoint(step, wall, means, figures)
@@ -279,7 +277,7 @@ def train(pairs_dir: Path, out_dir: Path, plan: TrainPlan = TrainPlan(), device:
         return validation_means(model, val, plan.batch, plan.seed, lambda part, r: losses(
             model, [t.to(dev) for t in make_batch(pairs, part, plan.crop_frames, r)], plan))
 
-    step_loop(model, opt, rng, plan, step, wall, batch_losses, validate, checkpoint)
+    step_loop(model, opt, plan, step, wall, batch_losses, validate, checkpoint)
     return ckpt_path
 
 
