@@ -12,7 +12,7 @@ from ..data.cli import build_eval
 from ..data.clips import RATE
 from ..encoder.effects import pretext_effects
 from ..encoder.plans import RankPlan
-from ..encoder.ranking import draw_negative, draw_setting, family_chain, render_setting
+from ..encoder.ranking import cached_family, draw_negative, draw_setting, render_setting
 from ..metrics import Embedding, get_metric
 from .common import ClipPool, command_line, fmt, metric_label, write_results
 from .param_tasks import UNSEEN_EFFECTS
@@ -59,10 +59,7 @@ def make_case(pools: list[ClipPool], group: str, chains: dict, plan: RankPlan, n
         return None
     fams = _group_families(group)
     fam = fams[int(rng.integers(len(fams)))]
-    if fam not in chains:
-        made = family_chain(fam)
-        chains[fam] = (made, made.get_vector())
-    chain, start = chains[fam]
+    chain, start = cached_family(chains, fam)
     theta = draw_setting(rng, plan, fam, start)
     xa, xb = (np.ascontiguousarray(pool.stereo(i)[:, :n]) for i in (a, b))
     ref, pos = render_setting(chain, xa, theta, n), render_setting(chain, xb, theta, n)

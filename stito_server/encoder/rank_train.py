@@ -96,12 +96,12 @@ def _init(model: Ranker, path: Path, config: EncoderConfig, dev: torch.device) -
     Returns:
         The effects and preset count the weights were pretrained with (carried into exports).
     """
-    from .weights import NAME_RE, load_encoder
+    from .weights import NAME_RE, read_weights
 
     if NAME_RE.match(path.name):
-        enc = load_encoder(path, str(dev))
-        payload = torch.load(path, map_location=dev, weights_only=True)
-        state, got, effects, n_presets = enc.state_dict(), payload["config"], payload["effects"], payload["n_presets"]
+        payload = read_weights(path, str(dev))
+        state, got, effects, n_presets = (payload["state_dict"], payload["config"], payload["effects"],
+                                          payload["n_presets"])
     else:
         ck = torch.load(path, map_location=dev, weights_only=False)
         state = {k[len("encoder."):]: v for k, v in ck["model"].items() if k.startswith("encoder.")}

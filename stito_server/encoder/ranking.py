@@ -66,6 +66,14 @@ def family_chain(family: str) -> "Chain":
     return load_chain(family)
 
 
+def cached_family(cache: dict[str, tuple["Chain", np.ndarray]], family: str) -> tuple["Chain", np.ndarray]:
+    """A family's chain and its starting vector ``(dims,)``, made once per ``cache`` (plugins load slowly)."""
+    if family not in cache:
+        made = family_chain(family)
+        cache[family] = (made, made.get_vector())
+    return cache[family]
+
+
 def _families(plan: RankPlan, effects: list[str]) -> list[tuple[str, float]]:
     out = []
     for name, w in plan.family_weights.items():
@@ -202,14 +210,11 @@ def _chunk(out: str, train_root: str, lo: int, hi: int) -> int:
     n = int(round(plan.seconds * RATE))
     anchor = _open(out_p, "anchor.f16", tuple(meta["anchor_shape"]), "r+")
     cands = _open(out_p, "cands.f16", tuple(meta["cands_shape"]), "r+")
-    chains: dict[str, tuple[object, np.ndarray]] = {}
+    chains: dict[str, tuple["Chain", np.ndarray]] = {}
     rng = np.random.default_rng([plan.seed, lo])  # redraws after a failed render
     for i in range(lo, hi):
         fam = items["family"][i]
-        if fam not in chains:
-            made = family_chain(fam)
-            chains[fam] = (made, made.get_vector())
-        chain, start = chains[fam]
+        chain, start = cached_family(chains, fam)
         a_i, b_i = items["dry_index"][i]
         dry = [_fit(_stereo(load_clip(Path(train_root), items["clips"][c])), n) * np.float32(10 ** (g / 20))
                for c, g in zip((a_i, b_i), items["gain_db"][i])]

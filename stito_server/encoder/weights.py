@@ -55,15 +55,16 @@ def export_weights(checkpoint: Path, out_dir: Path = MODELS_DIR, extra: dict | N
     return out
 
 
-def load_encoder(path: str | Path, device: str = "cpu") -> StyleEncoder:
-    """Load shipped weights after checking the file's SHA-256 against the prefix in its name.
+def read_weights(path: str | Path, device: str = "cpu") -> dict:
+    """The payload of a weights file (``export_weights``' dict), after checking its SHA-256 against its name.
 
     Args:
         path: ``afx-rep-XXXXXXXX.pt``.
-        device: torch device.
+        device: torch device the tensors load onto.
 
     Raises:
-        StitoError: missing file, a name without the hash prefix, or content that does not match it.
+        StitoError: missing file, a name without the hash prefix, content that does not match it, or another
+            format.
     """
     path = Path(path)
     m = NAME_RE.match(path.name)
@@ -79,6 +80,20 @@ def load_encoder(path: str | Path, device: str = "cpu") -> StyleEncoder:
     if payload.get("format") != WEIGHTS_FORMAT:
         raise StitoError(f"encoder weights {path} have format {payload.get('format')!r}; this stito reads "
                          f"format {WEIGHTS_FORMAT}")
+    return payload
+
+
+def load_encoder(path: str | Path, device: str = "cpu") -> StyleEncoder:
+    """Load shipped weights after checking the file's SHA-256 against the prefix in its name.
+
+    Args:
+        path: ``afx-rep-XXXXXXXX.pt``.
+        device: torch device.
+
+    Raises:
+        StitoError: missing file, a name without the hash prefix, or content that does not match it.
+    """
+    payload = read_weights(path, device)
     model = StyleEncoder(EncoderConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()
