@@ -375,6 +375,49 @@ def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
             _clips(reference, ref, secs, 0.0))
 
 
+def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric, vectors: np.ndarray,
+                   options: MatchOptions | None = None) -> dict[str, np.ndarray]:
+    """The match objective at given settings, without searching (e.g. to map it over a grid).
+
+    The excerpts, reference embedding and side decision are ``match()``'s for the same options and seed, so
+    the scores are the ones its search and its final pick would see. The chain's settings are left as found.
+
+    Args:
+        input_audio: The raw recording, ``(channels, n)`` with 1 or 2 channels.
+        reference: Audio in the wanted style.
+        chain: Effects to render.
+        metric: Production-style metric.
+        vectors: ``(k, len(chain))`` normalized settings in [0, 1].
+        options: Match settings (excerpts, pre-roll, renderer, ``optimizer.seed`` for random excerpts).
+
+    Returns:
+        ``{"analysis": (k,), "validation": (k,)}`` mean similarities on the analysis and validation excerpts
+        (NaN where a setting failed to render).
+
+    Raises:
+        StitoError: ``vectors`` of the wrong width or outside [0, 1].
+    """
+    opts = options or MatchOptions()
+    xs = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+    if xs.shape[1] != len(chain) or not np.all((xs >= 0) & (xs <= 1)):
+        raise StitoError(f"score_settings takes (k, {len(chain)}) settings in [0, 1] for chain {chain.name!r}, "
+                         f"got shape {xs.shape}" + ("" if xs.shape[1] != len(chain) else " with values outside"))
+    validate_audio(input_audio, role="input")
+    validate_audio(reference, role="reference")
+    kept = chain.get_vector()
+    try:
+        with make_renderer(chain, opts) as renderer:
+            analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts,
+                                                            np.random.default_rng(opts.optimizer.seed))
+            ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
+            use_side = uses_side(input_audio.samples, reference.samples)
+            sr = input_audio.sample_rate
+            return {name: _Scorer(renderer, metric, ref_emb, clips, sr, use_side, opts.pipeline)(xs)
+                    for name, clips in (("analysis", analysis), ("validation", validation))}
+    finally:
+        chain.set_vector(kept)
+
+
 def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric,
           options: MatchOptions | None = None, progress: Callable[[Progress], None] | None = None,
           cancelled: Callable[[], bool] | None = None) -> MatchResult:

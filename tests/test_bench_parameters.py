@@ -75,11 +75,17 @@ def test_identical_content_recovers_the_target(quick_root):
     for pool in pools.values():
         pool.other_recording = lambda i, rng, exclude=(): i
     cfg = {"targets": (0.3, 0.7), "runs": 1, "popsize": 6, "generations": 6, "excerpt_s": 5.0,  # the whole clip
-           "sigma0": 0.3}
+           "sigma0": 0.3, "grid": 11}
     res = run_effect(task_by_key("lowpass_cutoff"), pools, ["mfcc"], cfg, seed=0, log=lambda m: None)["mfcc"]
     assert res["contents"] == ["speech", "music"]
     assert np.allclose(res["estimates"], res["targets"], atol=0.05)
     assert res["rho"] == pytest.approx(1.0) and res["mse"] < 0.0025
+    # the metric alone, on a grid holding both targets, picks them exactly when B is A itself
+    alone = res["grid"]["other recording"]
+    assert alone["targets"] == [0.3, 0.7] and np.allclose(alone["estimates"], [0.3, 0.7], atol=1e-9)
+    assert alone["mse"] < 1e-12 and alone["rho"] == pytest.approx(1.0)
+    # the control draws B from another clip of A's recording: as many cases as recordings with a second clip
+    assert res["grid"]["same recording"]["n"] == 2
 
 
 def test_quick_parameters_end_to_end(tmp_path, quick_root, capsys):
@@ -102,3 +108,14 @@ def test_quick_parameters_end_to_end(tmp_path, quick_root, capsys):
             assert r["mse"] == pytest.approx(np.mean((np.array(r["targets"]) - r["estimates"]) ** 2))
             assert -1.0 <= r["rho"] <= 1.0
         assert set(report["results"][metric]["summary"]) == {"all", "seen", "unseen", "builtin", "vst3"}
+        for pairing in ("other recording", "same recording"):
+            for key, r in effects.items():
+                g = r["grid"][pairing]
+                assert 1 <= g["n"] <= n and len(g["estimates"]) == g["n"]
+                # every estimate is one of the grid's settings
+                assert all(np.isclose(e * (QUICK["grid"] - 1), round(e * (QUICK["grid"] - 1))) for e in g["estimates"])
+            assert report["results"][metric]["grid_summary"][pairing]["all"]["effects"] == len(QUICK["tasks"])
+        # the task's cases are the ones the search ran on
+        assert all(r["grid"]["other recording"]["targets"] == r["targets"] for r in effects.values())
+    md = (tmp_path / "parameters.md").read_text()
+    assert "## The metric alone" in md and "| **mean, all** |" in md

@@ -10,7 +10,7 @@ from stito_server.distances import multi_resolution_stft_distance
 from stito_server.effects.builtin import BuiltinEffect
 from stito_server.effects.chain import Chain, SearchDim
 from stito_server.effects.vst3 import VST3Effect
-from stito_server.errors import AudioError, CancelledError
+from stito_server.errors import AudioError, CancelledError, StitoError
 from stito_server.match import MatchOptions, match
 from stito_server.metrics import get_metric
 from stito_server.optimize import OptimizerOptions
@@ -199,3 +199,26 @@ def test_scorer_renders_identical_rows_once_and_keeps_row_order(dry_a, dry_b):
     assert sims[0] == sims[2] and sims[1] == sims[4] and len(set(sims.tolist())) == 3
     np.testing.assert_allclose([sims[1], sims[3]], alone, rtol=1e-6)
     assert scorer.last_errors == [None, None]
+
+
+def test_score_settings_maps_the_objective_and_leaves_the_chain(dry_a, dry_b):
+    from stito_server.match import score_settings
+
+    eq = BuiltinEffect("parametric_eq")
+    chain = Chain([eq], [SearchDim(0, eq.param_index("high_shelf_gain_db"))])
+    chain.set_vector(np.array([0.8]))
+    reference = chain.process(dry_a, RATE)  # the input itself at 0.8
+    chain.set_vector(np.array([0.35]))
+    opts = small(excerpt_seconds=dry_a.shape[1] / RATE)  # the whole clip: the reference window is the input's
+    grid = np.linspace(0, 1, 11)[:, None]
+    scores = score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), grid, opts)
+    assert set(scores) == {"analysis", "validation"} and scores["analysis"].shape == (11,)
+    assert int(np.argmax(scores["analysis"])) == 8 and scores["analysis"][8] == pytest.approx(1.0, abs=1e-5)
+    # further from the truth scores lower on both sides
+    assert scores["analysis"][0] < scores["analysis"][4] < scores["analysis"][8] > scores["analysis"][10] - 1e-9
+    assert chain.get_vector() == pytest.approx([0.35])
+    assert np.array_equal(reference, chain.process(dry_a, RATE)) is False  # the chain kept 0.35, not 0.8
+    with pytest.raises(StitoError, match=r"takes \(k, 1\) settings in \[0, 1\].*got shape \(2, 2\)"):
+        score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), np.zeros((2, 2)))
+    with pytest.raises(StitoError, match="with values outside"):
+        score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), np.array([[1.5]]))

@@ -12,6 +12,12 @@ from ..data.clips import load_clip, load_manifest
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 
+# How a reference clip B is drawn for an input clip A: from another recording (the tasks), or another clip of
+# A's own recording (their control: same content, so what a metric loses between the two is what content
+# differences cost it).
+PAIRINGS = ("other recording", "same recording")
+
+
 class ClipPool:
     """The clips of one content type, loaded on demand (at most ``cache_size`` kept in memory).
 
@@ -58,6 +64,18 @@ class ClipPool:
         ok = ok[ok != i]
         return int(rng.choice(ok)) if ok.size else None
 
+    def partner(self, i: int, rng: np.random.Generator, pairing: str) -> int | None:
+        """A clip to pair with clip ``i``: from another recording, or from its own (None when it has no other).
+
+        Raises:
+            ValueError: ``pairing`` not in ``PAIRINGS``.
+        """
+        if pairing == PAIRINGS[0]:
+            return self.other_recording(i, rng)
+        if pairing == PAIRINGS[1]:
+            return self.same_recording(i, rng)
+        raise ValueError(f"unknown pairing {pairing!r}; valid: {', '.join(PAIRINGS)}")
+
     def other_recording(self, i: int, rng: np.random.Generator, exclude: set[str] = frozenset()) -> int:
         """A random clip from a recording other than clip ``i``'s (and not in ``exclude``)."""
         ok = np.flatnonzero((self.recordings != self.recordings[i]) & ~np.isin(self.recordings, list(exclude)))
@@ -66,9 +84,9 @@ class ClipPool:
         return int(rng.choice(ok))
 
 
-def fmt(x: float) -> str:
-    """Two-decimal figure for tables."""
-    return f"{x:.2f}"
+def fmt(x: float | None) -> str:
+    """Two-decimal figure for tables ("n/a" for None)."""
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def peak_normalize(audio: np.ndarray, peak_dbfs: float = -1.0) -> np.ndarray:

@@ -13,10 +13,10 @@ from ..data.cli import build_eval
 from ..data.clips import RATE
 from ..effects.chain import Chain
 from ..effects.specs import chain_from_dict
-from ..match import MatchOptions, match
+from ..match import MatchOptions, match, score_settings
 from ..metrics import get_metric
 from ..optimize import OptimizerOptions
-from .common import ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
+from .common import PAIRINGS, ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
 from .param_tasks import PARAM_TASKS, ParamTask
 
 TASK = "parameters"
@@ -25,10 +25,13 @@ CONTENTS = ("speech", "music")
 # centre, so the start says nothing about the target), on the 5 s input clip, by match() itself: CMA-ES on a
 # padded 2-D problem, then the pick among start, mean, best and last best on the validation excerpt.
 # sigma0: the step size the recorded results were measured with (the engine's default was 0.3 then).
+# grid: settings (evenly spaced over [0, 1]) of the "metric alone" estimate: the best-scoring one under the
+# search's own objective (``score_settings``), so the search's share of the error and the metric's separate;
+# it is taken with B from another recording (the task's cases) and from another clip of A's own recording.
 FULL = {"tasks": tuple(t.key for t in PARAM_TASKS), "targets": (0.2, 0.4, 0.6, 0.8), "runs": 3,
-        "popsize": 8, "generations": 8, "excerpt_s": 5.0, "sigma0": 0.3}
+        "popsize": 8, "generations": 8, "excerpt_s": 5.0, "sigma0": 0.3, "grid": 21}
 QUICK = {"tasks": ("lowpass_cutoff", "zam_comp_threshold", "dragonfly_plate_wet"), "targets": (0.25, 0.75),
-         "runs": 1, "popsize": 6, "generations": 3, "excerpt_s": 3.0, "sigma0": 0.3}
+         "runs": 1, "popsize": 6, "generations": 3, "excerpt_s": 3.0, "sigma0": 0.3, "grid": 6}
 END_TOLERANCE = 0.02  # an estimate this close to 0 or 1 counts as pinned to an end of the range
 
 
@@ -98,7 +101,9 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
 
     Case ``k`` (target ``k // runs``) takes its content type from ``CONTENTS`` in turn, a random input clip A
     and a reference clip B from another recording, both peak-normalised to -1 dBFS; the reference is B
-    through the chain with the parameter at the target. Every metric sees the same cases.
+    through the chain with the parameter at the target. Every metric sees the same cases. Beside the search,
+    the metric alone: the best of ``cfg["grid"]`` evenly spaced settings under the same objective, for this
+    B and for a B drawn from A's own recording (cases whose recording has no other clip are left out there).
 
     Args:
         task: The effect and its free parameter.
@@ -109,11 +114,14 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
         log: Progress printer.
 
     Returns:
-        ``{metric: {"targets", "estimates", "contents", "similarity", "match_s", "mse", "rho", "n"}}``.
+        ``{metric: {"targets", "estimates", "contents", "similarity", "match_s", "mse", "rho", "n",
+        "grid": {pairing: {"targets", "estimates", "mse", "rho", "n"}}}}`` (pairings: ``PAIRINGS``).
     """
     chain = make_chain(task)
     metrics = {m: get_metric(m) for m in metric_names}
-    out = {m: {"targets": [], "estimates": [], "contents": [], "similarity": [], "match_s": []} for m in metric_names}
+    grid = np.linspace(0.0, 1.0, cfg["grid"])[:, None]
+    out = {m: {"targets": [], "estimates": [], "contents": [], "similarity": [], "match_s": [],
+               "grid": {p: {"targets": [], "estimates": []} for p in PAIRINGS}} for m in metric_names}
     k = 0
     for target in cfg["targets"]:
         for _ in range(cfg["runs"]):
@@ -122,8 +130,13 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
             rng = np.random.default_rng([seed, k])
             a = int(rng.integers(len(pool)))
             b = pool.other_recording(a, rng)
-            chain.set_vector(np.array([target]))
-            reference = chain.process(peak_normalize(pool.stereo(b)), RATE)
+            # B from A's own recording, on its own random stream (the task's draws stay as they were)
+            b_same = pool.partner(a, np.random.default_rng([seed, k, 1]), PAIRINGS[1])
+            references = {}
+            for pairing, clip in zip(PAIRINGS, (b, b_same)):
+                if clip is not None:
+                    chain.set_vector(np.array([target]))
+                    references[pairing] = Audio(chain.process(peak_normalize(pool.stereo(clip)), RATE), RATE)
             dry = Audio(peak_normalize(pool.stereo(a)), RATE)
             for name, metric in metrics.items():
                 chain.set_vector(np.array([0.5]))
@@ -132,7 +145,12 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
                                                sigma0=cfg["sigma0"], seed=seed + k),
                     start="center", excerpt_seconds=cfg["excerpt_s"], excerpts=1, validation_excerpts=1,
                     reference_windows=1, loudness="off")
-                result = match(dry, Audio(reference, RATE), chain, metric, opts)
+                for pairing, ref in references.items():
+                    scores = score_settings(dry, ref, chain, metric, grid, opts)["analysis"]
+                    g = out[name]["grid"][pairing]
+                    g["targets"].append(float(target))
+                    g["estimates"].append(float(grid[int(np.nanargmax(scores)), 0]))
+                result = match(dry, references[PAIRINGS[0]], chain, metric, opts)
                 r = out[name]
                 r["targets"].append(float(target))
                 r["estimates"].append(float(result.matched_vector[0]))
@@ -142,8 +160,12 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
             k += 1
     for name, r in out.items():
         r.update(estimation_scores(r["targets"], r["estimates"]))
+        for g in r["grid"].values():  # no scores where fewer than 2 cases could be drawn
+            g.update(estimation_scores(g["targets"], g["estimates"]) if len(g["targets"]) >= 2
+                     else {"mse": None, "rho": None, "n": len(g["targets"])})
+        alone = ", ".join(f"{p} {fmt(g['mse'])} / {fmt(g['rho'])}" for p, g in r["grid"].items())
         log(f"{TASK}: {task.key} ({name}): MSE {r['mse']:.3f}, rho {r['rho']:.2f}, "
-            f"{np.mean(r['match_s']):.1f} s per match")
+            f"{np.mean(r['match_s']):.1f} s per match; metric alone (MSE / rho): {alone}")
     return out
 
 
@@ -151,7 +173,8 @@ def summarize(by_effect: dict[str, dict]) -> dict[str, dict]:
     """Mean MSE and mean rho over effect groups: all, seen, unseen, builtin, vst3 (groups with effects only).
 
     Args:
-        by_effect: Effect key -> ``{"mse", "rho", ...}`` for one metric.
+        by_effect: Effect key -> ``{"mse", "rho", ...}`` for one metric (effects whose scores are None are
+            left out).
 
     Returns:
         Group -> ``{"mse", "rho", "effects"}``.
@@ -160,7 +183,7 @@ def summarize(by_effect: dict[str, dict]) -> dict[str, dict]:
               "builtin": lambda t: t.kind == "builtin", "vst3": lambda t: t.kind == "vst3"}
     out = {}
     for group, keep in groups.items():
-        keys = [k for k in by_effect if keep(task_by_key(k))]
+        keys = [k for k in by_effect if keep(task_by_key(k)) and by_effect[k]["mse"] is not None]
         if keys:
             out[group] = {"mse": float(np.mean([by_effect[k]["mse"] for k in keys])),
                           "rho": float(np.mean([by_effect[k]["rho"] for k in keys])), "effects": len(keys)}
@@ -183,7 +206,8 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
 
     Returns:
         ``{"task", "quick", "settings", "seed", "wall_s", "clips": {content: n}, "effects": {key: description},
-        "results": {metric: {"effects": {key: scores and cases}, "summary": {group: {"mse", "rho"}}}}, "files"}``.
+        "results": {metric: {"effects": {key: scores and cases}, "summary": {group: {"mse", "rho"}},
+        "grid_summary": {pairing: {group: {"mse", "rho"}}}}}, "files"}`` (the metric-alone means per pairing).
     """
     t0 = time.perf_counter()
     cfg = dict(QUICK if quick else FULL)
@@ -200,6 +224,8 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
             results[m]["effects"][task.key] = res[m]
     for m in metrics:
         results[m]["summary"] = summarize(results[m]["effects"])
+        results[m]["grid_summary"] = {p: summarize({k: e["grid"][p] for k, e in results[m]["effects"].items()})
+                                      for p in PAIRINGS}
     effects = {t.key: {"effect": t.effect_id, "param": t.param, "kind": t.kind, "unseen": t.unseen,
                        "fixed": dict(t.fixed)} for t in chosen}
     report = {"task": TASK, "quick": quick, "settings": cfg, "seed": seed,
@@ -209,7 +235,8 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
 
 
 def markdown(report: dict) -> str:
-    """Tables: MSE and rho per effect and metric, then means over all, seen, unseen, built-in and VST3 effects."""
+    """Tables: MSE and rho per effect and metric, then means over all, seen, unseen, built-in and VST3 effects,
+    then the same for the metric alone (grid) with B from another recording and from A's own."""
     cfg = report["settings"]
     metrics = list(report["results"])
     n_match = np.mean([s for m in metrics for r in report["results"][m]["effects"].values() for s in r["match_s"]])
@@ -245,7 +272,31 @@ def markdown(report: dict) -> str:
                         for e in r["estimates"]]) for m in metrics}
     lines += ["", f"Estimates at an end of the range (within {END_TOLERANCE:g} of 0 or 1): "
               + ", ".join(f"{metric_label(m)} {100 * v:.0f} %" for m, v in ends.items()) + "."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + grid_markdown(report)) + "\n"
+
+
+def grid_markdown(report: dict) -> list[str]:
+    """The metric-alone section: per effect and group means, for each pairing of A and B."""
+    cfg, results = report["settings"], report["results"]
+    metrics = list(results)
+    head = " | ".join(f"{metric_label(m)} {p.split()[0]} MSE / rho" for m in metrics for p in PAIRINGS)
+    lines = ["", "## The metric alone", "",
+             f"The same cases without the search: the best of {cfg['grid']} evenly spaced settings (0 to 1) under "
+             "the search's own objective (`score_settings`: the same excerpt and reference window), with B from "
+             "another recording (the cases above) and, as a control, from another clip of A's own recording "
+             "(same content, so the two columns differ only in how far apart the recordings are). Where the "
+             "search column above is far below the *other* column here, the search is what loses; where *other* "
+             "is far below *same*, the content difference is.", "",
+             f"| Effect | {head} |", "|---|" + "---|" * (len(metrics) * len(PAIRINGS))]
+    for key in report["effects"]:
+        cells = [results[m]["effects"][key]["grid"][p] for m in metrics for p in PAIRINGS]
+        lines.append(f"| {key} | " + " | ".join(f"{fmt(g['mse'])} / {fmt(g['rho'])} (n {g['n']})" for g in cells)
+                     + " |")
+    for group in results[metrics[0]]["grid_summary"][PAIRINGS[0]]:
+        cells = [results[m]["grid_summary"][p].get(group) for m in metrics for p in PAIRINGS]
+        lines.append(f"| **mean, {group}** | " + " | ".join(
+            "n/a" if g is None else f"{fmt(g['mse'])} / {fmt(g['rho'])}" for g in cells) + " |")
+    return lines
 
 
 def plot(report: dict, path: Path) -> None:

@@ -14,7 +14,7 @@ from ..encoder.effects import pretext_effects
 from ..encoder.plans import RankPlan
 from ..encoder.ranking import cached_family, draw_negative, draw_setting, render_setting
 from ..metrics import Embedding, get_metric
-from .common import ClipPool, command_line, fmt, metric_label, write_results
+from .common import PAIRINGS, ClipPool, command_line, fmt, metric_label, write_results
 from .param_tasks import UNSEEN_EFFECTS
 from .scoring import top1_credit
 
@@ -24,9 +24,7 @@ CONTENT = ("speech", "music", "guitar", "drums")
 GROUPS = ("seen effect", "unseen effect", "pedalboard-strip", "zam-strip")
 FULL = {"cases": 60, "seconds": 5.0}  # cases per group
 QUICK = {"cases": 2, "seconds": 2.0}
-# B from another recording is the task; B from another clip of A's own recording is its control (same
-# content, so what a metric loses between the two is what content differences cost it).
-VARIANTS = ("other recording", "same recording")
+VARIANTS = PAIRINGS  # B from another recording (the task), from A's own (its control)
 NEGATIVES = 4  # nearby settings per case; with the dry B there are 6 candidates (chance 1/6)
 SAME_AUDIO = 1e-4  # a nearby render whose mean |difference| to the positive is below this share of its level is redrawn
 
@@ -54,7 +52,7 @@ def make_case(pools: list[ClipPool], group: str, chains: dict, plan: RankPlan, n
     """
     pool = pools[int(rng.integers(len(pools)))]
     a = int(rng.integers(len(pool)))
-    b = pool.other_recording(a, rng) if variant == VARIANTS[0] else pool.same_recording(a, rng)
+    b = pool.partner(a, rng, variant)
     if b is None:
         return None
     fams = _group_families(group)
