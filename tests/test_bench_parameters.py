@@ -11,8 +11,8 @@ import pytest
 from stito_server.bench import cli as bench_cli
 from stito_server.bench.common import ClipPool
 from stito_server.bench.param_tasks import PARAM_TASKS
-from stito_server.bench.parameters import (QUICK, estimation_scores, make_chain, pearson, run_effect, summarize,
-                                           task_by_key)
+from stito_server.bench.parameters import (QUICK, estimation_scores, make_chain, paired_interval, pearson, run_effect,
+                                           summarize, task_by_key)
 from stito_server.data import cli as data_cli
 
 from .conftest import RATE, vst3_path
@@ -117,5 +117,25 @@ def test_quick_parameters_end_to_end(tmp_path, quick_root, capsys):
             assert report["results"][metric]["grid_summary"][pairing]["all"]["effects"] == len(QUICK["tasks"])
         # the task's cases are the ones the search ran on
         assert all(r["grid"]["other recording"]["targets"] == r["targets"] for r in effects.values())
+    d = report["results"]["mir"]["vs_first"]
+    assert d["mse_interval"][0] <= d["mse_interval"][1] and d["rho_interval"][0] <= d["rho_interval"][1]
+    assert d["mse"] == pytest.approx(report["results"]["mir"]["summary"]["all"]["mse"]
+                                     - report["results"]["mfcc"]["summary"]["all"]["mse"])
+    assert "vs_first" not in report["results"]["mfcc"]
     md = (tmp_path / "parameters.md").read_text()
-    assert "## The metric alone" in md and "| **mean, all** |" in md
+    assert "## The metric alone" in md and "| **mean, all** |" in md and "MIR - MFCC, mean over the effects" in md
+
+
+def test_paired_interval_on_known_differences():
+    """A metric that hits every target vs one that is always 0.2 off: the interval sits around the true gap."""
+    targets = [0.2, 0.4, 0.6, 0.8] * 3
+    exact = {"targets": targets, "estimates": list(targets), "mse": 0.0, "rho": 1.0}
+    off = [t + 0.2 if t < 0.5 else t - 0.2 for t in targets]
+    worse = {"targets": targets, "estimates": off, **estimation_scores(targets, off)}
+    d = paired_interval({"a": exact, "b": exact}, {"a": exact, "b": worse}, seed=0)
+    assert d["mse"] == pytest.approx(0.02) and d["rho"] == pytest.approx((worse["rho"] - 1.0) / 2)
+    lo, hi = d["mse_interval"]
+    assert lo == pytest.approx(0.02) and hi == pytest.approx(0.02)  # every case is 0.2 off: 0.04 / 2 effects
+    assert d["rho_interval"][1] < 0.0  # the worse metric's rho is below 1 on every resample
+    same = paired_interval({"a": exact}, {"a": exact}, seed=0)
+    assert same["mse_interval"] == (0.0, 0.0) and same["rho_interval"] == (0.0, 0.0)

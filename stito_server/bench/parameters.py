@@ -18,6 +18,7 @@ from ..metrics import get_metric
 from ..optimize import OptimizerOptions
 from .common import PAIRINGS, ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
 from .param_tasks import PARAM_TASKS, ParamTask
+from .search_quality import BOOTSTRAP_RESAMPLES, CI_LEVEL
 
 TASK = "parameters"
 CONTENTS = ("speech", "music")
@@ -169,6 +170,44 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
     return out
 
 
+def _row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair of two ``(rows, n)`` arrays; 0 for a constant row (as ``pearson``)."""
+    dx, dy = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+    denom = np.sqrt((dx ** 2).sum(axis=1) * (dy ** 2).sum(axis=1))
+    return np.where(denom > 1e-12, (dx * dy).sum(axis=1) / np.maximum(denom, 1e-12), 0.0)
+
+
+def paired_interval(first: dict[str, dict], second: dict[str, dict], seed: int = 0) -> dict:
+    """Bootstrap interval of the difference second - first in mean MSE and mean rho over effects.
+
+    Cases are resampled within each effect, the same resample for both metrics (they ran on the same cases),
+    so the interval shows whether a difference in the means outlasts the case draw (12 cases per effect).
+
+    Args:
+        first: Effect key -> ``{"targets", "estimates", ...}`` of one metric.
+        second: The same keys for the other metric, on the same cases.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``{"mse": difference, "rho": difference, "mse_interval": (lo, hi), "rho_interval": (lo, hi), "level"}``.
+    """
+    rng = np.random.default_rng(seed)
+    d_mse, d_rho = np.zeros(BOOTSTRAP_RESAMPLES), np.zeros(BOOTSTRAP_RESAMPLES)
+    for key in first:
+        t = np.asarray(first[key]["targets"], dtype=np.float64)
+        e1, e2 = (np.asarray(r[key]["estimates"], dtype=np.float64) for r in (first, second))
+        idx = rng.integers(0, len(t), (BOOTSTRAP_RESAMPLES, len(t)))
+        tt = t[idx]
+        d_mse += np.mean((tt - e2[idx]) ** 2, axis=1) - np.mean((tt - e1[idx]) ** 2, axis=1)
+        d_rho += _row_pearson(tt, e2[idx]) - _row_pearson(tt, e1[idx])
+    d_mse, d_rho = d_mse / len(first), d_rho / len(first)
+    q = [50 * (1 - CI_LEVEL), 50 * (1 + CI_LEVEL)]
+    diff = {m: float(np.mean([second[k][m] - first[k][m] for k in first])) for m in ("mse", "rho")}
+    return {"mse": diff["mse"], "rho": diff["rho"],
+            "mse_interval": tuple(float(v) for v in np.percentile(d_mse, q)),
+            "rho_interval": tuple(float(v) for v in np.percentile(d_rho, q)), "level": CI_LEVEL}
+
+
 def summarize(by_effect: dict[str, dict]) -> dict[str, dict]:
     """Mean MSE and mean rho over effect groups: all, seen, unseen, builtin, vst3 (groups with effects only).
 
@@ -207,7 +246,8 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
     Returns:
         ``{"task", "quick", "settings", "seed", "wall_s", "clips": {content: n}, "effects": {key: description},
         "results": {metric: {"effects": {key: scores and cases}, "summary": {group: {"mse", "rho"}},
-        "grid_summary": {pairing: {group: {"mse", "rho"}}}}}, "files"}`` (the metric-alone means per pairing).
+        "grid_summary": {pairing: {group: {"mse", "rho"}}}, "vs_first": paired_interval(...)}}, "files"}``
+        (the metric-alone means per pairing; "vs_first" for every metric but the first, against the first).
     """
     t0 = time.perf_counter()
     cfg = dict(QUICK if quick else FULL)
@@ -223,6 +263,8 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
         for m in metrics:
             results[m]["effects"][task.key] = res[m]
     for m in metrics:
+        if m != metrics[0]:
+            results[m]["vs_first"] = paired_interval(results[metrics[0]]["effects"], results[m]["effects"], seed)
         results[m]["summary"] = summarize(results[m]["effects"])
         results[m]["grid_summary"] = {p: summarize({k: e["grid"][p] for k, e in results[m]["effects"].items()})
                                       for p in PAIRINGS}
@@ -272,6 +314,13 @@ def markdown(report: dict) -> str:
                         for e in r["estimates"]]) for m in metrics}
     lines += ["", f"Estimates at an end of the range (within {END_TOLERANCE:g} of 0 or 1): "
               + ", ".join(f"{metric_label(m)} {100 * v:.0f} %" for m, v in ends.items()) + "."]
+    for m in metrics[1:]:
+        d = report["results"][m]["vs_first"]
+        lo_m, hi_m = d["mse_interval"]
+        lo_r, hi_r = d["rho_interval"]
+        lines.append(f"{metric_label(m)} - {metric_label(metrics[0])}, mean over the effects: MSE {d['mse']:+.3f} "
+                     f"({d['level']:.0%} bootstrap interval {lo_m:+.3f} .. {hi_m:+.3f}), rho {d['rho']:+.2f} "
+                     f"({lo_r:+.2f} .. {hi_r:+.2f}); cases resampled within each effect.")
     return "\n".join(lines + grid_markdown(report)) + "\n"
 
 
