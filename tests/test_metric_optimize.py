@@ -39,6 +39,27 @@ def test_unknown_metric_lists_valid():
         get_metric("mfc")
 
 
+def test_blend_scores_the_mean_of_its_parts(dry_a, dry_b):
+    blend, afx, mfcc = get_metric("afx+mfcc"), get_metric("afx"), get_metric("mfcc")
+    assert blend.name == "afx+mfcc" and blend.sample_rate == 48000
+    fx = BuiltinEffect("distortion")
+    fx.set_values({"drive_db": 20.0})
+    batch = np.stack([dry_a, fx.process(dry_a, RATE), dry_b])
+    ref = dry_b[None]
+    sims = {}
+    for name, m in (("blend", blend), ("afx", afx), ("mfcc", mfcc)):
+        emb = m.embed(batch, RATE)
+        sims[name] = m.similarity(emb, m.embed(ref, RATE))
+        assert np.linalg.norm(emb.mid, axis=1) == pytest.approx([1.0] * 3, abs=1e-5)
+    assert sims["blend"] == pytest.approx((sims["afx"] + sims["mfcc"]) / 2, abs=1e-5)
+    assert sims["blend"][2] == pytest.approx(1.0, abs=1e-5)  # the reference itself
+    assert get_metric("mfcc+mir").embed(batch, RATE).mid.shape[1] == 50 + get_metric("mir").embed(ref, RATE).mid.shape[1]
+    with pytest.raises(StitoError, match=r"metric 'mfcc\+mfcc': a blend joins different metric names"):
+        get_metric("mfcc+mfcc")
+    with pytest.raises(StitoError, match=r"unknown metric 'mfc'; valid: mfcc"):
+        get_metric("afx+mfc")
+
+
 def sphere(target):
     return lambda xs: -np.sum((xs - target) ** 2, axis=1)
 

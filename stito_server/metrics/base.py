@@ -137,12 +137,20 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
             paper's DSP baseline), "mir" (loudness/crest/band/centroid features), "random" (the encoder's
             architecture, randomly initialised with seed 0: the benchmark's sanity floor); or
             "afx:PATH", an encoder file written by `stito train export` (to benchmark a candidate before
-            shipping it; the metric is named after the file, e.g. "afx-rep-1a2b3c4d").
+            shipping it; the metric is named after the file, e.g. "afx-rep-1a2b3c4d"); or names joined by
+            "+", e.g. "afx+mfcc": a ``BlendMetric`` scoring the mean of their similarities.
         device: "cpu" or "cuda" (for learned metrics).
 
     Raises:
-        StitoError: unknown name; the message lists the valid ones.
+        StitoError: unknown name (the message lists the valid ones), or a blend naming a metric twice.
     """
+    if "+" in name:
+        from .blend import BlendMetric
+
+        names = name.split("+")
+        if len(set(names)) != len(names) or "" in names:
+            raise StitoError(f"metric {name!r}: a blend joins different metric names with '+', e.g. afx+mfcc")
+        return BlendMetric([get_metric(n, device) for n in names])
     if name == "mfcc":
         from .mfcc import MFCCMetric
 
@@ -166,4 +174,5 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
         from .afx import EncoderMetric
 
         return EncoderMetric(random_encoder(seed=0), "random", device)
-    raise StitoError(f"unknown metric {name!r}; " + did_you_mean(name, metric_names()) + " (or afx:PATH)")
+    raise StitoError(f"unknown metric {name!r}; " + did_you_mean(name, metric_names())
+                     + " (or afx:PATH, or names joined by '+')")
