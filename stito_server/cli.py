@@ -28,7 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--report", help="write a JSON report here")
     m.add_argument("--plot", help="write a PNG of spectra and the similarity trajectory here")
     m.add_argument("--metric", default=DEFAULT_METRIC,
-                   help="style metric: afx (learned encoder), mfcc, mir (default: %(default)s)")
+                   help="style metric: afx (learned encoder), mfcc, mir, or names joined by '+' to score the mean of "
+                        "their similarities, e.g. afx+mfcc (default: %(default)s)")
     m.add_argument("--amount", type=float, default=1.0, help="0..1 blend from the starting to the matched settings")
     m.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     m.add_argument("--preset", choices=("fast", "paper"), default="fast",
