@@ -375,6 +375,16 @@ def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
             _clips(reference, ref, secs, 0.0))
 
 
+def _objective_parts(input_audio: Audio, reference: Audio, metric: StyleMetric,
+                     opts: MatchOptions) -> tuple[list[Clip], list[Clip], Embedding, bool]:
+    """What the match objective is made of: analysis and validation clips, the reference embedding (mean over
+    its windows) and whether the side counts; excerpts drawn with ``opts.optimizer.seed``."""
+    analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts,
+                                                    np.random.default_rng(opts.optimizer.seed))
+    ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
+    return analysis, validation, ref_emb, uses_side(input_audio.samples, reference.samples)
+
+
 def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric, vectors: np.ndarray,
                    options: MatchOptions | None = None) -> dict[str, np.ndarray]:
     """The match objective at given settings, without searching (e.g. to map it over a grid).
@@ -407,10 +417,7 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
     kept = chain.get_vector()
     try:
         with make_renderer(chain, opts) as renderer:
-            analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts,
-                                                            np.random.default_rng(opts.optimizer.seed))
-            ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
-            use_side = uses_side(input_audio.samples, reference.samples)
+            analysis, validation, ref_emb, use_side = _objective_parts(input_audio, reference, metric, opts)
             sr = input_audio.sample_rate
             return {name: _Scorer(renderer, metric, ref_emb, clips, sr, use_side, opts.pipeline)(xs)
                     for name, clips in (("analysis", analysis), ("validation", validation))}
@@ -453,10 +460,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     start = chain.get_vector() if opts.start == "current" else np.full(len(chain), 0.5)
     # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
-        rng = np.random.default_rng(opts.optimizer.seed)
-        analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts, rng)
-        ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
-        use_side = uses_side(input_audio.samples, reference.samples)
+        analysis, validation, ref_emb, use_side = _objective_parts(input_audio, reference, metric, opts)
         score = _Scorer(renderer, metric, ref_emb, analysis, sr, use_side, opts.pipeline)
         check = _Scorer(renderer, metric, ref_emb, validation, sr, use_side, opts.pipeline)
         objective: Any = score
