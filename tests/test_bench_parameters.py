@@ -109,7 +109,7 @@ def test_quick_parameters_end_to_end(tmp_path, quick_root, capsys):
             assert -1.0 <= r["rho"] <= 1.0
         assert set(report["results"][metric]["summary"]) == {"all", "seen", "unseen", "builtin", "vst3"}
         for pairing in ("other recording", "same recording"):
-            for key, r in effects.items():
+            for r in effects.values():
                 g = r["grid"][pairing]
                 assert 1 <= g["n"] <= n and len(g["estimates"]) == g["n"]
                 # every estimate is one of the grid's settings

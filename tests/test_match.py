@@ -212,12 +212,12 @@ def test_score_settings_maps_the_objective_and_leaves_the_chain(dry_a, dry_b):
     opts = small(excerpt_seconds=dry_a.shape[1] / RATE)  # the whole clip: the reference window is the input's
     grid = np.linspace(0, 1, 11)[:, None]
     scores = score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), grid, opts)
-    assert set(scores) == {"analysis", "validation"} and scores["analysis"].shape == (11,)
+    assert set(scores) == {"analysis", "validation"} and scores["analysis"].shape == scores["validation"].shape == (11,)
     assert int(np.argmax(scores["analysis"])) == 8 and scores["analysis"][8] == pytest.approx(1.0, abs=1e-5)
     # further from the truth scores lower on both sides
-    assert scores["analysis"][0] < scores["analysis"][4] < scores["analysis"][8] > scores["analysis"][10] - 1e-9
-    assert chain.get_vector() == pytest.approx([0.35])
-    assert np.array_equal(reference, chain.process(dry_a, RATE)) is False  # the chain kept 0.35, not 0.8
+    a = scores["analysis"]
+    assert a[0] < a[4] < a[8] and a[10] < a[8] - 1e-4
+    assert chain.get_vector() == pytest.approx([0.35])  # the caller's settings, not the last one scored
     with pytest.raises(StitoError, match=r"takes \(k, 1\) settings in \[0, 1\].*got shape \(2, 2\)"):
         score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), np.zeros((2, 2)))
     with pytest.raises(StitoError, match="with values outside"):

@@ -329,13 +329,13 @@ def grid_markdown(report: dict) -> list[str]:
     cfg, results = report["settings"], report["results"]
     metrics = list(results)
     head = " | ".join(f"{metric_label(m)} {p.split()[0]} MSE / rho" for m in metrics for p in PAIRINGS)
-    lines = ["", "## The metric alone", "",
-             f"The same cases without the search: the best of {cfg['grid']} evenly spaced settings (0 to 1) under "
+    intro = (f"The same cases without the search: the best of {cfg['grid']} evenly spaced settings (0 to 1) under "
              "the search's own objective (`score_settings`: the same excerpt and reference window), with B from "
              "another recording (the cases above) and, as a control, from another clip of A's own recording "
              "(same content, so the two columns differ only in how far apart the recordings are). Where the "
              "search column above is far below the *other* column here, the search is what loses; where *other* "
-             "is far below *same*, the content difference is.", "",
+             "is far below *same*, the content difference is.")
+    lines = ["", "## The metric alone", "", intro, "",
              f"| Effect | {head} |", "|---|" + "---|" * (len(metrics) * len(PAIRINGS))]
     for key in report["effects"]:
         cells = [results[m]["effects"][key]["grid"][p] for m in metrics for p in PAIRINGS]
