@@ -74,11 +74,15 @@ def pearson(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) ->
         raise ValueError(f"pearson needs two 1-D sequences of the same length >= 2, got {x.shape} and {y.shape}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("pearson: the values contain NaN or Inf")
-    dx, dy = x - x.mean(), y - y.mean()
-    denom = float(np.sqrt((dx ** 2).sum() * (dy ** 2).sum()))
-    if denom <= 1e-12:
-        return 0.0
-    return float(np.clip((dx * dy).sum() / denom, -1.0, 1.0))
+    return float(row_pearson(x[None], y[None])[0])
+
+
+def row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair of two ``(rows, n)`` float64 arrays, clipped to [-1, 1]; 0 for a
+    row where either is constant (no checks: ``pearson`` validates its inputs before calling this)."""
+    dx, dy = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+    denom = np.sqrt((dx ** 2).sum(axis=1) * (dy ** 2).sum(axis=1))
+    return np.where(denom > 1e-12, np.clip((dx * dy).sum(axis=1) / np.maximum(denom, 1e-12), -1.0, 1.0), 0.0)
 
 
 def estimation_scores(targets: Sequence[float], estimates: Sequence[float]) -> dict:
@@ -170,13 +174,6 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
     return out
 
 
-def _row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row pair of two ``(rows, n)`` arrays; 0 for a constant row (as ``pearson``)."""
-    dx, dy = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
-    denom = np.sqrt((dx ** 2).sum(axis=1) * (dy ** 2).sum(axis=1))
-    return np.where(denom > 1e-12, (dx * dy).sum(axis=1) / np.maximum(denom, 1e-12), 0.0)
-
-
 def paired_interval(first: dict[str, dict], second: dict[str, dict], seed: int = 0) -> dict:
     """Bootstrap interval of the difference second - first in mean MSE and mean rho over effects.
 
@@ -199,7 +196,7 @@ def paired_interval(first: dict[str, dict], second: dict[str, dict], seed: int =
         idx = rng.integers(0, len(t), (BOOTSTRAP_RESAMPLES, len(t)))
         tt = t[idx]
         d_mse += np.mean((tt - e2[idx]) ** 2, axis=1) - np.mean((tt - e1[idx]) ** 2, axis=1)
-        d_rho += _row_pearson(tt, e2[idx]) - _row_pearson(tt, e1[idx])
+        d_rho += row_pearson(tt, e2[idx]) - row_pearson(tt, e1[idx])
     d_mse, d_rho = d_mse / len(first), d_rho / len(first)
     q = [50 * (1 - CI_LEVEL), 50 * (1 + CI_LEVEL)]
     diff = {m: float(np.mean([second[k][m] - first[k][m] for k in first])) for m in ("mse", "rho")}
