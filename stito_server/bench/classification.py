@@ -11,7 +11,7 @@ import numpy as np
 from ..data.cli import build_eval
 from ..data.clips import RATE
 from ..metrics import get_metric
-from .common import ClipPool, command_line, fmt, metric_label, write_results
+from .common import ClipPool, command_line, fmt, grouped_bars, metric_label, write_results
 from .scoring import zero_shot_accuracy
 from .styles import STYLE_ABBREVIATIONS, STYLE_NAMES, apply_style
 
@@ -133,14 +133,10 @@ def plot(report: dict, path: Path) -> None:
     groups = [STYLE_ABBREVIATIONS[s] for s in STYLE_NAMES] + ["AVG"]
     metrics = list(report["results"])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
-    width = 0.8 / max(1, len(metrics))
     for ax, domain in zip(axes, (*DOMAINS, "all")):
-        for k, m in enumerate(metrics):
-            r = report["results"][m][domain]
-            vals = [r["per_class"][s] for s in STYLE_NAMES] + [r["balanced"]]
-            ax.bar(np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width, vals, width, label=metric_label(m))
-        ax.axhline(0.2, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(np.arange(len(groups)), groups)
+        rows = {m: report["results"][m][domain] for m in metrics}
+        grouped_bars(ax, groups, {metric_label(m): [r["per_class"][s] for s in STYLE_NAMES] + [r["balanced"]]
+                                  for m, r in rows.items()}, chance=0.2)
         ax.set_title(domain)
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("accuracy")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -87,6 +87,28 @@ class ClipPool:
 def fmt(x: float | None) -> str:
     """Two-decimal figure for tables ("n/a" for None)."""
     return "n/a" if x is None else f"{x:.2f}"
+
+
+def grouped_bars(ax: Any, labels: Sequence[str], series: dict[str, Sequence[float]], chance: float | None = None,
+                 colors: Sequence[str] | None = None, **tick_kw: Any) -> None:
+    """Draw grouped bars on a matplotlib axis: for each x label, one bar per series, side by side.
+
+    Args:
+        ax: The axis.
+        labels: X tick labels, one per group.
+        series: Legend label -> one value per x label.
+        chance: Height of a dashed grey reference line (None: no line).
+        colors: One colour per series (None: matplotlib's cycle).
+        **tick_kw: Passed to ``ax.set_xticks`` (e.g. ``fontsize``, ``rotation``).
+    """
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(series))
+    for k, (name, vals) in enumerate(series.items()):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=name,
+               **({} if colors is None else {"color": colors[k]}))
+    if chance is not None:
+        ax.axhline(chance, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(x, labels, **tick_kw)
 
 
 def peak_normalize(audio: np.ndarray, peak_dbfs: float = -1.0) -> np.ndarray:

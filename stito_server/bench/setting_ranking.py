@@ -14,7 +14,7 @@ from ..encoder.effects import pretext_effects
 from ..encoder.plans import RankPlan
 from ..encoder.ranking import cached_family, draw_negative, draw_setting, render_setting
 from ..metrics import Embedding, get_metric
-from .common import PAIRINGS, ClipPool, command_line, fmt, metric_label, write_results
+from .common import PAIRINGS, ClipPool, command_line, fmt, grouped_bars, metric_label, write_results
 from .param_tasks import UNSEEN_EFFECTS
 from .scoring import top1_credit
 
@@ -201,14 +201,9 @@ def plot(report: dict, path: Path) -> None:
     groups = (*GROUPS, "all")
     metrics = list(report["results"])
     fig, axes = plt.subplots(1, len(VARIANTS), figsize=(14, 3.8), sharey=True)
-    width = 0.8 / max(1, len(metrics))
     for ax, variant in zip(axes, VARIANTS):
-        for k, m in enumerate(metrics):
-            vals = [report["results"][m][variant][g]["accuracy"] for g in groups]
-            ax.bar(np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width, vals, width,
-                   label=metric_label(m))
-        ax.axhline(report["chance"], color="grey", lw=0.8, ls="--")
-        ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+        grouped_bars(ax, groups, {metric_label(m): [report["results"][m][variant][g]["accuracy"] for g in groups]
+                                  for m in metrics}, chance=report["chance"], fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_title(f"B from the {variant}")
     axes[0].set_ylabel("top-1 accuracy")

@@ -20,7 +20,7 @@ from ..match import MatchOptions, match, uses_side
 from ..metrics import get_metric
 from ..metrics.logmel import mel_filterbank
 from ..optimize import OptimizerOptions
-from .common import ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
+from .common import ClipPool, command_line, fmt, grouped_bars, metric_label, peak_normalize, write_results
 
 TASK = "transfer"
 CONTENTS = ("speech", "vocals", "music")
@@ -497,15 +497,12 @@ def plot(report: dict, path: Path) -> None:
     methods = report["methods"]
     groups = ["all"] + [c for c in report["clips"] if c in report["results"]]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharex=True)
-    width = 0.8 / len(groups)
+    colors = ["black" if g == "all" else f"C{k}" for k, g in enumerate(groups)]
     for ax, (key, label) in zip(axes, (("mrstft_db", "MR-STFT distance (dB)"), ("logmel_db", "log-mel distance (dB)"),
                                        ("loudness_error_lu", "loudness error (LU)"))):
-        for k, g in enumerate(groups):
-            vals = [report["results"][g][m][key] for m in methods]
-            ax.bar(np.arange(len(methods)) + (k - (len(groups) - 1) / 2) * width, vals, width, label=g,
-                   color="black" if g == "all" else f"C{k}")
-        ax.set_xticks(np.arange(len(methods)), [method_label(m) for m in methods], rotation=60, ha="right",
-                      fontsize=7)
+        grouped_bars(ax, [method_label(m) for m in methods],
+                     {g: [report["results"][g][m][key] for m in methods] for g in groups}, colors=colors,
+                     rotation=60, ha="right", fontsize=7)
         ax.set_title(label)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Style transfer, distance to the oracle ({len(report['cases'])} cases"
