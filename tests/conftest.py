@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -13,6 +14,32 @@ from stito_server.effects.vst3 import find_vst3
 from stito_server.examples import phrase
 
 RATE = 48000
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    """A `stito` parser holding only the `bench` commands."""
+    from stito_server.bench import cli as bench_cli
+
+    parser = argparse.ArgumentParser(prog="stito")
+    bench_cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def run_quick_bench(task: str, out: Path, capsys, *args: str) -> tuple[dict, str, str]:
+    """Run `stito bench TASK --quick --out OUT ARGS...` through the CLI.
+
+    Asserts it exits 0 and writes TASK.md, .json and .png (each over 200 bytes).
+
+    Returns:
+        (the JSON report, the markdown, what it printed).
+    """
+    from stito_server.bench import cli as bench_cli
+
+    assert bench_cli.run(bench_parser().parse_args(["bench", task, "--quick", "--out", str(out), *args])) == 0
+    printed = capsys.readouterr().out
+    for suffix in ("md", "json", "png"):
+        assert (out / f"{task}.{suffix}").stat().st_size > 200
+    return json.loads((out / f"{task}.json").read_text()), (out / f"{task}.md").read_text(), printed
 
 
 def vst3_path(name: str) -> Path:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 import pytest
 
-from stito_server.bench import cli as bench_cli
 from stito_server.bench.classification import QUICK_TRIALS
 from stito_server.bench.styles import STYLE_NAMES, apply_style, sample_settings
 from stito_server.metrics.mir import FEATURE_NAMES, channel_features
+
+from .conftest import run_quick_bench
 
 RATE = 48000
 
@@ -49,16 +47,9 @@ def test_style_instances_differ_but_stay_in_range_and_errors_name_the_styles():
 
 def test_quick_classification_end_to_end(tmp_path, request, capsys):
     cache = request.config.cache.mkdir("stito-data")  # the same quick data as tests/test_data.py
-    parser = argparse.ArgumentParser(prog="stito")
-    bench_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "classification", "--quick", "--out", str(tmp_path),
-                              "--cache", str(cache)])
-    assert bench_cli.run(args) == 0
-    assert "| MFCC | speech |" in capsys.readouterr().out
-    for suffix in ("md", "json", "png"):
-        assert (tmp_path / f"classification.{suffix}").stat().st_size > 200
-    report = json.loads((tmp_path / "classification.json").read_text())
-    assert "Command: `stito bench classification --quick --metrics mfcc,mir`" in (tmp_path / "classification.md").read_text()
+    report, md, printed = run_quick_bench("classification", tmp_path, capsys, "--cache", str(cache))
+    assert "| MFCC | speech |" in printed
+    assert "Command: `stito bench classification --quick --metrics mfcc,mir`" in md
     assert report["trials"] == QUICK_TRIALS
     for metric in ("mfcc", "mir"):
         for domain in ("speech", "music"):

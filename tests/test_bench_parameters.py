@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 import pytest
 
-from stito_server.bench import cli as bench_cli
 from stito_server.bench.common import ClipPool
 from stito_server.bench.param_tasks import PARAM_TASKS
 from stito_server.bench.parameters import (QUICK, estimation_scores, make_chain, paired_interval, pearson, run_effect,
                                            summarize, task_by_key)
 from stito_server.data import cli as data_cli
 
-from .conftest import RATE, vst3_path
+from .conftest import RATE, run_quick_bench, vst3_path
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +85,8 @@ def test_identical_content_recovers_the_target(quick_root):
 
 
 def test_quick_parameters_end_to_end(tmp_path, quick_root, capsys):
-    parser = argparse.ArgumentParser(prog="stito")
-    bench_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "parameters", "--quick", "--out", str(tmp_path),
-                              "--cache", str(quick_root.parent)])
-    assert bench_cli.run(args) == 0
-    assert "| lowpass_cutoff |" in capsys.readouterr().out
-    for suffix in ("md", "json", "png"):
-        assert (tmp_path / f"parameters.{suffix}").stat().st_size > 200
-    report = json.loads((tmp_path / "parameters.json").read_text())
+    report, md, printed = run_quick_bench("parameters", tmp_path, capsys, "--cache", str(quick_root.parent))
+    assert "| lowpass_cutoff |" in printed
     n = len(QUICK["targets"]) * QUICK["runs"]
     for metric in ("mfcc", "mir"):
         effects = report["results"][metric]["effects"]
@@ -122,7 +111,6 @@ def test_quick_parameters_end_to_end(tmp_path, quick_root, capsys):
     assert d["mse"] == pytest.approx(report["results"]["mir"]["summary"]["all"]["mse"]
                                      - report["results"]["mfcc"]["summary"]["all"]["mse"])
     assert "vs_first" not in report["results"]["mfcc"]
-    md = (tmp_path / "parameters.md").read_text()
     assert "## The metric alone" in md and "| **mean, all** |" in md and "MIR - MFCC, mean over the effects" in md
 
 

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 
-from stito_server.bench import cli as bench_cli
 from stito_server.bench import setting_ranking
 from stito_server.bench.common import ClipPool
 from stito_server.bench.setting_ranking import GROUPS, NEGATIVES, QUICK, VARIANTS
 
+from .conftest import run_quick_bench
+
 
 def test_quick_ranking_end_to_end(tmp_path, request, capsys):
     cache = request.config.cache.mkdir("stito-data")  # the same quick data as tests/test_data.py
-    parser = argparse.ArgumentParser(prog="stito")
-    bench_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "ranking", "--quick", "--out", str(tmp_path), "--cache", str(cache),
-                              "--metrics", "mfcc"])
-    assert bench_cli.run(args) == 0
-    assert "| MFCC |" in capsys.readouterr().out
-    for suffix in ("md", "json", "png"):
-        assert (tmp_path / f"ranking.{suffix}").stat().st_size > 200
-    report = json.loads((tmp_path / "ranking.json").read_text())
-    assert "Command: `stito bench ranking --quick --metrics mfcc`" in (tmp_path / "ranking.md").read_text()
+    report, md, printed = run_quick_bench("ranking", tmp_path, capsys, "--cache", str(cache), "--metrics", "mfcc")
+    assert "| MFCC |" in printed
+    assert "Command: `stito bench ranking --quick --metrics mfcc`" in md
     assert report["chance"] == 1 / (NEGATIVES + 2)
     for variant in VARIANTS:
         r = report["results"]["mfcc"][variant]

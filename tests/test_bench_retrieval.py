@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 import pytest
 
-from stito_server.bench import cli as bench_cli
 from stito_server.bench.common import ClipPool
 from stito_server.bench.retrieval import EFFECT_POOL, QUICK, random_chain, run_trials
 from stito_server.data import cli as data_cli
+
+from .conftest import run_quick_bench
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +37,8 @@ def test_identical_content_makes_the_positive_win(quick_root):
 
 
 def test_quick_retrieval_end_to_end(tmp_path, quick_root, capsys):
-    parser = argparse.ArgumentParser(prog="stito")
-    bench_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "retrieval", "--quick", "--out", str(tmp_path),
-                              "--cache", str(quick_root.parent)])
-    assert bench_cli.run(args) == 0
-    assert "| MIR | speech |" in capsys.readouterr().out
-    for suffix in ("md", "json", "png"):
-        assert (tmp_path / f"retrieval.{suffix}").stat().st_size > 200
-    report = json.loads((tmp_path / "retrieval.json").read_text())
+    report, md, printed = run_quick_bench("retrieval", tmp_path, capsys, "--cache", str(quick_root.parent))
+    assert "| MIR | speech |" in printed
     assert set(report["clips"]) == {"speech", "guitar", "drums", "music"}  # vocals: full data only
     for metric in ("mfcc", "mir"):
         for content in report["clips"]:

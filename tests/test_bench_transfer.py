@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from stito_server.data import cli as data_cli
 from stito_server.effects.builtin import BuiltinEffect
 from stito_server.effects.vst3 import find_vst3
 
-from .conftest import RATE
+from .conftest import RATE, bench_parser, run_quick_bench
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +86,11 @@ def test_styles_render_and_errors_name_the_styles():
 
 
 def test_quick_transfer_end_to_end(tmp_path, quick_root, capsys):
-    parser = argparse.ArgumentParser(prog="stito")
-    bench_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "transfer", "--quick", "--out", str(tmp_path), "--metrics", "mfcc",
-                              "--cache", str(quick_root.parent)])  # one metric: two stito runs per case, not four
-    assert bench_cli.run(args) == 0
-    assert "| Matchering 2 |" in capsys.readouterr().out
-    for suffix in ("md", "json", "png"):
-        assert (tmp_path / f"transfer.{suffix}").stat().st_size > 200
-    report = json.loads((tmp_path / "transfer.json").read_text())
-    assert "Command: `stito bench transfer --quick --metrics mfcc`" in (tmp_path / "transfer.md").read_text()
+    # one metric: two stito runs per case, not four
+    report, md, printed = run_quick_bench("transfer", tmp_path, capsys, "--metrics", "mfcc",
+                                          "--cache", str(quick_root.parent))
+    assert "| Matchering 2 |" in printed
+    assert "Command: `stito bench transfer --quick --metrics mfcc`" in md
     methods = method_names(["mfcc"])
     assert report["methods"] == methods
     assert [(c["style"], c["content"]) for c in report["cases"]] == list(QUICK["cells"])  # vocals: full data only
@@ -131,9 +125,8 @@ def test_bench_all_runs_every_task_in_order_with_the_same_flags(tmp_path, monkey
 
     modules = {path: fake(task) for task, path in bench_cli.TASKS.items()}
     monkeypatch.setattr(bench_cli.importlib, "import_module", lambda name: modules[name])
-    parser = argparse.ArgumentParser(prog="stito")
-    bench_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "all", "--quick", "--out", str(tmp_path), "--metrics", "mfcc", "--seed", "3"])
+    args = bench_parser().parse_args(["bench", "all", "--quick", "--out", str(tmp_path), "--metrics", "mfcc",
+                                      "--seed", "3"])
     assert bench_cli.run(args) == 0
     assert [t for t, _ in calls] == ["classification", "retrieval", "parameters", "transfer", "ranking"]
     assert all(kw == {"quick": True, "out_dir": tmp_path, "metrics": ("mfcc",), "seed": 3, "cache": None}
