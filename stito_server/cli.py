@@ -6,11 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from importlib.metadata import EntryPoint, entry_points
 from typing import Sequence
 
 from . import __version__
 from .errors import StitoError
-from .metrics.base import DEFAULT_METRIC
+from .metrics import DEFAULT_METRIC
+
+PRODUCT_COMMANDS = ("match", "plugins", "chains", "demo")
+LAB_GROUP = "stito.commands"  # entry points of the lab's sub-commands (pyproject.toml)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -59,13 +63,9 @@ def get_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("chains", help="list the shipped chains")
 
-    from .bench import cli as bench_cli
-    from .data import cli as data_cli
-    from .encoder import cli as train_cli
-
-    bench_cli.add_parser(sub)
-    data_cli.add_parser(sub)
-    train_cli.add_parser(sub)
+    for name, entry in lab_commands().items():
+        sub.add_parser(name, add_help=False, help=f"the lab's `{name}` commands ({entry.value}; "
+                                                   f"`stito {name} --help` lists them)")
 
     d = sub.add_parser("demo", help="generate the bundled example pair and match it with zam-strip")
     d.add_argument("--out-dir", default="out/demo", help="folder for the example and results (default: %(default)s)")
@@ -77,6 +77,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `stito`; returns the exit status (0 ok, 2 a user-facing error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in PRODUCT_COMMANDS and not argv[0].startswith("-"):
+        lab = lab_commands()
+        if argv[0] in lab:
+            return _run_lab(argv[0], lab[argv[0]], argv[1:])
     args = get_parser().parse_args(argv)
     try:
         if args.command == "match":
@@ -87,25 +92,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_chains()
         if args.command == "demo":
             return cmd_demo(args)
-        if args.command == "bench":
-            from .bench import cli as bench_cli
-
-            return bench_cli.run(args)
-        if args.command == "data":
-            from .data import cli as data_cli
-
-            return data_cli.run(args)
-        if args.command == "train":
-            from .encoder import cli as train_cli
-
-            return train_cli.run(args)
     except StitoError as exc:
-        print("stito: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
-        return 2
+        return _user_error(exc)
     except KeyboardInterrupt:
         print("stito: interrupted; nothing was written", file=sys.stderr)
         return 130
     return 0
+
+
+def lab_commands() -> dict[str, EntryPoint]:
+    """The lab's sub-commands (entry points of group ``LAB_GROUP``) by name; none of them is loaded."""
+    return {ep.name: ep for ep in entry_points(group=LAB_GROUP)}
+
+
+def _run_lab(name: str, entry: EntryPoint, argv: list[str]) -> int:
+    """Load one lab command and run it with the arguments after its name."""
+    try:
+        return int(entry.load()(argv) or 0)
+    except StitoError as exc:
+        return _user_error(exc)
+    except ModuleNotFoundError as exc:
+        return _user_error(StitoError(f"`stito {name}` needs {exc.name!r}, which is not installed: install the "
+                                      f"lab's extras (pip install -e '.[bench,train]' in a checkout)"))
+    except KeyboardInterrupt:
+        print(f"stito: {name} interrupted", file=sys.stderr)
+        return 130
+
+
+def _user_error(exc: StitoError) -> int:
+    print("stito: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
+    return 2
 
 
 def _check_outputs(inputs: list[str], outputs: list[str | None]) -> None:
@@ -123,7 +139,7 @@ def _check_outputs(inputs: list[str], outputs: list[str | None]) -> None:
 def cmd_match(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .effects.specs import load_chain
-    from .match import MatchOptions
+    from .engine.match import MatchOptions
     from .metrics import get_metric
 
     _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
@@ -208,7 +224,7 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
     """Run a match with a progress bar, then write output, report and plot (all or nothing)."""
     from tqdm import tqdm
 
-    from .match import match
+    from .engine.match import match
 
     bar = tqdm(total=opts.optimizer.max_generations, desc="matching", unit="gen", file=sys.stderr,
                disable=quiet, leave=False)
@@ -334,9 +350,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .audio import Audio, save_audio
     from .effects.specs import load_chain
     from .examples import phrase, styled
-    from .match import MatchOptions
+    from .engine.match import MatchOptions
     from .metrics import get_metric
-    from .optimize import OptimizerOptions
+    from .engine.optimize import OptimizerOptions
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-SCRIPTS_SRC = Path(__file__).resolve().parent.parent / "reaper_scripts"
+from .resources import package_dir
+
 SUBDIR = "stito"
 PATHS_FILE = "stito_paths.txt"
 # (file, action id, action name, default key or None). Ids are fixed so install is idempotent.
@@ -110,13 +111,14 @@ def install(resource: Path, force: bool = False) -> list[str]:
     if not force and reaper_running():
         raise RuntimeError("REAPER is running; it rewrites reaper-kb.ini when it quits. Quit REAPER and run "
                            "`stito-reaper install` again.")
-    if not (SCRIPTS_SRC / ACTIONS[0][0]).exists():
-        raise RuntimeError(f"the stito ReaScripts are not at {SCRIPTS_SRC}; install stito from its source tree")
+    scripts = package_dir("reaper_scripts")
+    if not (scripts / ACTIONS[0][0]).exists():
+        raise RuntimeError(f"the stito ReaScripts are not at {scripts}; reinstall stito")
     done = []
     dest = resource / "Scripts" / SUBDIR
     dest.mkdir(parents=True, exist_ok=True)
     for name in [a[0] for a in ACTIONS] + list(LIBRARY):
-        shutil.copy2(SCRIPTS_SRC / name, dest / name)
+        shutil.copy2(scripts / name, dest / name)
     (dest / PATHS_FILE).write_text("# written by stito-reaper install: folders added to REAPER's sys.path\n"
                                    + "".join(p + "\n" for p in site_paths()), encoding="utf-8")
     done.append(f"copied {len(ACTIONS) + len(LIBRARY)} scripts to {dest}")

@@ -267,7 +267,7 @@ class Server:
     def _match(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
         from .audio import Audio
         from .errors import StitoError
-        from .match import MatchOptions, match
+        from .engine.match import MatchOptions, match
 
         c = job.request.content
         try:
@@ -399,7 +399,7 @@ def _obj(content: dict[str, Any], key: str) -> dict[str, Any]:
 def _classify(exc: Exception) -> tuple[str, str, dict[str, Any]]:
     from .errors import AudioError, ChainError, RenderError
     from .reaper_chain import UnsupportedFX
-    from .render import WorkerCrashed
+    from .engine.render import WorkerCrashed
 
     one_line = " ".join(str(exc).split())
     if isinstance(exc, _RequestError):

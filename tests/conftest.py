@@ -18,7 +18,7 @@ RATE = 48000
 
 def bench_parser() -> argparse.ArgumentParser:
     """A `stito` parser holding only the `bench` commands."""
-    from stito_server.bench import cli as bench_cli
+    from bench import cli as bench_cli
 
     parser = argparse.ArgumentParser(prog="stito")
     bench_cli.add_parser(parser.add_subparsers(dest="command"))
@@ -33,7 +33,7 @@ def run_quick_bench(task: str, out: Path, capsys, *args: str) -> tuple[dict, str
     Returns:
         (the JSON report, the markdown, what it printed).
     """
-    from stito_server.bench import cli as bench_cli
+    from bench import cli as bench_cli
 
     assert bench_cli.run(bench_parser().parse_args(["bench", task, "--quick", "--out", str(out), *args])) == 0
     printed = capsys.readouterr().out

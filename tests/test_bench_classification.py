@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stito_server.bench.classification import QUICK_TRIALS
-from stito_server.bench.styles import STYLE_NAMES, apply_style, sample_settings
+from bench.classification import QUICK_TRIALS
+from bench.styles import STYLE_NAMES, apply_style, sample_settings
 from stito_server.metrics.mir import FEATURE_NAMES, channel_features
 
 from .conftest import run_quick_bench

@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stito_server.bench.common import ClipPool
-from stito_server.bench.param_tasks import PARAM_TASKS
-from stito_server.bench.parameters import (QUICK, estimation_scores, make_chain, paired_interval, pearson, run_effect,
+from bench.common import ClipPool
+from bench.param_tasks import PARAM_TASKS
+from bench.parameters import (QUICK, estimation_scores, make_chain, paired_interval, pearson, run_effect,
                                            summarize, task_by_key)
-from stito_server.data import cli as data_cli
+from training.data import corpus
 
 from .conftest import RATE, run_quick_bench, vst3_path
 
 
 @pytest.fixture(scope="module")
 def quick_root(request):
-    return data_cli.build_eval(quick=True, cache=request.config.cache.mkdir("stito-data"), log=lambda m: None)[0]
+    return corpus.build_eval(quick=True, cache=request.config.cache.mkdir("stito-data"), log=lambda m: None)[0]
 
 
 def test_scores_on_known_answers():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from stito_server.bench import setting_ranking
-from stito_server.bench.common import ClipPool
-from stito_server.bench.setting_ranking import GROUPS, NEGATIVES, QUICK, VARIANTS
+from bench import setting_ranking
+from bench.common import ClipPool
+from bench.setting_ranking import GROUPS, NEGATIVES, QUICK, VARIANTS
 
 from .conftest import run_quick_bench
 
@@ -41,7 +41,7 @@ def test_when_b_is_the_reference_recording_the_positive_is_its_twin_and_wins(tmp
 
 def test_same_recording_draws_another_clip_of_the_recording_or_none(tmp_path, request):
     cache = request.config.cache.mkdir("stito-data")
-    from stito_server.data.cli import build_eval
+    from training.data.cli import build_eval
 
     root, _ = build_eval(quick=True, cache=cache, log=lambda m: None)
     pool = ClipPool(root, "music", quick=True)

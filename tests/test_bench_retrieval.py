@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stito_server.bench.common import ClipPool
-from stito_server.bench.retrieval import EFFECT_POOL, QUICK, random_chain, run_trials
-from stito_server.data import cli as data_cli
+from bench.common import ClipPool
+from bench.retrieval import EFFECT_POOL, QUICK, random_chain, run_trials
+from training.data import corpus
 
 from .conftest import run_quick_bench
 
 
 @pytest.fixture(scope="module")
 def quick_root(request):
-    return data_cli.build_eval(quick=True, cache=request.config.cache.mkdir("stito-data"), log=lambda m: None)[0]
+    return corpus.build_eval(quick=True, cache=request.config.cache.mkdir("stito-data"), log=lambda m: None)[0]
 
 
 def test_random_chain_draws_distinct_effects_and_rejects_bad_sizes():

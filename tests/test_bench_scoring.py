@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stito_server.bench.scoring import retrieval_accuracy, retrieval_curve, top1_credit, zero_shot_accuracy
+from bench.scoring import retrieval_accuracy, retrieval_curve, top1_credit, zero_shot_accuracy
 from stito_server.errors import StitoError
 from stito_server.metrics import get_metric, metric_names
 from stito_server.metrics.mir import FEATURE_NAMES, channel_features
@@ -126,7 +126,7 @@ def test_mir_similarity_follows_eq_not_content(dry_a, dry_b):
 
 
 def test_tables_label_metrics_and_reproduce_the_command():
-    from stito_server.bench.common import command_line, metric_label
+    from bench.common import command_line, metric_label
 
     assert metric_label("mfcc") == "MFCC"
     assert metric_label("afx:/tmp/cand/afx-rep-1a2b3c4d.pt") == "AFX-REP-1A2B3C4D"

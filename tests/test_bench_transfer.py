@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from stito_server.audio import loudness_lufs
-from stito_server.bench import cli as bench_cli
-from stito_server.bench.common import ClipPool, peak_normalize
-from stito_server.bench.transfer import (QUICK, STYLE_NAMES, STYLES, crest_db, log_mel_distance, measures,
+from bench import cli as bench_cli
+from bench.common import ClipPool, peak_normalize
+from bench.transfer import (QUICK, STYLE_NAMES, STYLES, crest_db, log_mel_distance, measures,
                                          method_label, method_names, rule_based, stereo_width, style_chain)
-from stito_server.data import cli as data_cli
+from training.data import corpus
 from stito_server.effects.builtin import BuiltinEffect
 from stito_server.effects.vst3 import find_vst3
 
@@ -21,7 +21,7 @@ from .conftest import RATE, bench_parser, run_quick_bench
 
 @pytest.fixture(scope="module")
 def quick_root(request):
-    return data_cli.build_eval(quick=True, cache=request.config.cache.mkdir("stito-data"), log=lambda m: None)[0]
+    return corpus.build_eval(quick=True, cache=request.config.cache.mkdir("stito-data"), log=lambda m: None)[0]
 
 
 def _noise(seed: int, seconds: float = 2.0, channels: int = 2) -> np.ndarray:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from stito_server.audio import resample
-from stito_server.data import cli as data_cli
-from stito_server.data.clips import RATE, load_clip, load_manifest, read_source_file
-from stito_server.data.sources import CONTENT_TYPES, EVAL_SOURCES, TRAIN_SOURCES, Source, packages, sources
+from training.data import cli as data_cli
+from training.data import corpus
+from training.data.clips import RATE, load_clip, load_manifest, read_source_file
+from training.data.sources import CONTENT_TYPES, EVAL_SOURCES, TRAIN_SOURCES, Source, packages, sources
 
 
 def test_eval_and_train_sources_share_no_package_or_file():
@@ -51,7 +52,7 @@ def test_archive_member_patterns_match_only_inside_the_archive():
 def quick_data(request) -> tuple[Path, dict[str, float]]:
     """The real quick evaluation subset, fetched once into pytest's cache folder (kept between runs)."""
     cache = request.config.cache.mkdir("stito-data")
-    return data_cli.build_eval(quick=True, cache=cache, log=lambda m: None)
+    return corpus.build_eval(quick=True, cache=cache, log=lambda m: None)
 
 
 def test_quick_manifests_have_clips_with_provenance(quick_data):
@@ -94,7 +95,7 @@ def test_second_run_is_a_no_op_and_a_deleted_clip_is_restored_identically(quick_
     mtimes = {c["path"]: (out / c["path"]).stat().st_mtime_ns for c in clips}
     victim.unlink()
     shutil.rmtree(out / ".units" / clips[0]["package"])  # as if interrupted before the records were written
-    data_cli.build_eval(quick=True, cache=cache, log=lambda m: None)
+    corpus.build_eval(quick=True, cache=cache, log=lambda m: None)
     assert victim.read_bytes() == before
     assert (out / "guitar" / "manifest-quick.json").read_bytes() == manifest
     after = load_manifest(out, "guitar", quick=True)

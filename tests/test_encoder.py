@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from stito_server.bench.param_tasks import PARAM_TASKS, UNSEEN_EFFECTS
-from stito_server.encoder.effects import make_effect, pretext_effects
-from stito_server.encoder.model import EncoderConfig, StyleEncoder, random_encoder
-from stito_server.encoder.pairs import PairPlan, build_pairs, item_chains, load_pairs, plan_items, style_ids
-from stito_server.encoder.presets import build_presets, effect_presets
-from stito_server.encoder.train import TrainPlan, train
-from stito_server.encoder.weights import export_weights, load_encoder
+from bench.param_tasks import PARAM_TASKS
+from training.effects import UNSEEN_EFFECTS, make_effect, pretext_effects
+from stito_server.metrics.encoder import EncoderConfig, StyleEncoder, random_encoder
+from training.pairs import PairPlan, build_pairs, item_chains, load_pairs, plan_items, style_ids
+from training.presets import build_presets, effect_presets
+from training.train import TrainPlan, train
+from stito_server.metrics.weights import export_weights, load_encoder
 from stito_server.errors import ChainError, StitoError
 from stito_server.examples import phrase
 from stito_server.metrics import get_metric
@@ -195,7 +195,7 @@ def test_random_encoder_metric_is_seeded_unit_norm_and_leaves_torch_rng_alone():
 
 def test_shipped_weights_verify_and_group_clips_by_style_not_content():
     from stito_server.effects.builtin import BuiltinEffect
-    from stito_server.encoder.weights import sha256_of, shipped_weights
+    from stito_server.metrics.weights import sha256_of, shipped_weights
 
     path = shipped_weights()
     assert sha256_of(path).startswith(path.name[len("afx-rep-"):-3])

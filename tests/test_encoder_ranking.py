@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from stito_server.data.clips import load_clip
-from stito_server.encoder.model import EncoderConfig, FrontEnd
-from stito_server.encoder.pairs import _fit, _mid_side_mel, _stereo
-from stito_server.encoder.plans import RankPlan, RankTrainPlan
-from stito_server.encoder.rank_train import Ranker, losses, train_ranking
-from stito_server.encoder.ranking import build_rankset, draw_negative, family_chain, load_rankset
-from stito_server.encoder.weights import export_weights, load_encoder
+from training.data.clips import load_clip
+from stito_server.metrics.encoder import EncoderConfig, FrontEnd
+from training.pairs import fit_length, mid_side_mel, as_stereo
+from training.plans import RankPlan, RankTrainPlan
+from training.rank_train import Ranker, losses, train_ranking
+from training.ranking import build_rankset, draw_negative, family_chain, load_rankset
+from stito_server.metrics.weights import export_weights, load_encoder
 
 RATE = 48000
 SMALL = EncoderConfig(width=16, dilations=(1, 2), dim=8, n_mels=32)
@@ -45,10 +45,10 @@ def test_rankset_holds_b_at_the_anchors_setting_at_nearby_ones_and_dry(tiny_rank
     chain = family_chain("pedalboard-strip")
     chain.set_vector(np.array(items["theta"][i]))
     n = 2 * RATE
-    b = _fit(_stereo(load_clip(phrase_corpus, items["clips"][dry[i, 1]])), n) * np.float32(
+    b = fit_length(as_stereo(load_clip(phrase_corpus, items["clips"][dry[i, 1]])), n) * np.float32(
         10 ** (items["gain_db"][i][1] / 20))
     front = FrontEnd(SMALL)
-    want = _mid_side_mel(np.stack([_fit(chain.process(b, RATE), n), b]), front).astype(np.float32)
+    want = mid_side_mel(np.stack([fit_length(chain.process(b, RATE), n), b]), front).astype(np.float32)
     got = np.asarray(r.cands[i, [0, -1]], dtype=np.float32)
     assert np.abs(got - want).max() < 2e-3  # float16 storage
     # negatives are other settings, and they sound different from the positive on most items

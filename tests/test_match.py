@@ -11,9 +11,9 @@ from stito_server.effects.builtin import BuiltinEffect
 from stito_server.effects.chain import Chain, SearchDim
 from stito_server.effects.vst3 import VST3Effect
 from stito_server.errors import AudioError, CancelledError, StitoError
-from stito_server.match import MatchOptions, match
+from stito_server.engine.match import MatchOptions, match
 from stito_server.metrics import get_metric
-from stito_server.optimize import OptimizerOptions
+from stito_server.engine.optimize import OptimizerOptions
 
 from .conftest import RATE, vst3_path
 
@@ -175,8 +175,8 @@ def test_silent_and_nonfinite_input_refused(dry_b):
 
 
 def test_scorer_renders_identical_rows_once_and_keeps_row_order(dry_a, dry_b):
-    from stito_server.match import _Scorer
-    from stito_server.render import Clip, Renderer
+    from stito_server.engine.match import _Scorer
+    from stito_server.engine.render import Clip, Renderer
 
     eq = BuiltinEffect("parametric_eq")
     chain = Chain([eq], [SearchDim(0, eq.param_index("high_shelf_gain_db"))])
@@ -202,7 +202,7 @@ def test_scorer_renders_identical_rows_once_and_keeps_row_order(dry_a, dry_b):
 
 
 def test_score_settings_maps_the_objective_and_leaves_the_chain(dry_a, dry_b):
-    from stito_server.match import score_settings
+    from stito_server.engine.match import score_settings
 
     eq = BuiltinEffect("parametric_eq")
     chain = Chain([eq], [SearchDim(0, eq.param_index("high_shelf_gain_db"))])

@@ -7,7 +7,7 @@ import pytest
 
 from stito_server.effects.builtin import BuiltinEffect
 from stito_server.metrics import get_metric
-from stito_server.optimize import OptimizerOptions, optimize
+from stito_server.engine.optimize import OptimizerOptions, optimize
 from stito_server.errors import StitoError
 
 from .conftest import RATE
@@ -104,7 +104,7 @@ def test_plateau_stop_and_failures_counted():
 def test_time_budget_ends_the_search_and_splits_it_between_stages():
     import time
 
-    from stito_server.optimize import Stage
+    from stito_server.engine.optimize import Stage
 
     def slow(xs):  # a generation takes at least 0.1 s, as a render would
         time.sleep(0.1)

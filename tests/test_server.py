@@ -17,9 +17,9 @@ import zmq
 from stito_server.audio import Audio
 from stito_server.client import ServerError, StitoClient
 from stito_server.effects.specs import chain_from_dict
-from stito_server.match import MatchOptions, match
+from stito_server.engine.match import MatchOptions, match
 from stito_server.metrics import get_metric
-from stito_server.optimize import OptimizerOptions
+from stito_server.engine.optimize import OptimizerOptions
 from stito_server.protocol import (DELIMITER, Signer, load_or_create_key, new_message, serialize)
 from stito_server.server import Server, ServerOptions
 

@@ -11,10 +11,10 @@ from stito_server.effects.builtin import BuiltinEffect
 from stito_server.effects.chain import Chain, SearchDim
 from stito_server.effects.specs import load_chain
 from stito_server.errors import StitoError
-from stito_server.match import MatchOptions, match, plan_excerpts
+from stito_server.engine.match import MatchOptions, match, plan_excerpts
 from stito_server.metrics import get_metric
-from stito_server.optimize import OptimizerOptions, Stage, optimize
-from stito_server.render import ProcessRenderer, Renderer, Clip
+from stito_server.engine.optimize import OptimizerOptions, Stage, optimize
+from stito_server.engine.render import ProcessRenderer, Renderer, Clip
 
 from .conftest import RATE
 
@@ -171,7 +171,7 @@ def test_fast_preset_is_seeded_and_pinned(dry_a, distorted_b):
 
 
 def test_quick_speed_bench_end_to_end(tmp_path):
-    from stito_server.bench import speed
+    from bench import speed
 
     report = speed.run(quick=True, out_dir=tmp_path, metric="mfcc", runs=1, wait=False, quality_cases=2,
                        quality_seeds=1, log=lambda s: None)
@@ -192,7 +192,7 @@ def test_quick_speed_bench_end_to_end(tmp_path):
 
 
 def test_quality_summary_pairs_runs_by_case_and_seed():
-    from stito_server.bench.search_quality import summarize
+    from bench.search_quality import summarize
 
     def row(case, seed, preset, dist):
         return {"case": case, "seed": seed, "preset": preset, "oracle_mrstft_db": dist, "style_similarity": 0.9,
@@ -210,7 +210,7 @@ def test_quality_summary_pairs_runs_by_case_and_seed():
 
 
 def test_median_interval_is_seeded_and_narrows_with_agreeing_pairs():
-    from stito_server.bench.search_quality import median_interval
+    from bench.search_quality import median_interval
 
     assert median_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
     spread = [-3.0, -1.0, 0.5, 1.0, 4.0, -2.0, 0.0, 2.5, -0.5]
@@ -222,7 +222,7 @@ def test_median_interval_is_seeded_and_narrows_with_agreeing_pairs():
 
 @pytest.mark.parametrize("later", [0.2, 0.95])
 def test_whole_input_check_falls_back_when_the_excerpts_mislead(dry_a, distorted_b, monkeypatch, later):
-    import stito_server.match as match_module
+    import stito_server.engine.match as match_module
 
     calls = []
 

@@ -7,19 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ChainError, did_you_mean
+from ..resources import package_dir
 from .base import Effect
 from .builtin import BuiltinEffect
 from .chain import Chain, SearchDim
 from .vst3 import VST3Effect, resolve_vst3
 
-CHAIN_DIR = Path(__file__).resolve().parent.parent / "chains"
 EFFECT_KEYS = ("builtin", "vst3", "python", "name", "search", "exclude", "fix", "start", "ranges")
 TOP_KEYS = ("name", "description", "effects")
 
 
 def named_chains() -> dict[str, Path]:
     """Chains shipped with stito, by name."""
-    return {p.stem: p for p in sorted(CHAIN_DIR.glob("*.toml"))}
+    return {p.stem: p for p in sorted(package_dir("chains").glob("*.toml"))}
 
 
 def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None) -> Chain:

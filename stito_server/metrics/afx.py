@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..encoder.model import FrontEnd, StyleEncoder
+from .encoder import FrontEnd, StyleEncoder
 from .base import StyleMetric
 
 

@@ -21,7 +21,7 @@ from stito_server.protocol import load_or_create_key
 from .host import Reaper
 from .model import FX, Track
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "reaper_scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "stito_server" / "reaper_scripts"
 RATE = 48000
 
 

@@ -1,0 +1,80 @@
+"""`stito bench classification|retrieval|parameters|transfer|ranking|all [--quick]` (into bench/results/); `throughput`, `server`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Sequence
+
+from .common import RESULTS_DIR
+
+TASKS = {"classification": "bench.classification", "retrieval": "bench.retrieval",
+         "parameters": "bench.parameters", "transfer": "bench.transfer",
+         "ranking": "bench.setting_ranking"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bench`` with one sub-command per task to a CLI's sub-parsers."""
+    p = subparsers.add_parser("bench", help="benchmarks on held-out real audio (results in bench/results/)")
+    sub = p.add_subparsers(dest="bench_task", required=True)
+    for task in (*TASKS, "all"):
+        t = sub.add_parser(task, help=f"task: {task}" if task != "all" else f"every task in turn: {', '.join(TASKS)}")
+        t.add_argument("--quick", action="store_true", help="quick data subset and few trials (for CI)")
+        t.add_argument("--out", type=Path, default=None,
+                       help="results folder (default: bench/results, or bench/results/quick with --quick)")
+        t.add_argument("--metrics", default="mfcc,mir", help="comma-separated metric names (default mfcc,mir)")
+        t.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+        t.add_argument("--cache", default=None,
+                       help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
+    th = sub.add_parser("throughput", help="each metric's embedding speed in x real time (stereo clips, mid+side)")
+    th.add_argument("--metrics", default="afx,mfcc,mir,random", help="comma-separated metric names")
+    th.add_argument("--batch", type=int, default=128, help="stereo clips per call (default 128)")
+    th.add_argument("--seconds", type=float, default=5.46, help="clip length in seconds (default 5.46)")
+    th.add_argument("--repeats", type=int, default=3, help="timed calls; the median is reported (default 3)")
+    from .speed import add_arguments as add_speed_arguments
+
+    add_speed_arguments(sub.add_parser("speed", help="match speed: fast preset vs naive paper settings vs Matchering"))
+    s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
+    s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stito bench TASK``; prints the markdown table and returns the exit status."""
+    if args.bench_task == "server":
+        from .server import run_server_bench
+
+        return run_server_bench(args.repeats)
+    if args.bench_task == "speed":
+        from .speed import run_args
+
+        return run_args(args)
+    if args.bench_task == "throughput":
+        import os
+
+        from .throughput import metric_throughput
+
+        print(f"| metric | batch | clip s | median s | x real time |  ({os.cpu_count()} CPUs, load "
+              f"{os.getloadavg()[0]:.1f})\n|---|---|---|---|---|")
+        for name in (m.strip() for m in args.metrics.split(",") if m.strip()):
+            r = metric_throughput(name, args.batch, args.seconds, args.repeats)
+            print(f"| {name} | {r['batch']} | {r['seconds']:g} | {r['median_s']:.2f} | {r['x_real_time']:.0f} |")
+        return 0
+    if args.bench_task not in TASKS and args.bench_task != "all":
+        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, speed, throughput, server")
+    out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    for task in TASKS if args.bench_task == "all" else (args.bench_task,):
+        module = importlib.import_module(TASKS[task])
+        report = module.run(quick=args.quick, out_dir=out, metrics=metrics, seed=args.seed, cache=args.cache)
+        print(Path(report["files"][0]).read_text())
+        print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """`stito bench ARGS`: the entry point `stito` loads for its `bench` command (ARGS follow the name)."""
+    parser = argparse.ArgumentParser(prog="stito")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["bench", *argv]))

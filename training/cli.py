@@ -1,0 +1,152 @@
+"""`stito train presets|pairs|fit|rankset|rankfit|export`: build the encoder's pretext data, train it, ship it."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .data.corpus import train_root
+from .plans import CHECKPOINT, MODELS_DIR, PairPlan, RankPlan, RankTrainPlan, TrainPlan
+
+PRESETS_FILE = MODELS_DIR / "presets.json"
+PROBE_SECONDS = 3.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` with its sub-commands to a CLI's sub-parsers."""
+    p = subparsers.add_parser("train", help="train the AFx-Rep style encoder (presets, pairs, fit, export)")
+    sub = p.add_subparsers(dest="train_command", required=True)
+    pr = sub.add_parser("presets", help="10 presets per pretext effect (k-means medoids of 1000 random settings)")
+    pr.add_argument("--out", type=Path, default=PRESETS_FILE, help="presets JSON (default: models/presets.json)")
+    pr.add_argument("--settings", type=int, default=1000, help="random settings per effect (default 1000)")
+    pr.add_argument("--seed", type=int, default=0, help="(default 0)")
+    pa = sub.add_parser("pairs", help="render the pretext pairs into log-mel memmaps (outside git, resumable)")
+    pa.add_argument("--presets", type=Path, default=PRESETS_FILE, help="presets JSON (default: models/presets.json)")
+    pa.add_argument("--out", type=Path, default=None, help="pairs folder (default: pairs in the data cache)")
+    pa.add_argument("--items", type=int, default=PairPlan.items, help="pretext items (default %(default)s)")
+    pa.add_argument("--chain-share", type=float, default=PairPlan.chain_share,
+                    help="share of items that chain 2-3 effects (contrastive term only; default %(default)s)")
+    pa.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
+    pa.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
+    pa.add_argument("--seed", type=int, default=0, help="(default 0)")
+    f = sub.add_parser("fit", help="train (or resume) from a pairs folder; checkpoints + CSV log in --out")
+    f.add_argument("--pairs", type=Path, default=None, help="pairs folder (default: $STITO_DATA_DIR/pairs)")
+    f.add_argument("--out", type=Path, required=True, help="checkpoint folder (resumes if it holds one)")
+    f.add_argument("--steps", type=int, default=TrainPlan.steps, help="total steps (default %(default)s)")
+    f.add_argument("--batch", type=int, default=TrainPlan.batch, help="items per step (default %(default)s)")
+    f.add_argument("--lr", type=float, default=TrainPlan.lr, help="peak learning rate (default %(default)s)")
+    f.add_argument("--contrastive-weight", type=float, default=TrainPlan.contrastive_weight,
+                   help="weight of the same-style InfoNCE term (default %(default)s)")
+    f.add_argument("--init", type=Path, default=None,
+                   help="fine-tune: start from this checkpoint's model weights (folder or file)")
+    f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    f.add_argument("--seed", type=int, default=0, help="(default 0)")
+    rs = sub.add_parser("rankset", help="render a ranking set: recording a at a chain setting vs recording b at it "
+                        "and at nearby settings (outside git, resumable)")
+    rs.add_argument("--out", type=Path, default=None, help="ranking set folder (default: rankset in the data cache)")
+    rs.add_argument("--items", type=int, default=RankPlan.items, help="items (default %(default)s)")
+    rs.add_argument("--negatives", type=int, default=RankPlan.negatives,
+                    help="nearby settings of b per item (default %(default)s)")
+    rs.add_argument("--workers", type=int, default=2, help="render processes (default 2)")
+    rs.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
+    rs.add_argument("--seed", type=int, default=0, help="(default 0)")
+    rf = sub.add_parser("rankfit", help="fine-tune an encoder on a ranking set (or resume); checkpoints + CSV log "
+                        "in --out")
+    rf.add_argument("--ranks", type=Path, default=None, help="ranking set folder (default: $STITO_DATA_DIR/rankset)")
+    rf.add_argument("--out", type=Path, required=True, help="checkpoint folder (resumes if it holds one)")
+    rf.add_argument("--init", type=Path, default=None,
+                    help="start from these weights: an afx-rep-*.pt file or a checkpoint (folder or file); "
+                    "default: random weights")
+    rf.add_argument("--steps", type=int, default=RankTrainPlan.steps, help="total steps (default %(default)s)")
+    rf.add_argument("--batch", type=int, default=RankTrainPlan.batch, help="items per step (default %(default)s)")
+    rf.add_argument("--lr", type=float, default=RankTrainPlan.lr, help="peak learning rate (default %(default)s)")
+    rf.add_argument("--temperature", type=float, default=RankTrainPlan.temperature,
+                    help="softmax temperature over cosine scores (default %(default)s)")
+    rf.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    rf.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    rf.add_argument("--seed", type=int, default=0, help="(default 0)")
+    e = sub.add_parser("export", help="write the checkpoint's encoder to models/afx-rep-<sha256 prefix>.pt")
+    e.add_argument("checkpoint", type=Path, help=f"checkpoint folder or its {CHECKPOINT}")
+    e.add_argument("--out", type=Path, default=MODELS_DIR, help="destination folder (default: models/)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stito train ...``; returns the exit status."""
+    t0 = time.perf_counter()
+    if args.train_command == "presets":
+        from stito_server.examples import phrase
+        from .effects import pretext_effects
+        from .presets import build_presets
+
+        # The probe is the generated example phrase (bass, chords, drums): license-free and always there.
+        probe = phrase(PROBE_SECONDS, 48000, seed=args.seed)
+        build_presets(pretext_effects(), probe, 48000, args.out, n_settings=args.settings, seed=args.seed)
+        print(f"presets in {args.out} ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "pairs":
+        from .pairs import build_pairs, default_pairs_dir
+
+        try:
+            plan = PairPlan(items=args.items, seed=args.seed, chain_share=args.chain_share)
+        except ValueError as exc:
+            raise SystemExit(f"stito train pairs: {exc}") from None
+        out = build_pairs(train_root(args.cache), args.presets, args.out or default_pairs_dir(args.cache), plan,
+                          workers=args.workers)
+        print(f"pairs in {out} ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "rankset":
+        from .ranking import build_rankset, default_rankset_dir
+
+        try:
+            rplan = RankPlan(items=args.items, negatives=args.negatives, seed=args.seed)
+        except ValueError as exc:
+            raise SystemExit(f"stito train rankset: {exc}") from None
+        out = build_rankset(train_root(args.cache), args.out or default_rankset_dir(args.cache), rplan,
+                            workers=args.workers)
+        print(f"ranking set in {out} ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "rankfit":
+        from .rank_train import train_ranking
+        from .ranking import default_rankset_dir
+
+        plan = RankTrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, temperature=args.temperature,
+                             seed=args.seed, init=_init_path("rankfit", args.init))
+        ck = train_ranking(args.ranks or default_rankset_dir(), args.out, plan, device=args.device,
+                           threads=args.threads)
+        print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
+    elif args.train_command == "fit":
+        from .pairs import default_pairs_dir
+        from .train import train
+
+        init = _init_path("fit", args.init)
+        plan = TrainPlan(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                         contrastive_weight=args.contrastive_weight, init=init)
+        ck = train(args.pairs or default_pairs_dir(), args.out, plan, device=args.device, threads=args.threads)
+        print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
+    elif args.train_command == "export":
+        from stito_server.metrics.weights import export_weights
+
+        ck = args.checkpoint / CHECKPOINT if args.checkpoint.is_dir() else args.checkpoint
+        print(f"wrote {export_weights(ck, args.out)}")
+    else:
+        raise SystemExit(f"unknown train command {args.train_command!r}; valid: presets, pairs, fit, rankset, "
+                         "rankfit, export")
+    return 0
+
+
+def _init_path(command: str, init: Path | None) -> str:
+    """``--init`` as an absolute file path ("" when not given); a folder means its checkpoint."""
+    if init is None:
+        return ""
+    path = init / CHECKPOINT if init.is_dir() else init
+    if not path.is_file():
+        raise SystemExit(f"stito train {command}: --init {init}: no checkpoint or weights file there")
+    return str(path.resolve())
+
+
+def main(argv: Sequence[str]) -> int:
+    """`stito train ARGS`: the entry point `stito` loads for its `train` command (ARGS follow the name)."""
+    parser = argparse.ArgumentParser(prog="stito")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["train", *argv]))
