@@ -9,20 +9,9 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from .protocol import (DEFAULT_ADDRESS, Message, ProtocolError, ReplayGuard, Signer, audio_to_buffer,
+from .errors import ProtocolError, ServerError, ServerTimeout
+from .protocol import (DEFAULT_ADDRESS, Message, ReplayGuard, Signer, audio_to_buffer,
                        buffer_to_audio, deserialize, load_or_create_key, new_message, serialize)
-
-
-class ServerError(Exception):
-    """The server answered ``status: error``; ``ename``/``evalue`` are its error name and sentence."""
-
-    def __init__(self, ename: str, evalue: str, content: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{ename}: {evalue}")
-        self.ename, self.evalue, self.content = ename, evalue, content or {}
-
-
-class ServerTimeout(Exception):
-    """No answer within the timeout; the server may not be running."""
 
 
 class StitoClient:

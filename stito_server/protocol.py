@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ProtocolError
+
 PROTOCOL_VERSION = "1.2"
 DELIMITER = b"<IDS|MSG>"
 MAX_JSON_BYTES = 1 << 20  # header, parent header and content each
@@ -38,14 +40,6 @@ REQUEST_TYPES = ("server_info_request", "list_plugins_request", "match_request",
                  "shutdown_request")
 REPLY_TYPES = ("server_info_reply", "list_plugins_reply", "match_reply", "cancel_reply", "shutdown_reply",
                "progress", "error_reply")
-
-
-class ProtocolError(Exception):
-    """A message that cannot be accepted; ``ename`` is the protocol's error name."""
-
-    def __init__(self, ename: str, evalue: str) -> None:
-        super().__init__(f"{ename}: {evalue}")
-        self.ename, self.evalue = ename, evalue
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 from .effects.chain import Chain
 from .effects.specs import chain_from_dict
 from .effects.vst3 import resolve_vst3
-from .errors import ChainError, StitoError
+from .errors import ChainError, UnsupportedFX
 
 HOSTABLE_TYPES = ("VST3",)
 WHY_NOT = {
@@ -24,16 +24,6 @@ WHY_NOT = {
     "DX": "DirectX plugins cannot be hosted",
     "VIDEO": "video processors are not audio effects",
 }
-
-
-class UnsupportedFX(StitoError):
-    """Enabled FX that the server cannot host; ``items`` lists each with its index, name and reason."""
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-        parts = [f"#{i['index'] + 1} {i['name']} ({i['reason']})" for i in items]
-        super().__init__("the track has FX stito cannot host, so it would optimise a chain that differs from "
-                         "what you hear: " + "; ".join(parts) + ". Bypass or remove them, or exclude them.")
 
 
 @dataclass

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import zmq
 
 from . import __version__
-from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard,
+from .errors import CancelledError, JobStopped, ProtocolError, RequestError, StitoError
+from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, PROTOCOL_VERSION, Message, ReplayGuard,
                        Signer, audio_to_buffer, buffer_to_audio, config_dir, deserialize, load_or_create_key,
                        new_message, serialize, split_identities)
 
@@ -228,19 +229,13 @@ class Server:
     def _run(self, job: Job) -> None:
         try:
             if job.cancel.is_set():
-                raise _Stopped(job.reason)
+                raise JobStopped(job.reason)
             job.state = "running"
-            job.deadline = time.monotonic() + float(job.request.content.get("options", {}).get(
-                "timeout_s", self.options.job_timeout_s))
+            job.deadline = time.monotonic() + self._timeout_s(job.request.content.get("options", {}))
             self._progress(job, {"state": "running", "queue_position": 0})
             content, buffers = self._match(job)
             self._send(job.identities, new_message("match_reply", content, parent=job.request, buffers=buffers))
             self.log(f"job {job.job_id} done")
-        except _Stopped as stop:
-            evalue = {"Cancelled": "the match was cancelled; nothing was changed",
-                      "ServerShutdown": "the server is shutting down; nothing was changed",
-                      "Timeout": "the match ran past its time limit; nothing was changed"}[stop.reason]
-            self._reply_error(job, stop.reason, evalue)
         except Exception as exc:
             ename, evalue, extra = _classify(exc)
             self._reply_error(job, ename, evalue, extra)
@@ -253,12 +248,23 @@ class Server:
         content = {**_error(ename, evalue), "job_id": job.job_id, **(extra or {})}
         self._send(job.identities, new_message("match_reply", content, parent=job.request))
 
+    def _timeout_s(self, options: Any) -> float:
+        """A request's ``options.timeout_s`` (default the server's ``--timeout``), or BadRequest naming it."""
+        value = options.get("timeout_s", self.options.job_timeout_s) if isinstance(options, dict) else None
+        try:
+            return float(self.options.job_timeout_s if value is None else value)
+        except (TypeError, ValueError):
+            raise RequestError("BadRequest", f"options.timeout_s must be a number of seconds, got {value!r}") from None
+
     def metric(self, name: str):
         """One metric object per name, shared by every job (learned encoders load once)."""
         from .metrics import get_metric, metric_names
 
-        if name not in metric_names():  # no "afx:PATH" over the wire: a request never picks files to load
-            raise _RequestError("BadRequest", f"unknown metric {name!r}; valid: {', '.join(metric_names())}")
+        # registered names, or a blend of them ("afx+mfcc"); no "afx:PATH" over the wire: a request never picks
+        # files to load
+        if not all(part in metric_names() for part in name.split("+")):
+            raise RequestError("BadRequest", f"unknown metric {name!r}; valid: {', '.join(metric_names())}, "
+                                             "or names joined by '+' (e.g. afx+mfcc)")
         with self._lock:
             if name not in self._metrics:
                 self._metrics[name] = get_metric(name, self.options.device)
@@ -266,7 +272,6 @@ class Server:
 
     def _match(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
         from .audio import Audio
-        from .errors import StitoError
         from .engine.match import MatchOptions, match
 
         c = job.request.content
@@ -274,7 +279,7 @@ class Server:
             x, x_rate = buffer_to_audio(_obj(c, "input"), job.request.buffers)
             r, r_rate = buffer_to_audio(_obj(c, "reference"), job.request.buffers)
         except ProtocolError as exc:
-            raise _RequestError(exc.ename, exc.evalue) from None
+            raise RequestError(exc.ename, exc.evalue) from None
         from .audio import validate_audio
 
         validate_audio(Audio(x, x_rate), role="input")  # fail fast, before any plugin loads
@@ -290,7 +295,7 @@ class Server:
                 renderer="processes" if built.chain.spec is not None else "threads",
                 **{k: cast(o[k]) for k, cast in casts.items() if k in o})
         except (TypeError, ValueError, StitoError) as exc:
-            raise _RequestError("BadRequest", f"bad options: {exc}") from None
+            raise RequestError("BadRequest", f"bad options: {exc}") from None
         from .metrics import DEFAULT_METRIC
 
         metric = self.metric(str(o.get("metric", DEFAULT_METRIC)))
@@ -306,12 +311,10 @@ class Server:
                 return True
             return job.cancel.is_set()
 
-        from .errors import CancelledError
-
         try:
             result = match(Audio(x, x_rate), Audio(r, r_rate), built.chain, metric, opts, progress, cancelled)
         except CancelledError:
-            raise _Stopped(job.reason) from None
+            raise JobStopped(job.reason) from None
         content = {"status": "ok", "job_id": job.job_id, "fx": built.reply_fx(result.parameters),
                    "similarity": result.similarity, "skipped": built.skipped, "unmapped": built.unmapped,
                    "report": result.report(chain_name=built.chain.name, metric=metric.name)}
@@ -365,56 +368,30 @@ def build_chain(desc: dict[str, Any], allow_python: bool = False) -> BuiltChain:
     if isinstance(spec, str):
         chain = load_chain(spec) if "/" not in spec and not spec.endswith(".toml") else None
         if chain is None:
-            raise _RequestError("BadRequest", "chain.spec must be a shipped chain name or a spec object, "
+            raise RequestError("BadRequest", "chain.spec must be a shipped chain name or a spec object, "
                                               "not a file path on the server")
     elif isinstance(spec, dict):
         effects = spec.get("effects") if isinstance(spec.get("effects"), list) else []
         if not allow_python and any(isinstance(e, dict) and "python" in e for e in effects):
-            raise _RequestError("NotAllowed", "this server does not load Python effects named by clients")
+            raise RequestError("NotAllowed", "this server does not load Python effects named by clients")
         chain = chain_from_dict(spec)
     else:
-        raise _RequestError("BadRequest", "chain must be {\"spec\": name or object} or {\"fx\": [...]}")
+        raise RequestError("BadRequest", "chain must be {\"spec\": name or object} or {\"fx\": [...]}")
     return BuiltChain(chain, list(range(len(chain.effects))), None)
-
-
-class _Stopped(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _RequestError(Exception):
-    def __init__(self, ename: str, evalue: str) -> None:
-        super().__init__(evalue)
-        self.ename, self.evalue = ename, evalue
 
 
 def _obj(content: dict[str, Any], key: str) -> dict[str, Any]:
     value = content.get(key)
     if not isinstance(value, dict):
-        raise _RequestError("BadRequest", f"match_request needs an object {key!r}")
+        raise RequestError("BadRequest", f"match_request needs an object {key!r}")
     return value
 
 
 def _classify(exc: Exception) -> tuple[str, str, dict[str, Any]]:
-    from .errors import AudioError, ChainError, RenderError
-    from .reaper_chain import UnsupportedFX
-    from .engine.render import WorkerCrashed
-
-    one_line = " ".join(str(exc).split())
-    if isinstance(exc, _RequestError):
-        return exc.ename, exc.evalue, {}
-    if isinstance(exc, UnsupportedFX):
-        return "UnsupportedFX", one_line, {"unsupported": exc.items}
-    for cls, name in ((WorkerCrashed, "WorkerCrashed"), (RenderError, "RenderError"), (AudioError, "AudioError"),
-                      (ChainError, "ChainError")):
-        if isinstance(exc, cls):
-            return name, one_line, {}
-    from .errors import StitoError
-
+    """An exception -> the reply's ``ename``, ``evalue`` and extra fields: a StitoError by its wire name."""
     if isinstance(exc, StitoError):
-        return "BadRequest", one_line, {}
-    return "InternalError", f"{type(exc).__name__}: {one_line}", {}
+        return exc.wire_name, exc.evalue, exc.wire_extra()
+    return "InternalError", f"{type(exc).__name__}: {' '.join(str(exc).split())}", {}
 
 
 def _error(ename: str, evalue: str) -> dict[str, Any]:

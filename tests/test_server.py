@@ -408,3 +408,53 @@ def test_gpu_without_cuda_is_a_clear_error(key):
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="torch sees no CUDA device; run with --device cpu"):
         Server(ServerOptions(bind="tcp://127.0.0.1:0", device="cuda", key_file=key[1], quiet=True))
+
+
+def test_a_metric_blend_runs_over_the_socket_as_in_process(server, tmp_path, dry_a, dry_b):
+    """`stito match --metric mfcc+mir --server` was refused although get_metric and the protocol accept blends."""
+    from stito_server.cli import main
+    from .conftest import write
+
+    inp = write(tmp_path / "in.wav", dry_a)
+    ref = write(tmp_path / "ref.wav", eq_ref(dry_b, 9.0))
+    args = [str(inp), str(ref), "--chain", "pedalboard-strip", "--max-generations", "2", "--popsize", "4",
+            "--excerpt-seconds", "2", "--excerpts", "1", "--time-budget", "0", "--quiet", "--metric", "mfcc+mir"]
+    assert main(["match", *args, "--out", str(tmp_path / "local.wav"), "--report", str(tmp_path / "local.json")]) == 0
+    assert main(["match", *args, "--out", str(tmp_path / "served.wav"), "--report", str(tmp_path / "served.json"),
+                 "--server", server.address]) == 0
+    local = json.loads((tmp_path / "local.json").read_text())
+    served = json.loads((tmp_path / "served.json").read_text())
+    assert served["metric"] == local["metric"] == "mfcc+mir"
+    assert served["vector"] == pytest.approx(local["vector"], abs=1e-12)
+    assert served["similarity"]["after"] == pytest.approx(local["similarity"]["after"], abs=1e-9)
+
+
+def test_a_blend_naming_an_unknown_metric_or_one_twice_is_a_bad_request(client, dry_a, dry_b):
+    for name, says in (("mfcc+mfc", "unknown metric 'mfcc+mfc'; valid: afx, mfcc, mir, random, or names joined"),
+                       ("mfcc+mfcc", "a blend joins different metric names")):
+        req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, {**SMALL, "metric": name})
+        with pytest.raises(ServerError) as err:
+            client.wait_match(req, idle_timeout_s=60)
+        assert err.value.ename == "BadRequest" and says in err.value.evalue
+
+
+def test_a_bad_timeout_is_a_bad_request_naming_it(client, dry_a, dry_b):
+    req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, {**SMALL, "timeout_s": "abc"})
+    with pytest.raises(ServerError) as err:
+        client.wait_match(req, idle_timeout_s=60)
+    assert err.value.ename == "BadRequest"
+    assert err.value.evalue == "options.timeout_s must be a number of seconds, got 'abc'"
+
+
+def test_every_error_is_a_stito_error_with_its_wire_name():
+    from stito_server import errors
+
+    names = {cls.__name__: cls.wire_name for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, Exception)}
+    assert all(issubclass(getattr(errors, n), errors.StitoError) for n in names)
+    assert names["WorkerCrashed"] == "WorkerCrashed" and names["UnsupportedFX"] == "UnsupportedFX"
+    assert names["CancelledError"] == "Cancelled" and names["StitoError"] == "BadRequest"
+    assert errors.ProtocolError("TooLarge", "too  big\n x").wire_name == "TooLarge"
+    assert errors.ProtocolError("TooLarge", "too  big\n x").evalue == "too big x"
+    crash = errors.UnsupportedFX([{"index": 0, "name": "JS: x", "reason": "JSFX"}])
+    assert crash.wire_extra() == {"unsupported": [{"index": 0, "name": "JS: x", "reason": "JSFX"}]}

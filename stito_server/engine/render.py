@@ -13,7 +13,7 @@ import numpy as np
 
 from ..audio import peak_dbfs
 from ..effects.chain import Chain
-from ..errors import RenderError
+from ..errors import RenderError, WorkerCrashed
 
 SILENT_DBFS = -90.0
 
@@ -361,10 +361,6 @@ class ProcessRenderer:
                 if time.monotonic() - since[k] > self.render_timeout_s:
                     proc.kill()
                     raise WorkerCrashed(self._blame(current.value, f"hung for {self.render_timeout_s:g} s", doing))
-
-
-class WorkerCrashed(RenderError):
-    """A render worker process died or hung; the message names the effect it was rendering."""
 
 
 def silence_plugin_stderr() -> None:
