@@ -246,7 +246,7 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
     Returns:
         The report (also written as JSON), with "files".
     """
-    from stito_server.engine.match import MatchOptions
+    from stito_server.engine.options import MatchOptions
     from stito_server.metrics import get_metric
 
     t_start = time.perf_counter()
@@ -322,7 +322,7 @@ def run(quick: bool, out_dir: str | Path, metric: str | None = None, seed: int =
 def _preset_summary(name: str) -> dict:
     from dataclasses import asdict
 
-    from stito_server.engine.match import MatchOptions
+    from stito_server.engine.options import MatchOptions
 
     opts = asdict(MatchOptions.preset(name))
     return {**opts.pop("optimizer"), **{k: v for k, v in opts.items() if k not in ("amount", "start", "workers")}}
@@ -488,7 +488,7 @@ def plot(report: dict, path: Path) -> None:
 def _naive_child(settings: dict, argv: Sequence[str]) -> int:
     """The naive baseline as a command: `stito match`'s arguments, paper preset, serial, plugins re-created."""
     from stito_server.cli import get_parser, run_and_write
-    from stito_server.engine.match import MatchOptions
+    from stito_server.engine.options import MatchOptions
     from stito_server.metrics import get_metric
 
     args = get_parser().parse_args(["match", *argv])

@@ -99,7 +99,7 @@ def style_similarity(output: np.ndarray, reference: np.ndarray, metric, sample_r
         sample_rate: Of both, in Hz.
         window_s: Window length, in seconds.
     """
-    from stito_server.engine.match import uses_side, window_embeddings
+    from stito_server.engine.scoring import uses_side, window_embeddings
 
     a = window_embeddings(output[None], metric, sample_rate, window_s)[0]
     b = window_embeddings(reference[None], metric, sample_rate, window_s)[0]

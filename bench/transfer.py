@@ -16,7 +16,8 @@ from stito_server.distances import multi_resolution_stft_distance
 from stito_server.effects.chain import Chain
 from stito_server.effects.specs import chain_from_dict, load_chain
 from stito_server.errors import RenderError
-from stito_server.engine.match import MatchOptions, match, uses_side
+from stito_server.engine.match import MatchOptions, match
+from stito_server.engine.scoring import uses_side
 from stito_server.metrics import get_metric
 from stito_server.metrics.logmel import mel_filterbank
 from stito_server.engine.optimize import OptimizerOptions

@@ -139,7 +139,7 @@ def _check_outputs(inputs: list[str], outputs: list[str | None]) -> None:
 def cmd_match(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .effects.specs import load_chain
-    from .engine.match import MatchOptions
+    from .engine.options import MatchOptions
     from .metrics import get_metric
 
     _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
@@ -350,7 +350,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .audio import Audio, save_audio
     from .effects.specs import load_chain
     from .examples import phrase, styled
-    from .engine.match import MatchOptions
+    from .engine.options import MatchOptions
     from .metrics import get_metric
     from .engine.optimize import OptimizerOptions
 

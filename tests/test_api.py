@@ -14,7 +14,8 @@ PINNED_API = ["AudioError", "Audio", "CancelledError", "Chain", "ChainError", "D
 
 
 def test_public_api_is_pinned_and_each_name_is_its_modules_object():
-    from stito_server.engine.match import MatchOptions, match
+    from stito_server.engine.match import match
+    from stito_server.engine.options import MatchOptions
     from stito_server.errors import StitoError
 
     assert stito_server.__all__ == sorted(PINNED_API)

@@ -175,7 +175,7 @@ def test_silent_and_nonfinite_input_refused(dry_b):
 
 
 def test_scorer_renders_identical_rows_once_and_keeps_row_order(dry_a, dry_b):
-    from stito_server.engine.match import _Scorer
+    from stito_server.engine.scoring import Scorer
     from stito_server.engine.render import Clip, Renderer
 
     eq = BuiltinEffect("parametric_eq")
@@ -191,7 +191,7 @@ def test_scorer_renders_identical_rows_once_and_keeps_row_order(dry_a, dry_b):
             return plain_map(xs, *a, **kw)
 
         renderer.render_map = counting_map
-        scorer = _Scorer(renderer, metric, ref, [Clip(dry_a[:, : RATE], 0)], RATE, True, True)
+        scorer = Scorer(renderer, metric, ref, [Clip(dry_a[:, : RATE], 0)], RATE, True, True)
         xs = np.array([[0.1], [0.9], [0.1], [0.5], [0.9]])
         sims = scorer(xs)
         alone = scorer(np.array([[0.9], [0.5]]))

@@ -6,12 +6,14 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from stito_server.audio import Audio, content_excerpts, loudness_lufs
+from stito_server.audio import Audio, loudness_lufs
+from stito_server.engine.excerpts import content_excerpts
 from stito_server.effects.builtin import BuiltinEffect
 from stito_server.effects.chain import Chain, SearchDim
 from stito_server.effects.specs import load_chain
 from stito_server.errors import StitoError
-from stito_server.engine.match import MatchOptions, match, plan_excerpts
+from stito_server.engine.excerpts import plan_excerpts
+from stito_server.engine.match import MatchOptions, match
 from stito_server.metrics import get_metric
 from stito_server.engine.optimize import OptimizerOptions, Stage, optimize
 from stito_server.engine.render import ProcessRenderer, Renderer, Clip

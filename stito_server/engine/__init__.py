@@ -1,0 +1,1 @@
+"""The engine: match options, excerpts, the objective, rendering workers, CMA-ES, and match() that ties them."""

@@ -1,0 +1,159 @@
+"""MatchOptions: how a match runs, and its named presets (fast, the default; paper)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..errors import StitoError
+from .optimize import OptimizerOptions
+
+EXCERPT_CHOICES = ("content", "random")
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    """How a match runs. ``MatchOptions.fast()`` is the default preset, ``MatchOptions.paper()`` the paper's.
+
+    ``MatchOptions()`` is the fast preset without its time budget: a fixed seed then gives a fixed result
+    on any machine (the budget ends the search after as many generations as fit, so a busy machine runs fewer).
+
+    Attributes:
+        optimizer: CMA-ES settings (popsize, generations, sigma0, early stop, seed).
+        amount: Blend from the chain's starting settings (0) to the matched ones (1).
+        start: "current" starts from the chain's settings, "center" from 0.5 in every coordinate.
+        excerpt_seconds: Length of each analysis excerpt of the input, in seconds.
+        excerpts: Analysis excerpts every candidate is rendered on.
+        validation_excerpts: Further excerpts used only to pick the final candidate and report it.
+        reference_windows: Windows of the reference averaged into its embedding.
+        preroll_seconds: Audio rendered before each excerpt and dropped, to warm effect state.
+        workers: Rendering threads or processes (default one per CPU core).
+        loudness: Gain applied to the *output audio* after the match (not a chain parameter): "off",
+            "input" (same integrated loudness as the input) or "reference". The metric is level-blind
+            (peak-normalised), so without it the output level is whatever the chain's gains ended at.
+        renderer: "threads" (in-process), "processes" (worker processes: a crashing plugin fails the
+            match, not the caller) or "auto": threads when every effect may render off the main
+            thread, else processes when the chain can be rebuilt from its spec, else one thread.
+        excerpt_choice: "content": the most active (loud, eventful) excerpt in each zone of the file,
+            analysis and validation excerpts disjoint, no randomness; "random": the loudest of a few
+            random crops per zone (the original behaviour, drawn from the optimiser's seed).
+        pipeline: Embed each block of renders as soon as it is rendered, overlapping the embedding
+            with the rest of the population's rendering (False: render all, then embed all in one batch).
+        recreate_plugins: Render every candidate on new plugin instances, as a naive host would (only
+            for measuring what keeping one instance per worker saves; much slower).
+        coarse_fraction: Share of the generations in a first, coarse stage scored on the first
+            ``coarse_length`` of each analysis excerpt (cheaper renders), before the rest on the whole
+            excerpts (one CMA-ES throughout); 0: no coarse stage.
+        coarse_length: Length of the coarse stage's excerpts, as a fraction of ``excerpt_seconds``.
+        whole_check: Render the starting settings beside the chosen ones on the whole input (a second
+            worker: no extra wall time) and, when the chosen ones score below the start there though
+            better on the excerpts (a build-up the excerpts miss, such as delay feedback), fall back to
+            the next finalist that does not, or to the start, with a warning.
+    """
+
+    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
+    amount: float = 1.0
+    start: str = "current"
+    excerpt_seconds: float = 4.0
+    excerpts: int = 1
+    validation_excerpts: int = 3
+    reference_windows: int = 4
+    preroll_seconds: float = 0.5
+    workers: int | None = None
+    renderer: str = "auto"
+    loudness: str = "off"
+    excerpt_choice: str = "content"
+    pipeline: bool = True
+    recreate_plugins: bool = False
+    coarse_fraction: float = 0.5
+    coarse_length: float = 0.375
+    whole_check: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loudness not in ("off", "input", "reference"):
+            raise StitoError(f"loudness must be off, input or reference, got {self.loudness!r}")
+        if self.renderer not in ("auto", "threads", "processes"):
+            raise StitoError(f"renderer must be auto, threads or processes, got {self.renderer!r}")
+        if not 0.0 <= self.amount <= 1.0:
+            raise StitoError(f"amount must be between 0 and 1, got {self.amount:g}")
+        if self.start not in ("current", "center"):
+            raise StitoError(f"start must be 'current' or 'center', got {self.start!r}")
+        if self.excerpt_seconds <= 0.5:
+            raise StitoError(f"excerpt_seconds must be above 0.5 s, got {self.excerpt_seconds:g}")
+        if self.excerpts < 1 or self.validation_excerpts < 1 or self.reference_windows < 1:
+            raise StitoError("excerpts, validation_excerpts and reference_windows must each be at least 1")
+        if self.excerpt_choice not in EXCERPT_CHOICES:
+            raise StitoError(f"excerpt_choice must be one of {', '.join(EXCERPT_CHOICES)}, "
+                             f"got {self.excerpt_choice!r}")
+        if self.workers is not None and self.workers < 1:
+            raise StitoError(f"workers must be at least 1, got {self.workers}")
+        if not 0.0 <= self.coarse_fraction < 1.0:
+            raise StitoError(f"coarse_fraction must be at least 0 and below 1, got {self.coarse_fraction:g}")
+        if not 0.0 < self.coarse_length < 1.0:
+            raise StitoError(f"coarse_length must be above 0 and below 1, got {self.coarse_length:g}")
+
+    @property
+    def coarse_generations(self) -> int:
+        """Generations of the coarse stage (``coarse_fraction`` of ``max_generations``, rounded down)."""
+        return int(self.coarse_fraction * self.optimizer.max_generations)
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> "MatchOptions":
+        """Options of a named preset (``PRESETS``), with ``changes`` applied.
+
+        Args:
+            name: "fast" (the default: seconds on 2 cores; 8 generations, then more while 6.5 s of search
+                last) or "paper" (the paper's search: popsize 64, 25 generations, two 5.5 s excerpts, random
+                crops; the original behaviour exactly).
+            changes: MatchOptions fields, or OptimizerOptions fields (popsize, max_generations, seed, ...).
+
+        Raises:
+            StitoError: unknown preset or option name (the valid ones listed), or a bad value.
+        """
+        if name not in PRESETS:
+            raise StitoError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        return _with_changes(PRESETS[name], changes)
+
+    @classmethod
+    def paper(cls, **changes: Any) -> "MatchOptions":
+        """The paper's settings (see ``preset``)."""
+        return cls.preset("paper", **changes)
+
+    @classmethod
+    def fast(cls, **changes: Any) -> "MatchOptions":
+        """The fast default settings (see ``preset``)."""
+        return cls.preset("fast", **changes)
+
+
+def _with_changes(base: dict[str, Any], changes: dict[str, Any]) -> MatchOptions:
+    match_keys = {f.name for f in fields(MatchOptions)} - {"optimizer"}
+    opt_keys = {f.name for f in fields(OptimizerOptions)}
+    unknown = sorted(set(changes) - match_keys - opt_keys)
+    if unknown:
+        raise StitoError(f"unknown option {unknown[0]!r}; valid: {', '.join(sorted(match_keys | opt_keys))}")
+    settings = {**base, **changes}
+    try:
+        optimizer = OptimizerOptions(**{k: v for k, v in settings.items() if k in opt_keys})
+    except ValueError as exc:
+        raise StitoError(str(exc)) from None
+    return MatchOptions(optimizer=optimizer, **{k: v for k, v in settings.items() if k in match_keys})
+
+
+# Preset settings (MatchOptions and OptimizerOptions fields). "fast" is the dataclasses' defaults plus a
+# 6.5 s budget for the search beyond its first 8 generations (4 coarse + 4 fine; the budget splits between
+# the stages by what they render): on 2 idle cores pedalboard-strip runs 13-16 of its 16 generations (since its
+# built-ins render in numpy/scipy, effects/fast_dsp.py; 12-13 before), zam-strip 8 (Dragonfly's reverb is ~70%
+# of its render). Chosen by measurement (oracle distance, 6 seeds, fixed generations, at sigma0 0.3):
+# pedalboard-strip 8 / 10 / 16 generations 14.8 / 14.2 / 11.8 dB, zam-strip 6 / 8 / 16 generations
+# 6.4 / 5.4 / 5.2 dB; later, pedalboard-strip at sigma0 0.2 over 3 cases x 3 seeds against the paper's settings
+# on the same pairs (median 11.56 dB): 13 / 16 / 20 / 24 / 32 generations 13.05 / 10.66 / 11.15 / 11.79 /
+# 11.22 dB — differences of about 1 dB are within the spread of single runs. Timings in bench/results/speed.md.
+# "paper" reproduces the original engine's results (same seed, same parameters: pinned in tests/test_speed.py;
+# embedding renders as they complete changes no number).
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"time_budget_s": 6.5, "min_generations": 8},
+    "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
+              "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
+              "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0,
+              "whole_check": False},
+}

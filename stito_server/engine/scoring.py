@@ -1,0 +1,125 @@
+"""The match objective: candidates rendered on clips and scored against the reference embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..audio import Audio, mid_side
+from ..metrics.base import Embedding, StyleMetric
+from .excerpts import plan_excerpts
+from .options import MatchOptions
+from .render import Clip, ProcessRenderer, Renderer
+
+SIDE_FLOOR_DB = -40.0  # side below mid by more than this counts as mono (side similarity ignored)
+
+
+def uses_side(*audios: np.ndarray) -> bool:
+    """True when every ``(channels, n)`` signal is stereo with a side channel above ``SIDE_FLOOR_DB``."""
+    for x in audios:
+        if x.shape[0] < 2:
+            return False
+        mid, side = mid_side(x)
+        rms_m, rms_s = float(np.sqrt(np.mean(mid ** 2))), float(np.sqrt(np.mean(side ** 2)))
+        if rms_s <= rms_m * 10 ** (SIDE_FLOOR_DB / 20):
+            return False
+    return True
+
+
+class Scorer:
+    """Renders candidates on a set of clips and scores them against the reference embedding."""
+
+    def __init__(self, renderer: Renderer | ProcessRenderer, metric: StyleMetric, ref: Embedding, clips: list[Clip],
+                 sample_rate: int, use_side: bool, pipeline: bool) -> None:
+        self.renderer, self.metric, self.ref = renderer, metric, ref
+        self.clips, self.sample_rate, self.use_side, self.pipeline = clips, sample_rate, use_side, pipeline
+        self.errors: list[str] = []
+        self.last_errors: list[str | None] = []
+
+    def _embed(self, audio: np.ndarray) -> Embedding:
+        """``(rows, clips, channels, n)`` renders -> ``rows * clips`` embeddings."""
+        return self.metric.embed(audio.reshape(-1, *audio.shape[2:]), self.sample_rate)
+
+    def __call__(self, xs: np.ndarray) -> np.ndarray:
+        """Mean similarity over the clips of each row of ``xs`` (NaN where it failed to render).
+
+        Identical rows render once (the finalists often repeat: the best of the run is the last generation's).
+        ``last_errors`` holds this call's error per row (None where it rendered).
+        """
+        xs = np.atleast_2d(xs)
+        _, first, inverse = np.unique(xs, axis=0, return_index=True, return_inverse=True)
+        keep = np.sort(first)  # unique rows, rendered in their original order
+        uniq = xs[keep]
+        if self.pipeline:
+            blocks, errors = self.renderer.render_map(uniq, self.clips, self.sample_rate, self._embed)
+            emb = Embedding(np.concatenate([b.mid for b in blocks]), np.concatenate([b.side for b in blocks]))
+        else:
+            audio, errors = self.renderer.render(uniq, self.clips, self.sample_rate)
+            emb = self._embed(audio)
+        sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(len(uniq), len(self.clips)).mean(axis=1)
+        for i, e in enumerate(errors):
+            if e is not None:
+                sims[i] = np.nan
+                self.errors.append(e)
+        row = np.searchsorted(keep, first[inverse.ravel()])  # each row's index in ``uniq``
+        self.last_errors = [errors[i] for i in row]
+        return sims[row]
+
+    def dry(self) -> float:
+        """Similarity of the unprocessed clips."""
+        audio = np.stack([c.audio[:, c.preroll:] for c in self.clips])
+        emb = self.metric.embed(audio, self.sample_rate)
+        return float(self.metric.similarity(emb, self.ref, self.use_side).mean())
+
+
+def window_embeddings(outputs: np.ndarray, metric: StyleMetric, sample_rate: int, seconds: float) -> list[Embedding]:
+    """Each audio's embedding averaged over its consecutive windows (one window if shorter than ``seconds``).
+
+    Args:
+        outputs: ``(k, channels, n)`` audio.
+        metric: The metric to embed with.
+        sample_rate: In Hz.
+        seconds: Window length, in seconds.
+
+    Returns:
+        ``k`` mean embeddings.
+    """
+    k, channels, n = outputs.shape
+    length = min(int(round(seconds * sample_rate)), n)
+    w = n // length
+    windows = outputs[..., :w * length].reshape(k, channels, w, length).transpose(0, 2, 1, 3)
+    emb = metric.embed(windows.reshape(k * w, channels, length), sample_rate)
+    return [Embedding(emb.mid[i * w:(i + 1) * w], emb.side[i * w:(i + 1) * w]).mean() for i in range(k)]
+
+
+def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, sample_rate: int, seconds: float,
+                     use_side: bool) -> np.ndarray:
+    """Similarity of whole renders to the reference, each embedded over consecutive windows (``window_embeddings``).
+
+    Args:
+        outputs: ``(k, channels, n)`` renders of the whole input.
+        metric: The match's metric.
+        ref: The reference embedding.
+        sample_rate: In Hz.
+        seconds: Window length, in seconds (the excerpts' length, so the scores compare).
+        use_side: Average in the side similarity.
+
+    Returns:
+        ``(k,)`` similarities.
+    """
+    means = window_embeddings(outputs, metric, sample_rate, seconds)
+    return np.array([float(metric.similarity(e, ref, use_side)[0]) for e in means])
+
+
+def objective_parts(input_audio: Audio, reference: Audio, metric: StyleMetric,
+                     opts: MatchOptions) -> tuple[list[Clip], list[Clip], Embedding, bool]:
+    """What the match objective is made of: analysis and validation clips, the reference embedding (mean over
+    its windows) and whether the side counts; excerpts drawn with ``opts.optimizer.seed``."""
+    analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts,
+                                                    np.random.default_rng(opts.optimizer.seed))
+    ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
+    return analysis, validation, ref_emb, uses_side(input_audio.samples, reference.samples)
+
+
+def rendered_seconds(clips: list[Clip], sample_rate: int) -> float:
+    """Seconds of audio the clips hold (pre-roll included): the cost of rendering a candidate on them."""
+    return sum(c.audio.shape[1] for c in clips) / sample_rate
