@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 # public name -> module of the package that defines it
 _API = {
     "match": "engine.match", "score_settings": "engine.match", "MatchOptions": "engine.options",
-    "MatchResult": "engine.match", "OptimizerOptions": "engine.optimize",
+    "MatchResult": "engine.match", "ParamChange": "engine.match", "OptimizerOptions": "engine.optimize",
     "Audio": "audio", "load_audio": "audio", "save_audio": "audio",
     "Chain": "effects.chain", "load_chain": "effects.specs", "named_chains": "effects.specs",
     "StyleMetric": "metrics", "get_metric": "metrics", "metric_names": "metrics", "DEFAULT_METRIC": "metrics",

@@ -13,7 +13,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import zmq
 
@@ -22,6 +22,9 @@ from .errors import CancelledError, JobStopped, ProtocolError, RequestError, Sti
 from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, PROTOCOL_VERSION, Message, ReplayGuard,
                        Signer, audio_to_buffer, buffer_to_audio, config_dir, deserialize, load_or_create_key,
                        new_message, serialize, split_identities)
+
+if TYPE_CHECKING:
+    from .engine.match import ParamChange
 
 POLL_MS = 20
 
@@ -272,7 +275,7 @@ class Server:
 
     def _match(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
         from .audio import Audio
-        from .engine.match import MatchOptions, match
+        from .engine.match import MatchOptions, match  # the engine (pedalboard, scipy) loads with the first match
 
         c = job.request.content
         try:
@@ -336,23 +339,23 @@ class BuiltChain:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     unmapped: list[dict[str, Any]] = field(default_factory=list)
 
-    def reply_fx(self, parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def reply_fx(self, parameters: list[ParamChange]) -> list[dict[str, Any]]:
         """Per FX, every mapped parameter's new normalized value and text, in the request's indices."""
         out: dict[int, dict[str, Any]] = {}
         counters: dict[str, int] = {}
         effect_of = {fx.name: e for e, fx in enumerate(self.chain.effects)}
         for row in parameters:
-            e = effect_of[row["effect"]]
-            i = counters.get(row["effect"], 0)
-            counters[row["effect"]] = i + 1
+            e = effect_of[row.effect]
+            i = counters.get(row.effect, 0)
+            counters[row.effect] = i + 1
             index = i if self.param_index is None else self.param_index[e].get(i)
             if index is None:
                 continue
-            fx = out.setdefault(e, {"index": self.fx_index[e], "name": row["effect"], "params": []})
-            fx["params"].append({"index": index, "name": row["param"], "value": row["normalized_after"],
-                                 "before": row["normalized_before"], "text": row["after_text"],
-                                 "before_text": row["before_text"], "unit": row["unit"],
-                                 "changed": row["changed"], "searched": row["searched"]})
+            fx = out.setdefault(e, {"index": self.fx_index[e], "name": row.effect, "params": []})
+            fx["params"].append({"index": index, "name": row.param, "value": row.normalized_after,
+                                 "before": row.normalized_before, "text": row.after_text,
+                                 "before_text": row.before_text, "unit": row.unit,
+                                 "changed": row.changed, "searched": row.searched})
         return [out[e] for e in sorted(out)]
 
 

@@ -9,7 +9,7 @@ import sys
 import stito_server
 
 PINNED_API = ["AudioError", "Audio", "CancelledError", "Chain", "ChainError", "DEFAULT_METRIC", "MatchOptions",
-              "MatchResult", "OptimizerOptions", "RenderError", "StitoError", "StyleMetric", "get_metric",
+              "MatchResult", "OptimizerOptions", "ParamChange", "RenderError", "StitoError", "StyleMetric", "get_metric",
               "load_audio", "load_chain", "match", "metric_names", "named_chains", "save_audio", "score_settings"]
 
 

@@ -144,7 +144,7 @@ def test_amount_blends_from_start_and_mono_rate_preserved(dry_a, dry_b):
     assert none.loudness_lufs["output"] == pytest.approx(none.loudness_lufs["input"], abs=1e-6)
     assert half.output_gain_db == 0.0 and half.loudness_lufs["output"] == half.loudness_lufs["chain_output"]
     assert np.array_equal(none.vector, none.start_vector)
-    assert not any(p["changed"] for p in none.parameters)
+    assert not any(p.changed for p in none.parameters) and none.changed() == []
 
 
 def test_progress_each_generation_and_cancel(dry_a, dry_b):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -18,7 +18,42 @@ from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
 from .scoring import Scorer, objective_parts, rendered_seconds, uses_side, whole_similarity
 
-__all__ = ["MatchOptions", "MatchResult", "make_renderer", "match", "score_settings", "uses_side"]
+__all__ = ["MatchOptions", "MatchResult", "ParamChange", "make_renderer", "match", "score_settings", "uses_side"]
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    """One parameter of the chain before and after a match (a row of the report and of the server's reply).
+
+    Attributes:
+        effect: Effect name in the chain. param: Parameter name, as the effect names it. unit: e.g. "dB".
+        searched: Whether the search controlled it.
+        before: Value before, in ``unit``. after: Value after, in ``unit``.
+        before_text: Display text before (for VST3 the plugin's own). after_text: Display text after.
+        normalized_before: Position in [0, 1] before. normalized_after: Position in [0, 1] after.
+        changed: Whether the normalized position moved (by more than 1e-6).
+    """
+
+    effect: str
+    param: str
+    unit: str
+    searched: bool
+    before: float
+    after: float
+    before_text: str
+    after_text: str
+    normalized_before: float
+    normalized_after: float
+    changed: bool
+
+    @classmethod
+    def between(cls, before: dict[str, Any], after: dict[str, Any]) -> "ParamChange":
+        """The change between two ``Chain.describe()`` rows of one parameter."""
+        return cls(effect=after["effect"], param=after["param"], unit=after["unit"], searched=after["searched"],
+                   before=before["value"], after=after["value"], before_text=before["text"],
+                   after_text=after["text"], normalized_before=before["normalized"],
+                   normalized_after=after["normalized"],
+                   changed=abs(after["normalized"] - before["normalized"]) > 1e-6)
 
 
 @dataclass
@@ -31,8 +66,7 @@ class MatchResult:
         vector: Final search vector ``(dims,)`` (after ``amount``).
         matched_vector: The chosen candidate ``(dims,)`` before ``amount`` is applied.
         start_vector: Search vector of the starting settings ``(dims,)``.
-        parameters: Per parameter of the chain: effect, param, unit, before/after value and text,
-            normalized before/after, searched, changed.
+        parameters: Per parameter of the chain, in chain order: its ``ParamChange``.
         similarity: Similarities to the reference on the validation excerpts: "dry" (unprocessed
             input), "before" (starting settings), "after" (final settings).
         pick: How the final candidate was chosen: finalists with analysis and validation similarities.
@@ -49,7 +83,7 @@ class MatchResult:
     vector: np.ndarray
     matched_vector: np.ndarray
     start_vector: np.ndarray
-    parameters: list[dict[str, Any]]
+    parameters: list[ParamChange]
     similarity: dict[str, float]
     pick: dict[str, Any]
     search: OptimizeResult
@@ -58,9 +92,9 @@ class MatchResult:
     wall_s: float
     warnings: list[str] = field(default_factory=list)
 
-    def changed(self) -> list[dict[str, Any]]:
+    def changed(self) -> list[ParamChange]:
         """The parameters whose value changed."""
-        return [p for p in self.parameters if p["changed"]]
+        return [p for p in self.parameters if p.changed]
 
     def report(self, **extra: Any) -> dict[str, Any]:
         """A JSON-serialisable report of the match (``extra`` keys are added at the top)."""
@@ -70,7 +104,7 @@ class MatchResult:
             "similarity": self.similarity,
             "loudness_lufs": self.loudness_lufs,
             "output_gain_db": self.output_gain_db,
-            "parameters": self.parameters,
+            "parameters": [asdict(p) for p in self.parameters],
             "vector": self.vector.tolist(),
             "matched_vector": self.matched_vector.tolist(),
             "start_vector": self.start_vector.tolist(),
@@ -240,7 +274,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     if result.failures:
         sample = "; ".join(sorted(set(score.errors))[:3])
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
-    params = _param_changes(before_rows, chain.describe())
+    params = [ParamChange.between(b, a) for b, a in zip(before_rows, chain.describe())]
     lufs["chain_output"] = gain_loudness_lufs(output, sr)
     gain_db = 0.0
     if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
@@ -264,15 +298,3 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
 
 def _f(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-def _param_changes(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for b, a in zip(before, after):
-        rows.append({
-            "effect": a["effect"], "param": a["param"], "unit": a["unit"], "searched": a["searched"],
-            "before": b["value"], "after": a["value"], "before_text": b["text"], "after_text": a["text"],
-            "normalized_before": b["normalized"], "normalized_after": a["normalized"],
-            "changed": abs(a["normalized"] - b["normalized"]) > 1e-6,
-        })
-    return rows
