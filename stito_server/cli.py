@@ -11,6 +11,7 @@ from typing import Sequence
 
 from . import __version__
 from .errors import StitoError
+from .engine.options import add_option_arguments, cli_changes, option_values
 from .metrics import DEFAULT_METRIC
 
 PRODUCT_COMMANDS = ("match", "plugins", "chains", "demo")
@@ -34,25 +35,11 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--metric", default=DEFAULT_METRIC,
                    help="style metric: afx (learned encoder), mfcc, mir, or names joined by '+' to score the mean of "
                         "their similarities, e.g. afx+mfcc (default: %(default)s)")
-    m.add_argument("--amount", type=float, default=1.0, help="0..1 blend from the starting to the matched settings")
-    m.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     m.add_argument("--preset", choices=("fast", "paper"), default="fast",
                    help="search settings: fast (seconds on 2 cores) or paper (popsize 64, 25 generations, two 5.5 s "
                         "excerpts); the flags below override it (default: %(default)s)")
-    m.add_argument("--max-generations", type=int, default=None, help="CMA-ES generations at most (default: preset's)")
-    m.add_argument("--popsize", type=int, default=None, help="candidates per generation (default: preset's)")
-    m.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="wall seconds for the search, 0 for no limit (default: preset's: fast 6.5, paper none; "
-                        "a budget makes the generations run depend on the machine's speed)")
-    m.add_argument("--start", choices=("current", "center"), default="current",
-                   help="start from the chain's settings or from the centre of every range")
-    m.add_argument("--excerpt-seconds", type=float, default=None, help="analysis excerpt length (default: preset's)")
-    m.add_argument("--excerpts", type=int, default=None, help="analysis excerpts per candidate (default: preset's)")
-    m.add_argument("--workers", type=int, default=None, help="rendering threads (default: one per core)")
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of a learned metric (default: cpu)")
-    m.add_argument("--loudness", choices=("reference", "input", "off"), default="reference",
-                   help="gain the output file to the reference's or the input's integrated loudness, or leave "
-                        "the chain's level (default: %(default)s; a gain on the file, not a chain parameter)")
+    add_option_arguments(m)  # --amount, --seed, --popsize, ...: engine/options.py's MATCH_OPTIONS
     m.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     m.add_argument("--server", metavar="ADDRESS", help="run the match on stito-server at ADDRESS "
                    "(e.g. tcp://127.0.0.1:5557) instead of in this process")
@@ -143,16 +130,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .metrics import get_metric
 
     _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
-    chosen = {"popsize": args.popsize, "max_generations": args.max_generations,
-              "excerpt_seconds": args.excerpt_seconds, "excerpts": args.excerpts}
-    changes = {k: v for k, v in chosen.items() if v is not None}
-    if args.time_budget is not None:
-        if not args.time_budget >= 0:
-            raise StitoError(f"--time-budget must be a number of seconds above 0, or 0 for no limit; "
-                             f"got {args.time_budget:g}")
-        changes["time_budget_s"] = args.time_budget or None  # 0: no limit
-    opts = MatchOptions.preset(args.preset, seed=args.seed, amount=args.amount, start=args.start,
-                               workers=args.workers, loudness=args.loudness, **changes)
+    opts = MatchOptions.preset(args.preset, **cli_changes(args))
     input_audio = load_audio(args.input, role="input")
     reference = load_audio(args.reference, role="reference")
     if args.server:
@@ -185,11 +163,7 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
             spec = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise StitoError(f"cannot read chain file {path}: {exc}") from None
-    options = {"preset": args.preset, "amount": opts.amount, "seed": opts.optimizer.seed,
-               "popsize": opts.optimizer.popsize,
-               "max_generations": opts.optimizer.max_generations, "excerpt_seconds": opts.excerpt_seconds,
-               "excerpts": opts.excerpts, "time_budget_s": opts.optimizer.time_budget_s, "metric": args.metric,
-               "loudness": opts.loudness}
+    options = {"preset": args.preset, "metric": args.metric, **option_values(opts, wire_only=True)}
     bar = tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen", file=sys.stderr,
                disable=args.quiet, leave=False)
 
@@ -238,12 +212,7 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
     finally:
         bar.close()
     data = result.report(**extra, chain_name=chain.name, metric=metric.name, sample_rate=result.sample_rate,
-                         options={"amount": opts.amount, "seed": opts.optimizer.seed,
-                                  "popsize": opts.optimizer.popsize,
-                                  "max_generations": opts.optimizer.max_generations,
-                                  "time_budget_s": opts.optimizer.time_budget_s, "start": opts.start,
-                                  "excerpt_seconds": opts.excerpt_seconds, "excerpts": opts.excerpts,
-                                  "loudness": opts.loudness})
+                         options=option_values(opts, wire_only=True))
     write_outputs(input_audio, reference, result.output, result.sample_rate, data, out, report, plot,
                   title=f"{chain.name} / {metric.name}")
     if not quiet:

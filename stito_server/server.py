@@ -276,6 +276,7 @@ class Server:
     def _match(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
         from .audio import Audio
         from .engine.match import MatchOptions, match  # the engine (pedalboard, scipy) loads with the first match
+        from .engine.options import wire_changes
 
         c = job.request.content
         try:
@@ -291,12 +292,9 @@ class Server:
         built = build_chain(_obj(c, "chain"), self.options.allow_python_effects)
         try:
             # options not given take the preset's values ("fast" unless the request names "paper")
-            casts = {"popsize": int, "max_generations": int, "seed": int, "amount": float, "excerpt_seconds": float,
-                     "excerpts": int, "loudness": str, "time_budget_s": _float_or_none}
             opts = MatchOptions.preset(
                 str(o.get("preset", "fast")), workers=self.options.workers,
-                renderer="processes" if built.chain.spec is not None else "threads",
-                **{k: cast(o[k]) for k, cast in casts.items() if k in o})
+                renderer="processes" if built.chain.spec is not None else "threads", **wire_changes(o))
         except (TypeError, ValueError, StitoError) as exc:
             raise RequestError("BadRequest", f"bad options: {exc}") from None
         from .metrics import DEFAULT_METRIC
@@ -399,11 +397,6 @@ def _classify(exc: Exception) -> tuple[str, str, dict[str, Any]]:
 
 def _error(ename: str, evalue: str) -> dict[str, Any]:
     return {"status": "error", "ename": ename, "evalue": evalue}
-
-
-def _float_or_none(value: Any) -> float | None:
-    """A JSON option that is a number or null (``time_budget_s``: null is no limit)."""
-    return None if value is None else float(value)
 
 
 def _is_loopback(peer: str | None) -> bool:

@@ -78,7 +78,7 @@ def test_non_loopback_bind_refused_without_key(tmp_path):
 
 def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
     info = client.server_info()
-    assert info["protocol_version"] == "1.2" and info["jobs"]["max_concurrent"] == 2
+    assert info["protocol_version"] == "1.3" and info["jobs"]["max_concurrent"] == 2
     plugins = client.list_plugins()
     assert any(b["name"] == "compressor" for b in plugins["builtins"])
     assert any(p["name"] == "ZamEQ2" for p in plugins["plugins"])
@@ -410,15 +410,16 @@ def test_gpu_without_cuda_is_a_clear_error(key):
         Server(ServerOptions(bind="tcp://127.0.0.1:0", device="cuda", key_file=key[1], quiet=True))
 
 
-def test_a_metric_blend_runs_over_the_socket_as_in_process(server, tmp_path, dry_a, dry_b):
-    """`stito match --metric mfcc+mir --server` was refused although get_metric and the protocol accept blends."""
+def test_a_metric_blend_and_start_run_over_the_socket_as_in_process(server, tmp_path, dry_a, dry_b):
+    """`stito match --metric mfcc+mir --server` was refused although get_metric and the protocol accept blends,
+    and `--start center` was not sent (the wire options were written out by hand, apart from the CLI's)."""
     from stito_server.cli import main
     from .conftest import write
 
     inp = write(tmp_path / "in.wav", dry_a)
     ref = write(tmp_path / "ref.wav", eq_ref(dry_b, 9.0))
     args = [str(inp), str(ref), "--chain", "pedalboard-strip", "--max-generations", "2", "--popsize", "4",
-            "--excerpt-seconds", "2", "--excerpts", "1", "--time-budget", "0", "--quiet", "--metric", "mfcc+mir"]
+            "--excerpt-seconds", "2", "--excerpts", "1", "--time-budget", "0", "--quiet", "--metric", "mfcc+mir", "--start", "center"]
     assert main(["match", *args, "--out", str(tmp_path / "local.wav"), "--report", str(tmp_path / "local.json")]) == 0
     assert main(["match", *args, "--out", str(tmp_path / "served.wav"), "--report", str(tmp_path / "served.json"),
                  "--server", server.address]) == 0
@@ -427,6 +428,7 @@ def test_a_metric_blend_runs_over_the_socket_as_in_process(server, tmp_path, dry
     assert served["metric"] == local["metric"] == "mfcc+mir"
     assert served["vector"] == pytest.approx(local["vector"], abs=1e-12)
     assert served["similarity"]["after"] == pytest.approx(local["similarity"]["after"], abs=1e-9)
+    assert served["start_vector"] == local["start_vector"] == [0.5] * len(local["start_vector"])
 
 
 def test_a_blend_naming_an_unknown_metric_or_one_twice_is_a_bad_request(client, dry_a, dry_b):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import StitoError
 from .optimize import OptimizerOptions
@@ -157,3 +157,105 @@ PRESETS: dict[str, dict[str, Any]] = {
               "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0,
               "whole_check": False},
 }
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    """A number of seconds, or None (JSON null: no limit)."""
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One match option, as the command line, the wire protocol and ``MatchOptions`` know it.
+
+    Attributes:
+        name: The ``MatchOptions`` (or ``OptimizerOptions``) field, and the key in ``match_request.options``.
+        cast: Turns a wire (JSON) value into the field's type; raises TypeError/ValueError on a bad one.
+        kind: What the value is, for error messages ("an integer", "a number", ...).
+        help: The CLI help text.
+        flag: The CLI flag.
+        cli_default: The CLI's default (None: the preset's value).
+        choices: The valid values, where there is a fixed set.
+        metavar: The CLI's name for the value.
+        wire: Accepted over the wire (False: set by the server itself, e.g. ``workers``).
+    """
+
+    name: str
+    cast: Callable[[Any], Any]
+    kind: str
+    help: str
+    flag: str
+    cli_default: Any = None
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    wire: bool = True
+
+
+# The one table of match options: `stito match`'s flags, the wire options the server accepts (with their casts
+# and errors) and the report's "options" are all derived from it. A new option is added here (and to
+# MatchOptions or OptimizerOptions, whose validation stays the judge of a value).
+MATCH_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("amount", float, "a number", "0..1 blend from the starting to the matched settings", "--amount", 1.0),
+    OptionSpec("seed", int, "an integer", "random seed (default: %(default)s)", "--seed", 0),
+    OptionSpec("max_generations", int, "an integer", "CMA-ES generations at most (default: preset's)",
+               "--max-generations"),
+    OptionSpec("popsize", int, "an integer", "candidates per generation (default: preset's)", "--popsize"),
+    OptionSpec("time_budget_s", _seconds_or_none, "a number of seconds or null",
+               "wall seconds for the search, 0 for no limit (default: preset's: fast 6.5, paper none; a budget "
+               "makes the generations run depend on the machine's speed)", "--time-budget", metavar="SECONDS"),
+    OptionSpec("start", str, "a string", "start from the chain's settings or from the centre of every range",
+               "--start", "current", choices=("current", "center")),
+    OptionSpec("excerpt_seconds", float, "a number", "analysis excerpt length (default: preset's)",
+               "--excerpt-seconds"),
+    OptionSpec("excerpts", int, "an integer", "analysis excerpts per candidate (default: preset's)", "--excerpts"),
+    OptionSpec("workers", int, "an integer", "rendering threads (default: one per core)", "--workers", wire=False),
+    OptionSpec("loudness", str, "a string",
+               "gain the output file to the reference's or the input's integrated loudness, or leave the chain's "
+               "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",
+               "reference", choices=("reference", "input", "off")),
+)
+_CLI_TYPES = {"a number": float, "an integer": int, "a string": str, "a number of seconds or null": float}
+
+
+def add_option_arguments(parser: Any) -> None:
+    """Add every option of ``MATCH_OPTIONS`` to an ``argparse`` parser, as its flag."""
+    for spec in MATCH_OPTIONS:
+        parser.add_argument(spec.flag, dest=spec.name, type=_CLI_TYPES[spec.kind], default=spec.cli_default,
+                            choices=spec.choices, metavar=spec.metavar, help=spec.help)
+
+
+def cli_changes(args: Any) -> dict[str, Any]:
+    """The options an ``argparse`` namespace sets (None: the preset's), ``--time-budget 0`` as no limit.
+
+    Raises:
+        StitoError: a negative or non-numeric ``--time-budget``.
+    """
+    changes = {s.name: getattr(args, s.name) for s in MATCH_OPTIONS if getattr(args, s.name) is not None}
+    if "time_budget_s" in changes:
+        budget = changes["time_budget_s"]
+        if not budget >= 0:
+            raise StitoError(f"--time-budget must be a number of seconds above 0, or 0 for no limit; got {budget:g}")
+        changes["time_budget_s"] = budget or None  # 0: no limit
+    return changes
+
+
+def wire_changes(options: dict[str, Any]) -> dict[str, Any]:
+    """The match options of a request's ``options`` object, each cast to its type.
+
+    Raises:
+        StitoError: a value that is not of its option's kind (the message names the option and the value).
+    """
+    changes = {}
+    for spec in MATCH_OPTIONS:
+        if spec.wire and spec.name in options:
+            try:
+                changes[spec.name] = spec.cast(options[spec.name])
+            except (TypeError, ValueError, OverflowError):
+                raise StitoError(f"options.{spec.name} must be {spec.kind}, got {options[spec.name]!r}") from None
+    return changes
+
+
+def option_values(opts: MatchOptions, wire_only: bool = False) -> dict[str, Any]:
+    """Every option of ``MATCH_OPTIONS`` as ``opts`` holds it (what a report lists and a client sends)."""
+    return {s.name: getattr(opts, s.name) if hasattr(opts, s.name) else getattr(opts.optimizer, s.name)
+            for s in MATCH_OPTIONS if s.wire or not wire_only}
