@@ -1,1 +1,1 @@
-"""Benchmarks on held-out real audio: scoring, zero-shot style classification and style retrieval."""
+"""The lab's benchmarks on held-out real audio (tasks 1-5, speed, throughput, server); results in bench/results/."""

@@ -1,4 +1,8 @@
-"""`stito` command line: argument parsing and printing only; the work happens in the engine's API."""
+"""`stito` command line: argument parsing and printing only; the work happens in the engine's API.
+
+Each command imports the engine inside its own function, so that `stito --help`, `stito chains` and a
+parse error start without pedalboard, scipy or torch (they cost seconds).
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""AFx-Rep: the learned production-style encoder — its network, pretext data, training and shipped weights."""
+"""The lab's training house: corpora (data/), pretext effects and presets, pair and ranking sets, encoder fits."""
