@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +29,11 @@ def free_port() -> int:
 
 
 def test_wheel_in_a_fresh_venv_matches_serves_and_installs_the_reaper_scripts(tmp_path):
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", ROOT])
+    # built from a copy of the source, so the build leaves nothing in the checkout
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".plugins", ".git", "build", "out", "*.egg-info",
+                                                                "__pycache__", ".pytest_cache", ".ruff_cache"))
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", source])
     (wheel,) = (tmp_path / "dist").glob("stito-*.whl")
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv])
