@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LAB_ROOTS = ("bench", "training", "matchering", "sklearn")
 
 
-def run(cmd: list, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> str:
-    """Run a command (outside this checkout unless ``cwd`` says, so ``python -c`` cannot import it from '')."""
+def run(cmd: list, env: dict, timeout: float = 600) -> str:
+    """Run a command in ``env``'s HOME, outside this checkout (so ``python -c`` cannot import it from '')."""
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=cwd or Path(env["HOME"]) if env else cwd)
+                          cwd=env["HOME"])
     assert done.returncode == 0, f"{cmd} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
 
@@ -29,19 +29,23 @@ def free_port() -> int:
 
 
 def test_wheel_in_a_fresh_venv_matches_serves_and_installs_the_reaper_scripts(tmp_path):
+    # nothing of this checkout on the path; pip keeps the user's cache (torch from it), the venv's commands
+    # get a home of their own
+    build_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    build_env.setdefault("HOME", str(Path.home()))
+    env = {**build_env, "HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
     # built from a copy of the source, so the build leaves nothing in the checkout
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".plugins", ".git", "build", "out", "*.egg-info",
                                                                 "__pycache__", ".pytest_cache", ".ruff_cache"))
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", source])
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", source], build_env)
     (wheel,) = (tmp_path / "dist").glob("stito-*.whl")
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", venv])
+    run([sys.executable, "-m", "venv", venv], build_env)
     py, bin_dir = venv / "bin" / "python", venv / "bin"
-    run([py, "-m", "pip", "install", "-q", "torch==2.13.0"])  # the CPU wheel first, as `make setup` does
-    run([py, "-m", "pip", "install", "-q", f"{wheel}[reaper]"])
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": ""}
-    (tmp_path / "home").mkdir()
+    run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], build_env)  # the CPU wheel first, as `make setup` does
+    run([py, "-m", "pip", "install", "-q", f"{wheel}[reaper]"], build_env)
     # the runtime dependencies only: neither the benchmark baseline nor the training's clustering
     missing = run([py, "-c", "import importlib.util as u; print([u.find_spec(m) is None "
                              "for m in ('matchering', 'sklearn')])"], env)
