@@ -137,3 +137,33 @@ def test_parser_builds_without_torch_scipy_signal_or_cma():
             "print(sorted(m for m in ('torch', 'scipy.signal', 'cma') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_lab_commands_run_through_their_entry_points(capsys):
+    from stito_server import cli
+
+    assert set(cli.lab_commands()) == {"bench", "data", "train"}
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: stito train" in out and "export" in out and "rankfit" in out
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["data", "bogus"])
+    assert exit_.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+def test_a_lab_command_without_its_extra_says_which_to_install(monkeypatch, capsys):
+    from stito_server import cli
+
+    class Missing:
+        value = "bench.cli:main"
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'matchering'", name="matchering")
+
+    monkeypatch.setattr(cli, "lab_commands", lambda: {"bench": Missing()})
+    assert cli.main(["bench", "transfer"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("stito: error: `stito bench` needs 'matchering', which is not installed: install the lab's "
+                   "extras (pip install -e '.[bench,train]' in a checkout)")
