@@ -8,9 +8,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from training.data.corpus import build_eval
-from training.data.clips import RATE
 from stito_server.metrics import get_metric
+from training.data.clips import RATE
+from training.data.corpus import build_eval
+
 from .common import ClipPool, command_line, fmt, grouped_bars, metric_label, write_results
 from .scoring import zero_shot_accuracy
 from .styles import STYLE_ABBREVIATIONS, STYLE_NAMES, apply_style

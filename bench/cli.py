@@ -7,6 +7,8 @@ import importlib
 from pathlib import Path
 from typing import Sequence
 
+from stito_server.cli import run_lab_parser
+
 from .common import RESULTS_DIR
 
 TASKS = {"classification": "bench.classification", "retrieval": "bench.retrieval",
@@ -75,6 +77,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str]) -> int:
     """`stito bench ARGS`: the entry point `stito` loads for its `bench` command (ARGS follow the name)."""
-    parser = argparse.ArgumentParser(prog="stito")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(["bench", *argv]))
+    return run_lab_parser("bench", add_parser, run, argv)

@@ -9,13 +9,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stito_server.audio import Audio
-from training.data.corpus import build_eval
-from training.data.clips import RATE
 from stito_server.effects.chain import Chain
 from stito_server.effects.specs import chain_from_dict
 from stito_server.engine.match import MatchOptions, match, score_settings
-from stito_server.metrics import get_metric
 from stito_server.engine.optimize import OptimizerOptions
+from stito_server.metrics import get_metric
+from training.data.clips import RATE
+from training.data.corpus import build_eval
+
 from .common import PAIRINGS, ClipPool, command_line, fmt, metric_label, peak_normalize, write_results
 from .param_tasks import PARAM_TASKS, ParamTask
 from .search_quality import BOOTSTRAP_RESAMPLES, CI_LEVEL

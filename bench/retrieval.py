@@ -8,11 +8,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from training.data.corpus import build_eval
-from training.data.clips import RATE
-from training.data.sources import CONTENT_TYPES
 from stito_server.effects.builtin import BuiltinEffect
 from stito_server.metrics import Embedding, get_metric
+from training.data.clips import RATE
+from training.data.corpus import build_eval
+from training.data.sources import CONTENT_TYPES
+
 from .common import ClipPool, command_line, fmt, metric_label, write_results
 from .scoring import retrieval_curve
 

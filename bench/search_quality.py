@@ -9,6 +9,7 @@ import numpy as np
 
 from stito_server.audio import Audio
 from stito_server.effects.specs import load_chain
+
 from .speed_cases import material, oracle_distance, style_similarity
 
 PRESETS = ("fast", "paper")

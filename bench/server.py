@@ -15,10 +15,10 @@ def run_server_bench(repeats: int = 200) -> int:
     from stito_server.audio import Audio
     from stito_server.client import StitoClient
     from stito_server.effects.specs import load_chain
-    from stito_server.examples import phrase, styled
     from stito_server.engine.match import MatchOptions, match
-    from stito_server.metrics import get_metric
     from stito_server.engine.optimize import OptimizerOptions
+    from stito_server.examples import phrase, styled
+    from stito_server.metrics import get_metric
     from stito_server.protocol import load_or_create_key
     from stito_server.server import Server, ServerOptions
 

@@ -8,12 +8,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from training.data.corpus import build_eval
+from stito_server.metrics import Embedding, get_metric
 from training.data.clips import RATE
+from training.data.corpus import build_eval
 from training.effects import UNSEEN_EFFECTS, pretext_effects
 from training.plans import RankPlan
 from training.ranking import cached_family, draw_negative, draw_setting, render_setting
-from stito_server.metrics import Embedding, get_metric
+
 from .common import PAIRINGS, ClipPool, command_line, fmt, grouped_bars, metric_label, write_results
 from .scoring import top1_credit
 

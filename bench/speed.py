@@ -19,9 +19,10 @@ from stito_server.audio import load_audio, save_audio
 from stito_server.effects.specs import load_chain
 from stito_server.examples import phrase
 from stito_server.metrics import DEFAULT_METRIC
+
 from . import search_quality
-from .search_quality import CI_LEVEL
 from .common import RESULTS_DIR, write_results
+from .search_quality import CI_LEVEL
 from .speed_cases import INPUT_SEED, RATE, TRUE_SETTINGS, material, oracle_distance, style_similarity
 
 TASK = "speed"

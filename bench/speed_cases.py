@@ -83,7 +83,9 @@ def oracle_distance(output: np.ndarray, oracle: np.ndarray, sample_rate: int = R
     """
     a, b = loudness_lufs(output, sample_rate), loudness_lufs(oracle, sample_rate)
     y = output * np.float32(10 ** ((b - a) / 20)) if np.isfinite(a) and np.isfinite(b) else output
-    from stito_server.distances import multi_resolution_stft_distance  # scipy.signal: ~0.7 s, kept off the CLI's start-up
+    from stito_server.distances import (
+        multi_resolution_stft_distance,  # scipy.signal: ~0.7 s, kept off the CLI's start-up
+    )
 
     return multi_resolution_stft_distance(y, oracle, sample_rate)
 

@@ -10,17 +10,18 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stito_server.audio import Audio, loudness_lufs, mid_side, resample
-from training.data.corpus import build_eval
-from training.data.clips import RATE
 from stito_server.distances import multi_resolution_stft_distance
 from stito_server.effects.chain import Chain
 from stito_server.effects.specs import chain_from_dict, load_chain
-from stito_server.errors import RenderError
 from stito_server.engine.match import MatchOptions, match
+from stito_server.engine.optimize import OptimizerOptions
 from stito_server.engine.scoring import uses_side
+from stito_server.errors import RenderError
 from stito_server.metrics import get_metric
 from stito_server.metrics.logmel import mel_filterbank
-from stito_server.engine.optimize import OptimizerOptions
+from training.data.clips import RATE
+from training.data.corpus import build_eval
+
 from .common import ClipPool, command_line, fmt, grouped_bars, metric_label, peak_normalize, write_results
 
 TASK = "transfer"

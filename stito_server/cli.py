@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 from importlib.metadata import EntryPoint, entry_points
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import StitoError
@@ -94,6 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def lab_commands() -> dict[str, EntryPoint]:
     """The lab's sub-commands (entry points of group ``LAB_GROUP``) by name; none of them is loaded."""
     return {ep.name: ep for ep in entry_points(group=LAB_GROUP)}
+
+
+def run_lab_parser(name: str, add_parser: Callable[[Any], Any], run: Callable[[argparse.Namespace], int],
+                   argv: Sequence[str]) -> int:
+    """``stito NAME ARGV`` parsed by a lab command's own ``add_parser`` and handed to its ``run``.
+
+    The lab's entry points (``bench.cli:main``, ...) call this, so their usage lines read ``stito NAME``.
+    """
+    parser = argparse.ArgumentParser(prog="stito")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args([name, *argv]))
 
 
 def _run_lab(name: str, entry: EntryPoint, argv: list[str]) -> int:

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from stito_server.cli import run_lab_parser
+
 from .data.corpus import train_root
 from .plans import CHECKPOINT, MODELS_DIR, PairPlan, RankPlan, RankTrainPlan, TrainPlan
 
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.train_command == "presets":
         from stito_server.examples import phrase
+
         from .effects import pretext_effects
         from .presets import build_presets
 
@@ -147,6 +150,4 @@ def _init_path(command: str, init: Path | None) -> str:
 
 def main(argv: Sequence[str]) -> int:
     """`stito train ARGS`: the entry point `stito` loads for its `train` command (ARGS follow the name)."""
-    parser = argparse.ArgumentParser(prog="stito")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(["train", *argv]))
+    return run_lab_parser("train", add_parser, run, argv)

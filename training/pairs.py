@@ -13,10 +13,11 @@ from typing import Callable
 import numpy as np
 
 from stito_server.audio import save_atomically
-from .data.clips import RATE, load_clip, load_manifest
-from .data.fetch import cache_dir
 from stito_server.metrics.base import normalized_mid_side
 from stito_server.metrics.encoder import EncoderConfig, FrontEnd
+
+from .data.clips import RATE, load_clip, load_manifest
+from .data.fetch import cache_dir
 from .plans import PairPlan
 
 PAIRS_VERSION = 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from stito_server.audio import save_atomically
 from stito_server.metrics.mfcc import MFCCMetric
+
 from .effects import make_effect
 
 SILENT_RATIO_DB = -60.0  # output this far below the input's RMS counts as silenced

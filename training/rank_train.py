@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from stito_server.metrics.encoder import EncoderConfig, StyleEncoder
+
 from .plans import CHECKPOINT, RankTrainPlan
 from .ranking import RankSet, load_rankset
 from .train import lr_at, pick_device, resume, save_checkpoint, step_loop, validation_means

@@ -13,12 +13,22 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from stito_server.audio import save_atomically
-from .data.clips import RATE, load_clip
-from .data.fetch import cache_dir
 from stito_server.errors import RenderError
 from stito_server.metrics.encoder import EncoderConfig
-from .pairs import (as_stereo, content_pools, fit_length, frame_count, mid_side_mel, read_set, ready_mask,
-                    render_chunks, render_worker)
+
+from .data.clips import RATE, load_clip
+from .data.fetch import cache_dir
+from .pairs import (
+    as_stereo,
+    content_pools,
+    fit_length,
+    frame_count,
+    mid_side_mel,
+    read_set,
+    ready_mask,
+    render_chunks,
+    render_worker,
+)
 from .plans import RankPlan
 
 if TYPE_CHECKING:
@@ -58,6 +68,7 @@ def family_chain(family: str) -> "Chain":
     """
     from stito_server.effects.chain import Chain
     from stito_server.effects.specs import load_chain
+
     from .effects import make_effect
 
     if family.startswith("effect:"):

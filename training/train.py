@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from stito_server.metrics.encoder import EncoderConfig, StyleEncoder
+
 from .pairs import PairSet, load_pairs
 from .plans import CHECKPOINT, TrainPlan
 

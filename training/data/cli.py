@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Sequence
 
+from stito_server.cli import run_lab_parser
 from stito_server.errors import StitoError
 
 from .corpus import build_eval, build_train
@@ -43,6 +44,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str]) -> int:
     """`stito data ARGS`: the entry point `stito` loads for its `data` command (ARGS follow the name)."""
-    parser = argparse.ArgumentParser(prog="stito")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(["data", *argv]))
+    return run_lab_parser("data", add_parser, run, argv)

@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from stito_server.audio import resample, save_atomically
+
 from .sources import CONTENT_TYPES, Source
 
 RATE = 48000

@@ -10,7 +10,6 @@ from .clips import ClipPlan, build_source, write_manifests
 from .fetch import cache_dir, fetch_packages
 from .sources import packages, sources
 
-
 TRAIN_CLIP_SECONDS = 6.0  # the encoder issue asks for training clips of at least 6 s
 TRAIN_MAX_CLIPS_PER_FILE = 40
 
