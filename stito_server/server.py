@@ -253,7 +253,7 @@ class Server:
 
     def _timeout_s(self, options: Any) -> float:
         """A request's ``options.timeout_s`` (default the server's ``--timeout``), or BadRequest naming it."""
-        value = options.get("timeout_s", self.options.job_timeout_s) if isinstance(options, dict) else None
+        value = options.get("timeout_s") if isinstance(options, dict) else None
         try:
             return float(self.options.job_timeout_s if value is None else value)
         except (TypeError, ValueError):
@@ -279,11 +279,8 @@ class Server:
         from .engine.options import wire_changes
 
         c = job.request.content
-        try:
-            x, x_rate = buffer_to_audio(_obj(c, "input"), job.request.buffers)
-            r, r_rate = buffer_to_audio(_obj(c, "reference"), job.request.buffers)
-        except ProtocolError as exc:
-            raise RequestError(exc.ename, exc.evalue) from None
+        x, x_rate = buffer_to_audio(_obj(c, "input"), job.request.buffers)  # a ProtocolError replies by its name
+        r, r_rate = buffer_to_audio(_obj(c, "reference"), job.request.buffers)
         from .audio import validate_audio
 
         validate_audio(Audio(x, x_rate), role="input")  # fail fast, before any plugin loads
