@@ -14,7 +14,6 @@ from stito_server.distances import multi_resolution_stft_distance
 from stito_server.effects.chain import Chain
 from stito_server.effects.specs import chain_from_dict, load_chain
 from stito_server.engine.match import MatchOptions, match
-from stito_server.engine.optimize import OptimizerOptions
 from stito_server.engine.scoring import uses_side
 from stito_server.errors import RenderError
 from stito_server.metrics import get_metric
@@ -68,14 +67,22 @@ STYLES: dict[str, dict] = {
             "Size": 16.0, "Decay": 0.8, "Dry Level": 90.0, "Early Level": 10.0, "Late Level": 15.0}}]},
 }
 STYLE_NAMES = tuple(STYLES)
-# cells: (style, content type) pairs, each run ``repeats`` times with other clips; popsize and generations:
-# stito's search budget per match (the paper's is 64 x 25) on the whole 5 s input clip; sigma0: the step size
-# the recorded results were measured with (the engine's default was 0.3 then).
-FULL = {"cells": tuple((s, c) for s in STYLE_NAMES for c in CONTENTS), "repeats": 1, "popsize": 12,
-        "generations": 8, "excerpt_s": 5.0, "sigma0": 0.3}
-QUICK = {"cells": (("lowpass", "speech"), ("delay", "music")), "repeats": 1, "popsize": 4, "generations": 2,
-         "excerpt_s": 3.0, "sigma0": 0.3}
+# How the reference relates to the input: "cross" B from another recording through the style (the task);
+# "same" B another clip of A's own recording through it (the within-recording control); "none" B from another
+# recording left unprocessed, the oracle being the input itself (a match should change nothing).
+VARIANTS = ("cross", "same", "none")
+# cells: (style, content type) pairs, each run ``repeats`` times with other clips per variant ("none" has no
+# style: ``none_repeats`` cases per content type); options: None = the product's default search exactly as
+# `stito match` runs it (fast preset, its time budget, restraint on, output gained to the reference's loudness),
+# else the MatchOptions changes of a reduced search (the quick run only, for CI).
+FULL = {"cells": tuple((s, c) for s in STYLE_NAMES for c in CONTENTS), "repeats": 2, "none_repeats": 7,
+        "variants": VARIANTS, "options": None}
+QUICK = {"cells": (("lowpass", "speech"), ("delay", "music")), "repeats": 1, "none_repeats": 1,
+         "variants": VARIANTS, "options": {"popsize": 4, "max_generations": 2, "time_budget_s": None,
+                                           "excerpt_seconds": 3.0}}
 MEASURES = ("mrstft_db", "logmel_db", "loudness_error_lu", "width_error")
+MOVED = 0.05  # a parameter counts as moved when its normalised position changed by more than this
+BOOTSTRAP_RESAMPLES, CI_LEVEL = 2000, 0.90
 
 
 def style_chain(style: str) -> Chain:
@@ -90,9 +97,10 @@ def style_chain(style: str) -> Chain:
 
 
 def method_names(metrics: Sequence[str]) -> list[str]:
-    """Methods in table order: input, random, rule-based, Matchering, stito per chain and metric, oracle."""
-    stito = [f"stito_{family}_{m}" for family in ("builtin", "vst3") for m in metrics]
-    return ["input", "random", "rule_based", "matchering", *stito, "oracle"]
+    """Methods in table order: input, rule-based, Matchering, stito per chain and metric (the default search, then
+    the unconstrained one: restraint off), oracle."""
+    stito = [f"stito_{family}_{m}{off}" for off in ("", "_off") for family in ("builtin", "vst3") for m in metrics]
+    return ["input", "rule_based", "matchering", *stito, "oracle"]
 
 
 # --- independent measures (the optimiser never sees them) ---
@@ -290,60 +298,72 @@ def matchering(audio: np.ndarray, reference: np.ndarray, sample_rate: int) -> np
     return y.mean(axis=0, keepdims=True).astype(np.float32) if audio.shape[0] == 1 else y.astype(np.float32)
 
 
-def stito_match(audio: np.ndarray, reference: np.ndarray, chain_name: str, metric_name: str, cfg: dict, seed: int,
-          sample_rate: int) -> np.ndarray:
-    """``match()`` with a shipped chain from its starting settings, output gained to the reference's loudness."""
-    opts = MatchOptions(optimizer=OptimizerOptions(popsize=cfg["popsize"], max_generations=cfg["generations"],
-                                                   sigma0=cfg["sigma0"], seed=seed),
-                        excerpt_seconds=cfg["excerpt_s"], excerpts=1, validation_excerpts=1, reference_windows=1,
-                        loudness="reference")
+def stito_options(cfg: dict, seed: int, restraint: str = "on") -> MatchOptions:
+    """The match options of a stito run: the product's default (``cfg["options"]`` None) or the quick reduced one."""
+    return MatchOptions.fast(seed=seed, loudness="reference", restraint=restraint, **(cfg["options"] or {}))
+
+
+def stito_match(audio: np.ndarray, reference: np.ndarray, chain_name: str, metric_name: str, opts: MatchOptions,
+                sample_rate: int) -> tuple[np.ndarray, dict]:
+    """``match()`` with a shipped chain from its starting settings; the output and what the match did.
+
+    Returns:
+        The output (gained to the reference's loudness, as `stito match` writes it) and ``{"moved": share of the
+        searched parameters moved by more than ``MOVED``, "accepted": the restraint's verdict (None when off),
+        "chain_level_db": the chain output's integrated loudness minus the input's (LU)}``.
+    """
     result = match(Audio(audio, sample_rate), Audio(reference, sample_rate), load_chain(chain_name),
                    get_metric(metric_name), opts)
-    return result.output
+    moved = np.abs(result.vector - result.start_vector) > MOVED
+    lufs = result.loudness_lufs
+    return result.output, {"moved": float(moved.mean()),
+                           "accepted": None if result.restraint is None else result.restraint.accepted,
+                           "chain_level_db": lufs["chain_output"] - lufs["input"]}
 
 
 # --- the benchmark ---
 
-def run_case(dry: np.ndarray, source: np.ndarray, style: str, metric_names: Sequence[str], cfg: dict, seed: int,
-             sample_rate: int = RATE) -> dict:
-    """Every method on one case: transfer ``style`` from ``source`` (another recording) onto ``dry``.
+def run_case(dry: np.ndarray, source: np.ndarray, style: str | None, metric_names: Sequence[str], cfg: dict,
+             seed: int, unconstrained: bool = True, sample_rate: int = RATE) -> dict:
+    """Every method on one case: transfer ``style`` from ``source`` onto ``dry``.
 
     Args:
         dry: ``(2, n)`` float32 input, peak-normalised.
         source: ``(2, m)`` float32 clip the reference is made from, peak-normalised.
-        style: One of ``STYLE_NAMES``.
+        style: One of ``STYLE_NAMES``, or None: the reference is ``source`` itself and the oracle ``dry``.
         metric_names: Metrics stito optimises (one run per chain and metric) and similarities are taken with.
         cfg: Settings (``FULL`` or ``QUICK`` shape).
-        seed: Seed of the random baseline and the optimiser.
+        seed: Seed of the optimiser.
+        unconstrained: Also run stito with restraint off.
         sample_rate: In Hz.
 
     Returns:
-        ``{method: {measure: value, "similarity": {metric: cosine to the reference}, "wall_s"}}``.
+        ``{method: {measure: value, "similarity": {metric: cosine to the reference}, "wall_s", stito: "moved",
+        "accepted", "chain_level_db"}}``.
     """
-    chain = style_chain(style)
-    reference = chain.process(source, sample_rate)
+    chain = style_chain(style) if style else None
+    reference = chain.process(source, sample_rate) if chain else source
     oracle_t0 = time.perf_counter()
-    oracle = chain.process(dry, sample_rate)
+    oracle = chain.process(dry, sample_rate) if chain else dry
     oracle_s = time.perf_counter() - oracle_t0
-    ref_lufs = loudness_lufs(reference, sample_rate)
-    rng = np.random.default_rng(seed)
-    runs: dict[str, Callable[[], np.ndarray]] = {
+    runs: dict[str, Callable[[], np.ndarray | tuple[np.ndarray, dict]]] = {
         "input": lambda: dry,
-        "random": lambda: gain_to(random_settings(dry, load_chain(BUILTIN_CHAIN), rng, sample_rate), ref_lufs,
-                                  sample_rate),
         "rule_based": lambda: rule_based(dry, reference, sample_rate),
         "matchering": lambda: matchering(dry, reference, sample_rate),
     }
-    for family, chain_name in (("builtin", BUILTIN_CHAIN), ("vst3", VST3_CHAIN)):
-        for m in metric_names:
-            runs[f"stito_{family}_{m}"] = (lambda c=chain_name, m=m: stito_match(dry, reference, c, m, cfg, seed,
-                                                                           sample_rate))
-    outputs, walls = {}, {}
+    for off in ("", "_off") if unconstrained else ("",):
+        opts = stito_options(cfg, seed, "off" if off else "on")
+        for family, chain_name in (("builtin", BUILTIN_CHAIN), ("vst3", VST3_CHAIN)):
+            for m in metric_names:
+                runs[f"stito_{family}_{m}{off}"] = (lambda c=chain_name, m=m, o=opts: stito_match(dry, reference, c,
+                                                                                                 m, o, sample_rate))
+    outputs, walls, extra = {}, {}, {}
     for method, fn in runs.items():
         t0 = time.perf_counter()
-        outputs[method] = fn()
+        y = fn()
         walls[method] = time.perf_counter() - t0
-    outputs["oracle"], walls["oracle"] = oracle, oracle_s
+        outputs[method], extra[method] = y if isinstance(y, tuple) else (y, {})
+    outputs["oracle"], walls["oracle"], extra["oracle"] = oracle, oracle_s, {}
     metrics = {m: get_metric(m) for m in metric_names}
     use_side = uses_side(dry, reference)
     ref_emb = {m: metric.embed(reference[None], sample_rate) for m, metric in metrics.items()}
@@ -351,27 +371,80 @@ def run_case(dry: np.ndarray, source: np.ndarray, style: str, metric_names: Sequ
     for method, y in outputs.items():
         sims = {m: float(metric.similarity(metric.embed(y[None], sample_rate), ref_emb[m], use_side)[0])
                 for m, metric in metrics.items()}
-        out[method] = measures(y, oracle, sample_rate) | {"similarity": sims, "wall_s": walls[method]}
+        out[method] = measures(y, oracle, sample_rate) | {"similarity": sims, "wall_s": walls[method]} | extra[method]
     return out
+
+
+def mean_interval(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval (``CI_LEVEL``, percentile method) of the mean of ``values`` ((nan, nan) without any)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    means = v[np.random.default_rng(seed).integers(0, v.size, (BOOTSTRAP_RESAMPLES, v.size))].mean(axis=1)
+    tail = (1.0 - CI_LEVEL) / 2.0 * 100.0
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100.0 - tail))
 
 
 def aggregate(cases: list[dict], methods: Sequence[str], metric_names: Sequence[str]) -> dict:
-    """Mean of every measure, similarity and wall time per method over ``cases`` (each a ``run_case`` result)."""
+    """Per method over ``cases`` (each a ``run_case`` result): the mean of every measure, similarity and wall time,
+    and for MR-STFT and log-mel the paired difference to the input unchanged and to Matchering with its interval.
+
+    Methods missing from some cases (the unconstrained search runs on "cross" only) are averaged over the cases
+    that have them, and compared on those same cases.
+    """
     out = {}
     for method in methods:
-        rows = [c["results"][method] for c in cases]
-        out[method] = {k: float(np.mean([r[k] for r in rows])) for k in (*MEASURES, "wall_s")}
-        out[method]["similarity"] = {m: float(np.mean([r["similarity"][m] for r in rows])) for m in metric_names}
-        out[method]["n"] = len(rows)
+        rows = [c["results"] for c in cases if method in c["results"]]
+        if not rows:
+            continue
+        r = out[method] = {k: float(np.mean([x[method][k] for x in rows])) for k in (*MEASURES, "wall_s")}
+        r["similarity"] = {m: float(np.mean([x[method]["similarity"][m] for x in rows])) for m in metric_names}
+        r["n"] = len(rows)
+        for key in ("moved", "chain_level_db"):
+            if key in rows[0][method]:
+                r[key] = float(np.mean([x[method][key] for x in rows]))
+        if "chain_level_db" in rows[0][method]:
+            r["chain_level_abs_max_db"] = float(np.max([abs(x[method]["chain_level_db"]) for x in rows]))
+        if rows[0][method].get("accepted") is not None:
+            r["accepted"] = float(np.mean([bool(x[method]["accepted"]) for x in rows]))
+        for base in ("input", "matchering"):
+            for k in ("mrstft_db", "logmel_db"):
+                d = [x[method][k] - x[base][k] for x in rows]
+                r[f"{k}_vs_{base}"] = float(np.mean(d))
+                r[f"{k}_vs_{base}_interval"] = mean_interval(d)
     return out
 
 
-def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), seed: int = 0,
+def _cases_plan(cfg: dict, pools: dict, seed: int) -> list[dict]:
+    """Every case to run, in order: (variant, style, content, clip indices, seed)."""
+    plan = []
+    for variant in cfg["variants"]:
+        cells = (tuple((None, c) for c in dict.fromkeys(c for _, c in cfg["cells"]))
+                 if variant == "none" else cfg["cells"])
+        repeats = cfg["none_repeats"] if variant == "none" else cfg["repeats"]
+        for cell, (style, content) in enumerate(cells):
+            if content not in pools:
+                continue
+            pool = pools[content]
+            for k in range(repeats):
+                case_seed = seed + 100 * cell + k + {"cross": 0, "same": 50_000, "none": 90_000}[variant]
+                rng = np.random.default_rng(case_seed if variant != "same" else case_seed - 50_000)
+                a = int(rng.integers(len(pool)))
+                b = pool.same_recording(a, rng) if variant == "same" else pool.other_recording(a, rng)
+                if b is None:  # a recording of one clip (vocals: one clip per phrase)
+                    continue
+                plan.append({"variant": variant, "style": style, "content": content, "a": a, "b": b,
+                             "seed": case_seed})
+    return plan
+
+
+def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc",), seed: int = 0,
         cache: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
     """Run task 4 and write ``transfer.md``, ``.json`` and ``.png``.
 
-    Each case: input clip A and clip B from another recording of the same content type (both peak-normalised
-    to -1 dBFS); the reference is B through the style's chain, the oracle is A through it.
+    Each case: input clip A and clip B (both peak-normalised to -1 dBFS), per ``VARIANTS``. Finished cases are
+    appended to ``transfer.partial.jsonl`` in ``out_dir`` as they finish, so an interrupted run resumes where it
+    stopped (the file is removed once the results are written).
 
     Args:
         quick: Quick data subset and the ``QUICK`` settings (else ``FULL``).
@@ -382,10 +455,12 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
         log: Progress printer.
 
     Returns:
-        ``{"task", "quick", "settings", "seed", "wall_s", "clips": {content: n}, "methods", "cases": [{"style",
-        "content", "input", "source", "results": {method: measures}}], "results": {"all" | content | style:
-        {method: means}}, "files"}``.
+        ``{"task", "quick", "settings", "seed", "wall_s", "clips": {content: n}, "methods", "cases": [{"variant",
+        "style", "content", "input", "source", "results": {method: measures}}], "results": {variant: {"all" |
+        content | style | family: {method: means}}}, "files"}``.
     """
+    import json
+
     t0 = time.perf_counter()
     cfg = QUICK if quick else FULL
     data_root, _ = build_eval(quick=quick, cache=cache, log=log)
@@ -396,89 +471,145 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), se
         except ValueError as exc:
             log(f"{TASK}: skipping {content}: {exc}")
     methods = method_names(metrics)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / f"{TASK}.partial.jsonl"
+    key = json.dumps({"settings": cfg, "metrics": list(metrics), "seed": seed}, sort_keys=True, default=list)
+    done: dict[tuple, dict] = {}
+    if partial.exists():
+        lines = partial.read_text().splitlines()
+        if lines and lines[0] == key:
+            for line in lines[1:]:
+                c = json.loads(line)
+                done[(c["variant"], c["style"], c["content"], c["seed"])] = c
+            log(f"{TASK}: resuming, {len(done)} cases already done")
+        else:
+            partial.write_text(key + "\n")
+    else:
+        partial.write_text(key + "\n")
     cases = []
-    for cell, (style, content) in enumerate(cfg["cells"]):
-        if content not in pools:
+    for item in _cases_plan(cfg, pools, seed):
+        pool = pools[item["content"]]
+        ident = (item["variant"], item["style"], item["content"], item["seed"])
+        if ident in done:
+            cases.append(done[ident])
             continue
-        pool = pools[content]
-        for k in range(cfg["repeats"]):
-            case_seed = seed + 100 * cell + k
-            rng = np.random.default_rng(case_seed)
-            a = int(rng.integers(len(pool)))
-            b = pool.other_recording(a, rng)
-            t_case = time.perf_counter()
-            res = run_case(peak_normalize(pool.stereo(a)), peak_normalize(pool.stereo(b)), style, metrics, cfg,
-                           case_seed)
-            cases.append({"style": style, "content": content, "input": pool.entries[a]["id"],
-                          "source": pool.entries[b]["id"], "seed": case_seed, "results": res})
-            log(f"{TASK}: {style} / {content} #{k}: log-mel dB " + ", ".join(
-                f"{m} {res[m]['logmel_db']:.1f}" for m in methods) + f" ({time.perf_counter() - t_case:.0f} s)")
+        t_case = time.perf_counter()
+        res = run_case(peak_normalize(pool.stereo(item["a"])), peak_normalize(pool.stereo(item["b"])),
+                       item["style"], metrics, cfg, item["seed"], unconstrained=item["variant"] == "cross")
+        case = {"variant": item["variant"], "style": item["style"], "content": item["content"],
+                "input": pool.entries[item["a"]]["id"], "source": pool.entries[item["b"]]["id"], "seed": item["seed"],
+                "results": res}
+        cases.append(case)
+        with partial.open("a") as f:
+            f.write(json.dumps(case) + "\n")
+        log(f"{TASK}: {item['variant']} {item['style'] or 'no style'} / {item['content']}: MR-STFT dB " + ", ".join(
+            f"{m} {res[m]['mrstft_db']:.2f}" for m in methods if m in res) + f" ({time.perf_counter() - t_case:.0f} s)")
     if not cases:
         raise ValueError(f"no case could run: no clips for the content types of the cells {cfg['cells']}")
-    results = {"all": aggregate(cases, methods, metrics)}
-    for key in ("content", "style"):
-        for value in dict.fromkeys(c[key] for c in cases):
-            results[value] = aggregate([c for c in cases if c[key] == value], methods, metrics)
+    results: dict[str, dict] = {}
+    for variant in dict.fromkeys(c["variant"] for c in cases):
+        vc = [c for c in cases if c["variant"] == variant]
+        results[variant] = {"all": aggregate(vc, methods, metrics)}
+        for field in ("content", "style"):
+            for value in dict.fromkeys(c[field] for c in vc if c[field]):
+                results[variant][value] = aggregate([c for c in vc if c[field] == value], methods, metrics)
+        for family in dict.fromkeys(STYLES[c["style"]]["family"] for c in vc if c["style"]):
+            results[variant][f"family:{family}"] = aggregate(
+                [c for c in vc if c["style"] and STYLES[c["style"]]["family"] == family], methods, metrics)
     report = {"task": TASK, "quick": quick, "settings": cfg, "seed": seed,
               "clips": {c: len(p) for c, p in pools.items()}, "methods": methods, "metrics": list(metrics),
-              "styles": {s: STYLES[s] for s in dict.fromkeys(c["style"] for c in cases)},
-              "wall_s": time.perf_counter() - t0, "cases": cases, "results": results}
-    return write_results(report, out_dir, markdown, plot)
+              "styles": {s: STYLES[s] for s in dict.fromkeys(c["style"] for c in cases if c["style"])},
+              "wall_s": time.perf_counter() - t0 + sum(0.0 for _ in done), "resumed_cases": len(done),
+              "cases": cases, "results": results}
+    report = write_results(report, out_dir, markdown, plot)
+    partial.unlink()
+    return report
 
 
-METHOD_LABELS = {"input": "input unchanged", "random": f"random settings ({BUILTIN_CHAIN})",
-                 "rule_based": "rule-based (matching EQ + compressor)", "matchering": "Matchering 2",
-                 "oracle": "oracle (true chain)"}
+METHOD_LABELS = {"input": "input unchanged", "rule_based": "rule-based (matching EQ + compressor)",
+                 "matchering": "Matchering 2", "oracle": "oracle (true chain)"}
+VARIANT_TITLES = {"cross": "Reference from another recording (the task)",
+                  "same": "Reference from the input's own recording (another clip)",
+                  "none": "No-style control: another recording, unprocessed (the oracle is the input)"}
 
 
 def method_label(method: str) -> str:
     """Table label of a method name from ``method_names``."""
     if method.startswith("stito_"):
-        _, family, metric = method.split("_", 2)
-        return f"stito, {BUILTIN_CHAIN if family == 'builtin' else VST3_CHAIN}, {metric_label(metric)}"
+        parts = method.split("_")
+        family, off = parts[1], parts[-1] == "off"
+        metric = "_".join(parts[2:-1] if off else parts[2:])
+        chain = BUILTIN_CHAIN if family == "builtin" else VST3_CHAIN
+        return f"stito, {chain}, {metric_label(metric)}" + (", restraint off" if off else "")
     return METHOD_LABELS[method]
 
 
+def _ci(r: dict, key: str) -> str:
+    lo, hi = r[key + "_interval"]
+    return f"{r[key]:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
 def markdown(report: dict) -> str:
-    """Tables: every measure per method over all cases, log-mel distance per content type and per style."""
+    """Tables per variant: every measure per method with paired intervals, then per style family, content, style."""
     cfg = report["settings"]
     metrics, methods = report["metrics"], report["methods"]
-    contents = [c for c in report["clips"] if c in report["results"]]
-    styles = list(report["styles"])
+    search = ("the product's default search exactly as `stito match` runs it (fast preset with its 6.5 s time "
+              "budget, restraint on, output gained to the reference's loudness)" if cfg["options"] is None else
+              f"a reduced search ({', '.join(f'{k} {v}' for k, v in cfg['options'].items())}; quick run only)")
+    counts = {v: sum(c["variant"] == v for c in report["cases"]) for v in report["results"]}
     lines = [f"# Task 4: real-world style transfer{' (quick)' if report['quick'] else ''}", "",
-             f"Command: `{command_line('transfer', report)}` · {len(report['cases'])} cases ({len(styles)} styles, "
-             f"{len(contents)} content types, {cfg['repeats']} per pair) · seed {report['seed']} · wall time "
+             f"Command: `{command_line('transfer', report)}` · {len(report['cases'])} cases ("
+             + ", ".join(f"{v} {n}" for v, n in counts.items()) + f") · seed {report['seed']} · wall time "
              f"{report['wall_s']:.0f} s · clips: " + ", ".join(f"{c} {n}" for c, n in report["clips"].items()), "",
-             "Each case: input clip A and clip B from another recording of the same content type (vocals: one "
-             "singer's pack, so other phrases of the same voice), both peak-normalised to -1 dBFS. The reference is "
-             "B through the style's chain; the oracle is A through the same chain. Distances are to the oracle, "
-             "after gaining each output to the oracle's loudness (level is scored by the loudness error alone). "
-             f"stito runs `match()` with `{BUILTIN_CHAIN}` and `{VST3_CHAIN}` from their starting settings, "
-             f"once per metric, at a reduced budget: popsize {cfg['popsize']} x {cfg['generations']} generations "
-             f"on the {cfg['excerpt_s']:g} s clip (the paper: 64 x 25), output gained to the reference's loudness "
-             "(as `stito match` does); the random baseline and the rule-based one are gained the same way. "
-             "Methods gained to the reference's loudness all get the same loudness error: the gap between the "
-             "reference and the oracle (two recordings through one chain). Width: side energy over total energy "
-             "(0 mono). Similarity: cosine of the output's embedding to the reference's, per metric (the quantity "
-             "stito maximises with that metric). Wall s: mean seconds the method took per case (stito: the whole "
-             "`match()` call, worker start-up included).", "",
-             "## All cases (mean)", "",
-             "| Method | MR-STFT dB | log-mel dB | loudness error LU | width error | "
-             + " | ".join(f"sim {metric_label(m)}" for m in metrics) + " | wall s |",
-             "|---|---|---|---|---|" + "---|" * (len(metrics) + 1)]
-    for method in methods:
-        r = report["results"]["all"][method]
-        lines.append(f"| {method_label(method)} | {fmt(r['mrstft_db'])} | {fmt(r['logmel_db'])} | "
-                     f"{fmt(r['loudness_error_lu'])} | {r['width_error']:.3f} | "
-                     + " | ".join(f"{r['similarity'][m]:.3f}" for m in metrics) + f" | {r['wall_s']:.1f} |")
-    for title, groups in (("content type", contents), ("style", styles)):
-        lines += ["", f"## Per {title}: MR-STFT dB / log-mel dB", "",
-                  "| Method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+             "Each case: input clip A and a clip B, both peak-normalised to -1 dBFS; the reference is B through the "
+             "style's chain, the oracle A through the same chain (no-style control: the reference is B itself, "
+             "the oracle is A). Distances are to the oracle after gaining each output to the oracle's loudness "
+             f"(level is scored by the loudness error alone). stito runs {search}, with `{BUILTIN_CHAIN}` and "
+             f"`{VST3_CHAIN}` from their starting settings; 'restraint off' is the same search unconstrained (the "
+             "behaviour before the do-no-harm rules), run on the cross-recording cases only. "
+             f"vs input / vs Matchering: mean paired difference in MR-STFT dB (negative: closer to the oracle) with "
+             f"its {CI_LEVEL:.0%} bootstrap interval. Moved: share of searched parameters moved by more than "
+             f"{MOVED} (normalised). Accepted: share of matches the acceptance rule kept. Chain level: the chain "
+             "output's integrated loudness minus the input's (mean, and the largest absolute value), before the "
+             "file's loudness gain. Similarity: cosine of the output's embedding to the reference's.", ""]
+    for variant, res in report["results"].items():
+        all_ = res["all"]
+        lines += [f"## {VARIANT_TITLES[variant]}: {counts[variant]} cases", "",
+                  "| Method | MR-STFT dB | log-mel dB | vs input (MR-STFT) | vs Matchering (MR-STFT) | vs input "
+                  "(log-mel) | loudness error LU | width error | moved | accepted | chain level LU (max) | "
+                  + " | ".join(f"sim {metric_label(m)}" for m in metrics) + " | wall s | n |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(metrics) + 2)]
         for method in methods:
-            rows = [report["results"][g][method] for g in groups]
-            cells = [f"{fmt(r['mrstft_db'])} / {fmt(r['logmel_db'])}" for r in rows]
-            lines.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
-    lines += ["", "## Styles", ""]
+            if method not in all_:
+                continue
+            r = all_[method]
+            level = (f"{r['chain_level_db']:+.1f} ({r['chain_level_abs_max_db']:.1f})" if "chain_level_db" in r
+                     else "")
+            cells = [method_label(method), fmt(r["mrstft_db"]), fmt(r["logmel_db"]), _ci(r, "mrstft_db_vs_input"),
+                     _ci(r, "mrstft_db_vs_matchering"), _ci(r, "logmel_db_vs_input"), fmt(r["loudness_error_lu"]),
+                     f"{r['width_error']:.3f}", f"{r['moved']:.2f}" if "moved" in r else "",
+                     f"{r['accepted']:.2f}" if "accepted" in r else "", level,
+                     *(f"{r['similarity'][m]:.3f}" for m in metrics), f"{r['wall_s']:.1f}", str(r["n"])]
+            lines.append("| " + " | ".join(cells) + " |")
+        groups = [("style family", [g for g in res if g.startswith("family:")]),
+                  ("content type", [c for c in report["clips"] if c in res]),
+                  ("style", [s for s in report["styles"] if s in res])]
+        for title, keys in groups:
+            if not keys:
+                continue
+            lines += ["", f"### Per {title}: MR-STFT dB, and the paired difference to the input unchanged", "",
+                      "| Method | " + " | ".join(k.removeprefix("family:") for k in keys) + " |",
+                      "|---|" + "---|" * len(keys)]
+            for method in methods:
+                if method not in all_ or method == "input":
+                    continue
+                cells = [f"{fmt(res[k][method]['mrstft_db'])} ({_ci(res[k][method], 'mrstft_db_vs_input')})"
+                         if method in res[k] else "" for k in keys]
+                lines.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
+            lines.append("| input unchanged | " + " | ".join(fmt(res[k]["input"]["mrstft_db"]) for k in keys) + " |")
+        lines.append("")
+    lines += ["## Styles", ""]
     for style, spec in report["styles"].items():
         parts = []
         for e in spec["effects"]:
@@ -490,21 +621,19 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
-    """Bars per method: MR-STFT and log-mel distance to the oracle and loudness error, one colour per content."""
+    """Bars per method and variant: mean MR-STFT and log-mel distance to the oracle."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     methods = report["methods"]
-    groups = ["all"] + [c for c in report["clips"] if c in report["results"]]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharex=True)
-    colors = ["black" if g == "all" else f"C{k}" for k, g in enumerate(groups)]
-    for ax, (key, label) in zip(axes, (("mrstft_db", "MR-STFT distance (dB)"), ("logmel_db", "log-mel distance (dB)"),
-                                       ("loudness_error_lu", "loudness error (LU)"))):
+    variants = list(report["results"])
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5), sharex=True)
+    for ax, (key, label) in zip(axes, (("mrstft_db", "MR-STFT distance (dB)"), ("logmel_db", "log-mel distance (dB)"))):
         grouped_bars(ax, [method_label(m) for m in methods],
-                     {g: [report["results"][g][m][key] for m in methods] for g in groups}, colors=colors,
-                     rotation=60, ha="right", fontsize=7)
+                     {v: [report["results"][v]["all"].get(m, {}).get(key, float("nan")) for m in methods]
+                      for v in variants}, rotation=60, ha="right", fontsize=7)
         ax.set_title(label)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Style transfer, distance to the oracle ({len(report['cases'])} cases"

@@ -288,6 +288,10 @@ def summary(report: dict, chain_name: str) -> str:
     lines.append(f"search: {sr['generations']} generations, {sr['evaluations']} evaluations, stopped: "
                  f"{sr['stop_reason']}; picked '{report['pick']['chosen']}'; {report['wall_s']:.1f} s "
                  f"({sr['evaluations'] / max(report['wall_s'], 1e-9):.0f} evaluations/s)")
+    if report.get("restraint"):
+        lines += report["restraint"]["lines"]
+    if report.get("level_change_db") is not None:
+        lines.append(f"level through the chain: {report['level_change_db']:+.1f} dB on the validation excerpts")
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)
 

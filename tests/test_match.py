@@ -19,6 +19,9 @@ from .conftest import RATE, vst3_path
 
 
 def small(seed=0, gens=10, pop=16, **kw) -> MatchOptions:
+    """A small unconstrained search (restraint off): these tests measure what the search can recover; the
+    do-no-harm rules have their own tests (test_restraint.py)."""
+    kw.setdefault("restraint", "off")
     return MatchOptions(optimizer=OptimizerOptions(popsize=pop, max_generations=gens, seed=seed),
                         excerpts=1, validation_excerpts=2, reference_windows=2, **kw)
 

@@ -1,4 +1,4 @@
-"""`stito train presets|pairs|fit|rankset|rankfit|export`: build the encoder's pretext data, train it, ship it."""
+"""`stito train presets|pairs|fit|rankset|rankfit|restraint|export`: build the encoder's pretext data, train it, ship it."""
 
 from __future__ import annotations
 
@@ -70,6 +70,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rf.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     rf.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     rf.add_argument("--seed", type=int, default=0, help="(default 0)")
+    rt = sub.add_parser("restraint", help="measure each metric's noise floor (no-style matches on the training "
+                        "corpus) and choose the prior weight; writes the package's models/restraint.json")
+    rt.add_argument("--metrics", default="mfcc", help="comma-separated metrics (default: mfcc; the first one "
+                    "chooses the prior weight)")
+    rt.add_argument("--prior-weights", default="0,0.005,0.02", help="prior weights to try (default %(default)s)")
+    rt.add_argument("--pairs", type=int, default=10, help="training pairs per run (default %(default)s)")
+    rt.add_argument("--quantile", type=float, default=0.9, help="quantile of the no-style gains (default 0.9)")
+    rt.add_argument("--out", type=Path, default=None, help="output file (default: the package's models/)")
+    rt.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
+    rt.add_argument("--seed", type=int, default=0, help="(default 0)")
     e = sub.add_parser("export", help="write the checkpoint's encoder to models/afx-rep-<sha256 prefix>.pt")
     e.add_argument("checkpoint", type=Path, help=f"checkpoint folder or its {CHECKPOINT}")
     e.add_argument("--out", type=Path, default=MODELS_DIR, help="destination folder (default: models/)")
@@ -127,6 +137,16 @@ def run(args: argparse.Namespace) -> int:
                          contrastive_weight=args.contrastive_weight, init=init)
         ck = train(args.pairs or default_pairs_dir(), args.out, plan, device=args.device, threads=args.threads)
         print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
+    elif args.train_command == "restraint":
+        from .restraint import calibrate
+
+        try:
+            weights = [float(w) for w in args.prior_weights.split(",")]
+        except ValueError:
+            raise SystemExit(f"stito train restraint: --prior-weights takes numbers, got {args.prior_weights!r}") from None
+        res = calibrate(train_root(args.cache), args.metrics.split(","), weights, args.pairs, args.quantile,
+                        args.seed, args.out)
+        print(f"prior weight {res['prior_weight']:g}; floors written ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "export":
         from stito_server.metrics.weights import export_weights
 
@@ -134,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {export_weights(ck, args.out)}")
     else:
         raise SystemExit(f"unknown train command {args.train_command!r}; valid: presets, pairs, fit, rankset, "
-                         "rankfit, export")
+                         "rankfit, restraint, export")
     return 0
 
 

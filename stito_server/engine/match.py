@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -12,10 +13,11 @@ import numpy as np
 from ..audio import Audio, gain_loudness_lufs, validate_audio
 from ..effects.chain import Chain
 from ..errors import RenderError, StitoError
-from ..metrics.base import StyleMetric
+from ..metrics.base import Embedding, StyleMetric
 from .optimize import FAILED_SIMILARITY, OptimizeResult, Progress, Stage, optimize
 from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
+from .restraint import Floors, Objective, Verdict, load_floors, restrain
 from .scoring import Scorer, objective_parts, rendered_seconds, uses_side, whole_similarity
 
 __all__ = ["MatchOptions", "MatchResult", "ParamChange", "make_renderer", "match", "score_settings", "uses_side"]
@@ -71,6 +73,9 @@ class MatchResult:
             input), "before" (starting settings), "after" (final settings).
         pick: How the final candidate was chosen: finalists with analysis and validation similarities.
         search: The optimiser's result (trajectory, stop reason, evaluations).
+        restraint: The do-no-harm verdict (per effect: engaged or not, and the evidence); None with
+            ``restraint="off"``.
+        level_change_db: Level of the final settings' renders against the unprocessed validation excerpts, in dB.
         loudness_lufs: Integrated loudness of input, reference, the chain's raw output ("chain_output")
             and the written output ("output", after ``output_gain_db``).
         output_gain_db: Gain applied to the output for ``MatchOptions.loudness`` (0 when "off").
@@ -87,6 +92,8 @@ class MatchResult:
     similarity: dict[str, float]
     pick: dict[str, Any]
     search: OptimizeResult
+    restraint: Verdict | None
+    level_change_db: float | None
     loudness_lufs: dict[str, float]
     output_gain_db: float
     wall_s: float
@@ -109,6 +116,8 @@ class MatchResult:
             "matched_vector": self.matched_vector.tolist(),
             "start_vector": self.start_vector.tolist(),
             "pick": self.pick,
+            "restraint": None if self.restraint is None else self.restraint.report(),
+            "level_change_db": self.level_change_db,
             "search": {"stop_reason": s.stop_reason, "evaluations": s.evaluations, "failures": s.failures,
                        "generations": len(s.trajectory), "trajectory": s.trajectory},
             "wall_s": self.wall_s,
@@ -131,8 +140,9 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
                    options: MatchOptions | None = None) -> dict[str, np.ndarray]:
     """The match objective at given settings, without searching (e.g. to map it over a grid).
 
-    The excerpts, reference embedding and side decision are ``match()``'s for the same options and seed, so
-    the scores are the ones its search and its final pick would see. The chain's settings are left as found.
+    The excerpts, reference embedding, side decision and penalties are ``match()``'s for the same options and
+    seed, so the scores are the ones its search and its final pick would see. The chain's settings are left as
+    found.
 
     Args:
         input_audio: The raw recording, ``(channels, n)`` with 1 or 2 channels.
@@ -140,11 +150,11 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
         chain: Effects to render.
         metric: Production-style metric.
         vectors: ``(k, len(chain))`` normalized settings in [0, 1].
-        options: Match settings (excerpts, pre-roll, renderer, ``optimizer.seed`` for random excerpts).
+        options: Match settings (excerpts, pre-roll, renderer, restraint, ``optimizer.seed`` for random excerpts).
 
     Returns:
-        ``{"analysis": (k,), "validation": (k,)}`` mean similarities on the analysis and validation excerpts
-        (NaN where a setting failed to render).
+        ``{"analysis": (k,), "validation": (k,)}`` mean objective values on the analysis and validation excerpts
+        (similarity minus the restraint's penalties; NaN where a setting failed to render).
 
     Raises:
         StitoError: ``vectors`` of the wrong width or outside [0, 1].
@@ -161,10 +171,25 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
         with make_renderer(chain, opts) as renderer:
             analysis, validation, ref_emb, use_side = objective_parts(input_audio, reference, metric, opts)
             sr = input_audio.sample_rate
-            return {name: Scorer(renderer, metric, ref_emb, clips, sr, use_side, opts.pipeline)(xs)
+            return {name: _objective(Scorer(renderer, metric, ref_emb, clips, sr, use_side, opts.pipeline),
+                                     _start(chain, opts), opts)(xs)
                     for name, clips in (("analysis", analysis), ("validation", validation))}
     finally:
         chain.set_vector(kept)
+
+
+FINALISTS = ("start", "mean", "best", "last_best")
+
+
+@dataclass
+class _Pick:
+    """The finalists of a search and the one the validation excerpts chose (indices into ``FINALISTS``)."""
+
+    finalists: np.ndarray  # (4, dims)
+    analysis: np.ndarray  # (4,) objective on the analysis excerpts
+    validation: np.ndarray  # (4,) objective on the validation excerpts
+    similarity: np.ndarray  # (4,) similarity (no penalties) on the validation excerpts
+    chosen: int
 
 
 def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric,
@@ -172,6 +197,10 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
           cancelled: Callable[[], bool] | None = None) -> MatchResult:
     """Search ``chain``'s parameters so the processed input matches the reference's production style.
 
+    Steps: excerpts and the reference embedding; CMA-ES on the analysis excerpts (a coarse stage, then the
+    whole excerpts); the best of four finalists on the validation excerpts; with ``restraint="on"``, effect
+    parsimony and the acceptance rule (``engine/restraint.py``); ``amount``; the whole input rendered, with a
+    fall back to the start when the matched settings score below it there; the loudness gain.
     On return the chain holds the final settings. Neither audio array is modified.
 
     Args:
@@ -199,101 +228,162 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     sr = input_audio.sample_rate
     warnings: list[str] = []
     before_rows = chain.describe()
-    start = chain.get_vector() if opts.start == "current" else np.full(len(chain), 0.5)
+    start = _start(chain, opts)
+    floors = _floors(metric, opts, warnings)
     # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
         analysis, validation, ref_emb, use_side = objective_parts(input_audio, reference, metric, opts)
-        score = Scorer(renderer, metric, ref_emb, analysis, sr, use_side, opts.pipeline)
-        check = Scorer(renderer, metric, ref_emb, validation, sr, use_side, opts.pipeline)
-        objective: Any = score
-        if opts.coarse_generations:
-            n = int(round(opts.coarse_length * opts.excerpt_seconds * sr))
-            short = [Clip(c.audio[:, :c.preroll + n], c.preroll) for c in analysis]
-            coarse = Scorer(renderer, metric, ref_emb, short, sr, use_side, opts.pipeline)
-            # cost: seconds rendered per candidate (pre-roll included), to split a time budget
-            objective = [Stage(coarse, opts.coarse_generations, "coarse", rendered_seconds(short, sr)),
-                         Stage(score, opts.optimizer.max_generations, "fine", rendered_seconds(analysis, sr))]
-        result = optimize(objective, start, opts.optimizer, progress, cancelled)
-        names = ["start", "mean", "best", "last_best"]
-        finalists = np.stack([start, result.mean_x, result.best_x, result.last_best_x])
-        val = check(finalists)
-        # The search scored the best and the last generation's best on the analysis excerpts already.
-        searched = np.array([result.best_similarity, result.trajectory[-1]["generation_best"]])
-        ana = np.concatenate([score(finalists[:2]), np.where(searched <= FAILED_SIMILARITY, np.nan, searched)])
-        start_failed = not np.isfinite(val[0])
+        scorer = partial(Scorer, renderer, metric, ref_emb, sample_rate=sr, use_side=use_side, pipeline=opts.pipeline)
+        score, check = _objective(scorer(analysis), start, opts), _objective(scorer(validation), start, opts)
+        result = optimize(_stages(scorer, score, analysis, start, sr, opts), start, opts.optimizer, progress,
+                          cancelled)
+        pick = _pick(result, start, score, check)
+        start_failed = not np.isfinite(pick.validation[0])
         if start_failed:
             warnings.append(f"the starting settings failed to render: {check.last_errors[0]}")
-        order = np.where(np.isfinite(val), val, -np.inf)
-        if not np.isfinite(order).any():
-            raise RenderError("no candidate rendered cleanly; " + "; ".join(sorted(set(check.errors))[:3]))
-        chosen = int(np.argmax(order))
-
-        def blend(i: int) -> np.ndarray:
-            return start + opts.amount * (finalists[i] - start)
-
-        final = blend(chosen)
-        whole = [Clip(input_audio.samples, 0)]
-        check_whole = opts.whole_check and chosen != 0
-        # The whole input, rendered by the same workers (some plugins may only reset on their own thread);
-        # the measurements that do not need it run beside it.
-        with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
-            dry_job = side.submit(check.dry)
-            lufs_jobs = {"input": side.submit(gain_loudness_lufs, input_audio.samples, sr),
-                         "reference": side.submit(gain_loudness_lufs, reference.samples, reference.sample_rate)}
-            rendered, errors = renderer.render(np.stack([final, start]) if check_whole else final[None], whole, sr)
-            dry = dry_job.result()
-            lufs = {k: job.result() for k, job in lufs_jobs.items()}
-        if errors[0] is not None:
-            raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
-        output = rendered[0, 0]
-        whole_sims: dict[str, float] = {}
-        if check_whole and errors[1] is None:
-            sims = whole_similarity(rendered[:, 0], metric, ref_emb, sr, opts.excerpt_seconds, use_side)
-            whole_sims = {names[chosen]: float(sims[0]), "start": float(sims[1])}
-            if sims[0] < sims[1]:
-                first, output, replacement = names[chosen], rendered[1, 0], 0
-                for i in np.argsort(-order, kind="stable"):
-                    if i in (0, chosen) or not np.isfinite(order[i]):
-                        continue
-                    y, err = renderer.render(blend(int(i))[None], whole, sr)
-                    if err[0] is None:
-                        whole_sims[names[i]] = float(whole_similarity(y[:, 0], metric, ref_emb, sr,
-                                                                      opts.excerpt_seconds, use_side)[0])
-                        if whole_sims[names[i]] >= sims[1]:
-                            output, replacement = y[0, 0], int(i)
-                            break
-                warnings.append(
-                    f"the {first} settings scored {sims[0]:.3f} on the whole input, below the starting settings' "
-                    f"{sims[1]:.3f}, though better on the excerpts (something that builds up over time, such as "
-                    f"delay feedback, that the excerpts miss); {names[replacement]} was kept instead")
-                chosen, final = replacement, blend(replacement)
-        after = check(final[None])[0] if opts.amount < 1.0 else val[chosen]
+        matched = pick.finalists[pick.chosen]
+        verdict = None
+        if opts.restraint == "on" and not start_failed:
+            effect_of_dim = np.array([d.effect for d in chain.dims])
+            matched, verdict = restrain(matched, start, effect_of_dim, [fx.name for fx in chain.effects], check,
+                                        float(pick.validation[0]), floors)
+        final = start + opts.amount * (matched - start)
+        output, start_output, lufs, dry, whole_sims = _render_whole(renderer, check, input_audio, reference, final,
+                                                                    start, metric, ref_emb, use_side, opts)
+        if whole_sims and whole_sims["matched"] < whole_sims["start"]:
+            warnings.append(
+                f"the matched settings scored {whole_sims['matched']:.3f} on the whole input, below the starting "
+                f"settings' {whole_sims['start']:.3f}, though better on the excerpts (something that builds up "
+                "over time, such as delay feedback, that the excerpts miss); the starting settings were kept")
+            final, output = start.copy(), start_output
+        after = check(final[None])[0]  # the final settings' objective, raw similarity and level on validation
+        after_similarity, after_level = check.last_similarity[0], check.last_levels_db[0]
     chain.set_vector(final)
-    if chosen == 0 and not whole_sims:
+    if verdict is None and np.array_equal(final, start) and not whole_sims:
         warnings.append("no candidate beat the starting settings on the validation excerpts; nothing changed")
     if result.failures:
         sample = "; ".join(sorted(set(score.errors))[:3])
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
     params = [ParamChange.between(b, a) for b, a in zip(before_rows, chain.describe())]
-    lufs["chain_output"] = gain_loudness_lufs(output, sr)
-    gain_db = 0.0
-    if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
-        gain_db = lufs[opts.loudness] - lufs["chain_output"]
-        output = (output * np.float32(10 ** (gain_db / 20))).astype(np.float32)
-    lufs["output"] = lufs["chain_output"] + gain_db
+    output, gain_db = _loudness_gain(output, lufs, sr, opts)
     return MatchResult(
-        output=output, sample_rate=sr, vector=final, matched_vector=finalists[chosen], start_vector=start,
+        output=output, sample_rate=sr, vector=final, matched_vector=pick.finalists[pick.chosen], start_vector=start,
         parameters=params,
-        similarity={"dry": dry, "before": None if start_failed else float(val[0]), "after": _f(after)},
-        pick={"chosen": names[chosen], "finalists": [
-            {"name": n, "analysis": _f(a), "validation": _f(v), "whole_input": whole_sims.get(n)}
-            for n, a, v in zip(names, ana, val)]},
-        search=result,
+        similarity={"dry": dry, "before": None if start_failed else float(pick.similarity[0]),
+                    "after": _f(after_similarity)},
+        pick={"chosen": FINALISTS[pick.chosen], "whole_input": whole_sims, "after": _f(after), "finalists": [
+            {"name": n, "analysis": _f(a), "validation": _f(v)}
+            for n, a, v in zip(FINALISTS, pick.analysis, pick.validation)]},
+        search=result, restraint=verdict, level_change_db=_f(after_level),
         loudness_lufs=lufs, output_gain_db=gain_db,
         wall_s=time.perf_counter() - t0, warnings=warnings,
     )
 
 
+def _start(chain: Chain, opts: MatchOptions) -> np.ndarray:
+    return chain.get_vector() if opts.start == "current" else np.full(len(chain), 0.5)
+
+
+def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str]) -> Floors:
+    """The floors ``opts`` sets, else the metric's calibrated ones; without any, gains above 0 count (and the
+    user is told)."""
+    if opts.restraint == "on" and opts.gain_floor is not None and opts.effect_floor is not None:
+        return Floors(opts.gain_floor, opts.effect_floor, "set in the options")
+    floors = load_floors(metric.name) if opts.restraint == "on" else None
+    if floors is not None and (opts.gain_floor is not None or opts.effect_floor is not None):
+        floors = Floors(floors.gain if opts.gain_floor is None else opts.gain_floor,
+                        floors.effect if opts.effect_floor is None else opts.effect_floor, floors.source + ", changed")
+    if floors is None and opts.restraint == "on":
+        floors = Floors(0.0, 0.0, f"no calibrated floors for metric {metric.name!r}: any gain counts")
+        warnings.append(f"metric {metric.name!r} has no calibrated noise floor; restraint keeps any effect and any "
+                        "match that gains over the starting settings")
+    return floors or Floors(0.0, 0.0, "restraint off")
+
+
+def _objective(scorer: Scorer, start: np.ndarray, opts: MatchOptions) -> Objective:
+    """The objective a scorer's similarities become: penalised with ``restraint="on"``, as they are without."""
+    if opts.restraint == "on":
+        return Objective(scorer, start, opts.prior_weight, opts.level_tolerance_db, opts.level_weight)
+    return Objective(scorer, start, 0.0, 0.0, 0.0)
+
+
+def _stages(scorer: Callable[[list[Clip]], Scorer], score: Objective, analysis: list[Clip], start: np.ndarray,
+            sample_rate: int, opts: MatchOptions) -> Objective | list[Stage]:
+    """The search's objective: one stage, or a coarse stage on the excerpts' beginnings and then ``score``."""
+    if not opts.coarse_generations:
+        return score
+    n = int(round(opts.coarse_length * opts.excerpt_seconds * sample_rate))
+    short = [Clip(c.audio[:, :c.preroll + n], c.preroll) for c in analysis]
+    coarse = _objective(scorer(short), start, opts)
+    # cost: seconds rendered per candidate (pre-roll included), to split a time budget
+    return [Stage(coarse, opts.coarse_generations, "coarse", rendered_seconds(short, sample_rate)),
+            Stage(score, opts.optimizer.max_generations, "fine", rendered_seconds(analysis, sample_rate))]
+
+
+def _pick(result: OptimizeResult, start: np.ndarray, score: Objective, check: Objective) -> _Pick:
+    """The finalist with the best objective on the validation excerpts.
+
+    Raises:
+        RenderError: no finalist rendered.
+    """
+    finalists = np.stack([start, result.mean_x, result.best_x, result.last_best_x])
+    val = check(finalists)
+    similarity = check.last_similarity
+    # The search scored the best and the last generation's best on the analysis excerpts already.
+    searched = np.array([result.best_similarity, result.trajectory[-1]["generation_best"]])
+    ana = np.concatenate([score(finalists[:2]), np.where(searched <= FAILED_SIMILARITY, np.nan, searched)])
+    order = np.where(np.isfinite(val), val, -np.inf)
+    if not np.isfinite(order).any():
+        raise RenderError("no candidate rendered cleanly; " + "; ".join(sorted(set(check.errors))[:3]))
+    return _Pick(finalists, ana, val, similarity, int(np.argmax(order)))
+
+
+def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_audio: Audio, reference: Audio,
+                  final: np.ndarray, start: np.ndarray, metric: StyleMetric, ref_emb: Embedding, use_side: bool,
+                  opts: MatchOptions) -> tuple[np.ndarray, np.ndarray | None, dict[str, float], float,
+                                              dict[str, float]]:
+    """The whole input rendered with the final settings (and the start's, for the whole-input check).
+
+    The renders run on the match's workers (some plugins may only reset on their own thread); the
+    measurements that do not need them run beside them.
+
+    Returns:
+        The final render ``(channels, n)``, the start's (None when not rendered), the loudness of input and
+        reference, the dry similarity on the validation excerpts and, when checked, the whole-input
+        similarities ``{"matched", "start"}``.
+
+    Raises:
+        RenderError: the final settings failed to render the whole input.
+    """
+    sr = input_audio.sample_rate
+    whole = [Clip(input_audio.samples, 0)]
+    check_whole = opts.whole_check and not np.array_equal(final, start)
+    with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
+        dry_job = side.submit(check.dry)
+        lufs_jobs = {"input": side.submit(gain_loudness_lufs, input_audio.samples, sr),
+                     "reference": side.submit(gain_loudness_lufs, reference.samples, reference.sample_rate)}
+        rendered, errors = renderer.render(np.stack([final, start]) if check_whole else final[None], whole, sr)
+        dry = dry_job.result()
+        lufs = {k: job.result() for k, job in lufs_jobs.items()}
+    if errors[0] is not None:
+        raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
+    whole_sims: dict[str, float] = {}
+    if check_whole and errors[1] is None:
+        sims = whole_similarity(rendered[:, 0], metric, ref_emb, sr, opts.excerpt_seconds, use_side)
+        whole_sims = {"matched": float(sims[0]), "start": float(sims[1])}
+    return rendered[0, 0], rendered[1, 0] if check_whole else None, lufs, dry, whole_sims
+
+
+def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,
+                   opts: MatchOptions) -> tuple[np.ndarray, float]:
+    """The output gained for ``opts.loudness`` (``lufs`` gets "chain_output" and "output"), and the gain in dB."""
+    lufs["chain_output"] = gain_loudness_lufs(output, sample_rate)
+    gain_db = 0.0
+    if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
+        gain_db = lufs[opts.loudness] - lufs["chain_output"]
+        output = (output * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+    lufs["output"] = lufs["chain_output"] + gain_db
+    return output, gain_db
 
 
 def _f(x: float) -> float | None:

@@ -9,6 +9,7 @@ from ..errors import StitoError
 from .optimize import OptimizerOptions
 
 EXCERPT_CHOICES = ("content", "random")
+RESTRAINT_CHOICES = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,19 @@ class MatchOptions:
             ``coarse_length`` of each analysis excerpt (cheaper renders), before the rest on the whole
             excerpts (one CMA-ES throughout); 0: no coarse stage.
         coarse_length: Length of the coarse stage's excerpts, as a fraction of ``excerpt_seconds``.
+        restraint: "on": do no harm: the search pays a prior penalty for distance from the starting settings
+            and a level penalty; afterwards every effect whose contribution is below the metric's calibrated
+            floor goes back to its start, and the match is kept only when its gain over the start reaches the
+            floor (``engine/restraint.py``); "off": the unconstrained search (the paper's).
+        prior_weight: Weight of the prior penalty (squared normalised distance from the start, summed over the
+            parameters), in similarity units; only with ``restraint="on"``.
+        level_tolerance_db: Level change of the renders against the unprocessed excerpts that costs nothing,
+            in dB; only with ``restraint="on"``.
+        level_weight: Penalty per dB squared of level change beyond ``level_tolerance_db``; only with
+            ``restraint="on"``.
+        gain_floor: Gain over the start (objective units) a match needs to change anything; None: the metric's
+            calibrated floor (``models/restraint.json``). Only with ``restraint="on"``.
+        effect_floor: Contribution an effect needs to stay engaged; None: the metric's calibrated floor.
         whole_check: Render the starting settings beside the chosen ones on the whole input (a second
             worker: no extra wall time) and, when the chosen ones score below the start there though
             better on the excerpts (a build-up the excerpts miss, such as delay feedback), fall back to
@@ -67,6 +81,12 @@ class MatchOptions:
     recreate_plugins: bool = False
     coarse_fraction: float = 0.5
     coarse_length: float = 0.375
+    restraint: str = "on"
+    prior_weight: float = 0.005
+    level_tolerance_db: float = 3.0
+    level_weight: float = 0.002
+    gain_floor: float | None = None
+    effect_floor: float | None = None
     whole_check: bool = True
 
     def __post_init__(self) -> None:
@@ -89,6 +109,11 @@ class MatchOptions:
             raise StitoError(f"workers must be at least 1, got {self.workers}")
         if not 0.0 <= self.coarse_fraction < 1.0:
             raise StitoError(f"coarse_fraction must be at least 0 and below 1, got {self.coarse_fraction:g}")
+        if self.restraint not in RESTRAINT_CHOICES:
+            raise StitoError(f"restraint must be one of {', '.join(RESTRAINT_CHOICES)}, got {self.restraint!r}")
+        for name in ("prior_weight", "level_tolerance_db", "level_weight", "gain_floor", "effect_floor"):
+            if getattr(self, name) is not None and not getattr(self, name) >= 0.0:
+                raise StitoError(f"{name} must be a number at least 0, got {getattr(self, name)!r}")
         if not 0.0 < self.coarse_length < 1.0:
             raise StitoError(f"coarse_length must be above 0 and below 1, got {self.coarse_length:g}")
 
@@ -155,7 +180,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
               "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
               "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0,
-              "whole_check": False},
+              "whole_check": False, "restraint": "off"},
 }
 
 
@@ -209,6 +234,10 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
                "--excerpt-seconds"),
     OptionSpec("excerpts", int, "an integer", "analysis excerpts per candidate (default: preset's)", "--excerpts"),
     OptionSpec("workers", int, "an integer", "rendering threads (default: one per core)", "--workers", wire=False),
+    OptionSpec("restraint", str, "a string",
+               "do no harm: a prior towards the starting settings, a level penalty, effects that do not beat the "
+               "metric's noise floor left at their start, and no change unless the match beats that floor "
+               "(default: preset's: fast on, paper off)", "--restraint", choices=RESTRAINT_CHOICES),
     OptionSpec("loudness", str, "a string",
                "gain the output file to the reference's or the input's integrated loudness, or leave the chain's "
                "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",

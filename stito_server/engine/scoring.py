@@ -26,7 +26,11 @@ def uses_side(*audios: np.ndarray) -> bool:
 
 
 class Scorer:
-    """Renders candidates on a set of clips and scores them against the reference embedding."""
+    """Renders candidates on a set of clips and scores them against the reference embedding.
+
+    Beside the similarity, each call measures every candidate's level change: the energy of its renders over
+    the energy of the unprocessed clips, in dB (``last_levels_db``; what the level-blind metric cannot see).
+    """
 
     def __init__(self, renderer: Renderer | ProcessRenderer, metric: StyleMetric, ref: Embedding, clips: list[Clip],
                  sample_rate: int, use_side: bool, pipeline: bool) -> None:
@@ -34,16 +38,21 @@ class Scorer:
         self.clips, self.sample_rate, self.use_side, self.pipeline = clips, sample_rate, use_side, pipeline
         self.errors: list[str] = []
         self.last_errors: list[str | None] = []
+        self.last_levels_db = np.zeros(0)
+        self._dry_energy = max(float(np.mean([np.mean(np.square(c.audio[:, c.preroll:], dtype=np.float64))
+                                              for c in clips])), 1e-20)
 
-    def _embed(self, audio: np.ndarray) -> Embedding:
-        """``(rows, clips, channels, n)`` renders -> ``rows * clips`` embeddings."""
-        return self.metric.embed(audio.reshape(-1, *audio.shape[2:]), self.sample_rate)
+    def _embed(self, audio: np.ndarray) -> tuple[Embedding, np.ndarray]:
+        """``(rows, clips, channels, n)`` renders -> ``rows * clips`` embeddings and ``(rows,)`` energies."""
+        energy = np.mean(np.square(audio, dtype=np.float64), axis=(1, 2, 3))
+        return self.metric.embed(audio.reshape(-1, *audio.shape[2:]), self.sample_rate), energy
 
     def __call__(self, xs: np.ndarray) -> np.ndarray:
         """Mean similarity over the clips of each row of ``xs`` (NaN where it failed to render).
 
         Identical rows render once (the finalists often repeat: the best of the run is the last generation's).
-        ``last_errors`` holds this call's error per row (None where it rendered).
+        ``last_errors`` holds this call's error per row (None where it rendered), ``last_levels_db`` its level
+        change per row (dB, renders over the unprocessed clips).
         """
         xs = np.atleast_2d(xs)
         _, first, inverse = np.unique(xs, axis=0, return_index=True, return_inverse=True)
@@ -51,10 +60,11 @@ class Scorer:
         uniq = xs[keep]
         if self.pipeline:
             blocks, errors = self.renderer.render_map(uniq, self.clips, self.sample_rate, self._embed)
-            emb = Embedding(np.concatenate([b.mid for b in blocks]), np.concatenate([b.side for b in blocks]))
+            emb = Embedding(np.concatenate([b.mid for b, _ in blocks]), np.concatenate([b.side for b, _ in blocks]))
+            energy = np.concatenate([e for _, e in blocks])
         else:
             audio, errors = self.renderer.render(uniq, self.clips, self.sample_rate)
-            emb = self._embed(audio)
+            emb, energy = self._embed(audio)
         sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(len(uniq), len(self.clips)).mean(axis=1)
         for i, e in enumerate(errors):
             if e is not None:
@@ -62,6 +72,7 @@ class Scorer:
                 self.errors.append(e)
         row = np.searchsorted(keep, first[inverse.ravel()])  # each row's index in ``uniq``
         self.last_errors = [errors[i] for i in row]
+        self.last_levels_db = 10 * np.log10(np.maximum(energy, 1e-30) / self._dry_energy)[row]
         return sims[row]
 
     def dry(self) -> float:

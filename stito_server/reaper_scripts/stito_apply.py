@@ -58,6 +58,8 @@ def report(track_name: str, rows: list[dict[str, Any]], content: dict[str, Any])
     if sim:
         lines.append(f"  style similarity to the reference: {sim.get('before', float('nan')):.3f} -> "
                      f"{sim.get('after', float('nan')):.3f}")
+    restraint = (content.get("report") or {}).get("restraint") or {}
+    lines += [f"  {line}" for line in restraint.get("lines", [])]
     for s in content.get("skipped", []):
         lines.append(f"  left alone: #{int(s['index']) + 1} {s['name']} ({s['reason']})")
     unmapped = content.get("unmapped", [])
