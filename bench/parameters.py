@@ -150,7 +150,7 @@ def run_effect(task: ParamTask, pools: dict[str, ClipPool], metric_names: Sequen
                     optimizer=OptimizerOptions(popsize=cfg["popsize"], max_generations=cfg["generations"],
                                                sigma0=cfg["sigma0"], seed=seed + k),
                     start="center", excerpt_seconds=cfg["excerpt_s"], excerpts=1, validation_excerpts=1,
-                    reference_windows=1, loudness="off")
+                    reference_windows=1, loudness="off", restraint="off")  # what the metric and search estimate
                 for pairing, ref in references.items():
                     scores = score_settings(dry, ref, chain, metric, grid, opts)["analysis"]
                     g = out[name]["grid"][pairing]

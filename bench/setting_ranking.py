@@ -146,8 +146,11 @@ def _run_variant(pools: list[ClipPool], scorers: dict, chains: dict, plan: RankP
             _, clips, stereo = case
             for name, metric in scorers.items():
                 e = metric.embed(np.stack(clips), RATE)
-                sims = metric.similarity(Embedding(e.mid[1:], e.side[1:]), Embedding(e.mid[0], e.side[0]),
-                                         use_side=stereo)
+                # what the candidates are compared with, as a match compares them (B is the input: its dry clip
+                # is the last candidate); a delta metric's target is dry B plus A's estimated processing
+                dry = Embedding(e.mid[-1:], e.side[-1:])
+                target = metric.targets(Embedding(e.mid[:1], e.side[:1]), dry, dry)
+                sims = metric.similarity(Embedding(e.mid[1:], e.side[1:]), target, use_side=stereo)
                 correct = np.zeros((1, sims.size), dtype=bool)
                 correct[0, 0] = True
                 f = per[name]

@@ -222,26 +222,20 @@ def test_median_interval_is_seeded_and_narrows_with_agreeing_pairs():
     assert all(np.isnan(median_interval([])))
 
 
-@pytest.mark.parametrize("later", [0.2, 0.95])
-def test_whole_input_check_falls_back_when_the_excerpts_mislead(dry_a, distorted_b, monkeypatch, later):
+def test_whole_input_check_falls_back_to_the_start_when_the_excerpts_mislead(dry_a, distorted_b, monkeypatch):
     import stito_server.engine.match as match_module
 
     calls = []
 
-    def whole_similarity(outputs, *args):  # the chosen settings score below the start on the whole input
+    def whole_similarity(outputs, *args):  # the matched settings score below the start on the whole input
         calls.append(len(outputs))
-        return np.array([0.5, 0.9]) if len(calls) == 1 else np.full(len(outputs), later)
+        return np.array([0.5, 0.9])
 
     monkeypatch.setattr(match_module, "whole_similarity", whole_similarity)
-    opts = MatchOptions.fast(popsize=8, max_generations=4, seed=1, excerpt_seconds=2.0)
+    opts = MatchOptions.fast(popsize=8, max_generations=4, seed=1, excerpt_seconds=2.0, restraint="off")
     r = match(Audio(dry_a, RATE), Audio(distorted_b, RATE), gain_chain(), get_metric("mfcc"), opts)
-    first = next(w for w in r.warnings if "on the whole input" in w).split()[1]
-    assert calls[0] == 2 and first in ("mean", "best", "last_best")
-    finalists = {f["name"]: f["whole_input"] for f in r.pick["finalists"]}
-    assert finalists[first] == 0.5 and finalists["start"] == 0.9
-    if later < 0.9:  # nothing beats the start on the whole input: nothing changes
-        assert r.pick["chosen"] == "start" and np.array_equal(r.vector, r.start_vector)
-    else:  # the next finalist by validation that does is kept
-        assert r.pick["chosen"] not in ("start", first) and finalists[r.pick["chosen"]] == later
-        assert not np.array_equal(r.vector, r.start_vector)
+    assert calls == [2]  # the matched and the starting settings, rendered together on the whole input
+    assert r.pick["whole_input"] == {"matched": 0.5, "start": 0.9}
+    assert any("on the whole input" in w and "starting settings were kept" in w for w in r.warnings), r.warnings
+    assert np.array_equal(r.vector, r.start_vector) and not r.changed()
     assert not MatchOptions.paper().whole_check

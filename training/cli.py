@@ -1,4 +1,4 @@
-"""`stito train presets|pairs|fit|rankset|rankfit|restraint|export`: build the encoder's pretext data, train it, ship it."""
+"""`stito train presets|pairs|fit|rankset|rankfit|restraint|stats-prior|export`: build the encoder's pretext data, train it, ship it."""
 
 from __future__ import annotations
 
@@ -72,14 +72,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rf.add_argument("--seed", type=int, default=0, help="(default 0)")
     rt = sub.add_parser("restraint", help="measure each metric's noise floor (no-style matches on the training "
                         "corpus) and choose the prior weight; writes the package's models/restraint.json")
-    rt.add_argument("--metrics", default="mfcc", help="comma-separated metrics (default: mfcc; the first one "
-                    "chooses the prior weight)")
-    rt.add_argument("--prior-weights", default="0,0.005,0.02", help="prior weights to try (default %(default)s)")
+    rt.add_argument("--metrics", default="stats", help="comma-separated metrics (default: stats)")
+    rt.add_argument("--prior-factors", default="0,0.1,0.4",
+                    help="prior weights to try, as multiples of the metric's typical no-style gain (default "
+                    "%(default)s)")
     rt.add_argument("--pairs", type=int, default=10, help="training pairs per run (default %(default)s)")
     rt.add_argument("--quantile", type=float, default=0.9, help="quantile of the no-style gains (default 0.9)")
-    rt.add_argument("--out", type=Path, default=None, help="output file (default: the package's models/)")
     rt.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     rt.add_argument("--seed", type=int, default=0, help="(default 0)")
+    sp = sub.add_parser("stats-prior", help="fit the stats metric's raw-recording prior and between-recording "
+                        "spread on the training corpus; writes the package's models/stats-prior.json")
+    sp.add_argument("--clips", type=int, default=150, help="clips per content type (default %(default)s)")
+    sp.add_argument("--reference-prior", type=float, default=0.5,
+                    help="the metric's default reference_prior (default %(default)s)")
+    sp.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
+    sp.add_argument("--seed", type=int, default=0, help="(default 0)")
     e = sub.add_parser("export", help="write the checkpoint's encoder to models/afx-rep-<sha256 prefix>.pt")
     e.add_argument("checkpoint", type=Path, help=f"checkpoint folder or its {CHECKPOINT}")
     e.add_argument("--out", type=Path, default=MODELS_DIR, help="destination folder (default: models/)")
@@ -141,12 +148,17 @@ def run(args: argparse.Namespace) -> int:
         from .restraint import calibrate
 
         try:
-            weights = [float(w) for w in args.prior_weights.split(",")]
+            factors = [float(w) for w in args.prior_factors.split(",")]
         except ValueError:
-            raise SystemExit(f"stito train restraint: --prior-weights takes numbers, got {args.prior_weights!r}") from None
-        res = calibrate(train_root(args.cache), args.metrics.split(","), weights, args.pairs, args.quantile,
-                        args.seed, args.out)
-        print(f"prior weight {res['prior_weight']:g}; floors written ({time.perf_counter() - t0:.0f} s)")
+            raise SystemExit(f"stito train restraint: --prior-factors takes numbers, got {args.prior_factors!r}") from None
+        calibrate(train_root(args.cache), args.metrics.split(","), factors, args.pairs, args.quantile, args.seed)
+        print(f"floors written ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "stats-prior":
+        from .stats_prior import fit_stats_prior
+
+        res = fit_stats_prior(train_root(args.cache), args.clips, reference_prior=args.reference_prior,
+                              seed=args.seed)
+        print(f"stats prior from {res['clips']} clips ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "export":
         from stito_server.metrics.weights import export_weights
 
@@ -154,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {export_weights(ck, args.out)}")
     else:
         raise SystemExit(f"unknown train command {args.train_command!r}; valid: presets, pairs, fit, rankset, "
-                         "rankfit, restraint, export")
+                         "rankfit, restraint, stats-prior, export")
     return 0
 
 

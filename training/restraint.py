@@ -78,8 +78,8 @@ def _match(a: np.ndarray, b: np.ndarray, chain: str, metric: str, opts: MatchOpt
 
 
 def no_style(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], chain: str, metric: str, opts: MatchOptions,
-             log: Callable[[str], None]) -> tuple[list[float], list[float]]:
-    """Gains and moved effects' contributions of matches whose reference is another recording, unprocessed.
+             log: Callable[[str], None]) -> tuple[list[float], list[tuple[str, float]]]:
+    """Gains and moved effects' (kind, contribution) of matches whose reference is another, unprocessed recording.
 
     Run with floors at 0, so nothing but a loss is held back: what the metric gains here is content fitting.
     """
@@ -87,7 +87,8 @@ def no_style(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], chain: str, me
     for k, (content, a, b) in enumerate(pairs):
         r = _match(a, b, chain, metric, replace(opts, gain_floor=0.0, effect_floor=0.0))
         gains.append(max(r.restraint.gain or 0.0, 0.0))
-        contributions += [e.contribution for e in r.restraint.effects if e.moved and e.contribution is not None]
+        contributions += [(e.kind, e.contribution) for e in r.restraint.effects
+                          if e.moved and e.contribution is not None]
         log(f"  no-style {chain} {metric} #{k} ({content}): gain {gains[-1]:.4f}")
     return gains, contributions
 
@@ -110,50 +111,98 @@ def styled(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], chain: str, metr
     return dist, base
 
 
-def calibrate(root: Path, metrics: Sequence[str], prior_weights: Sequence[float], n_pairs: int, quantile: float,
-              seed: int, out: Path | None = None, log: Callable[[str], None] = print) -> dict:
-    """Choose the prior weight on styled training matches and measure each metric's floors; write the file.
+def _quantile(values: Sequence[float], q: float) -> float:
+    return float(np.quantile(values, q)) if len(values) else 0.0
 
-    For each prior weight (on ``pedalboard-strip``, the first metric): the floors from no-style matches, then
-    styled matches with them; the weight with the lowest mean oracle distance wins. Each metric's floors are
-    then the ``quantile`` of its no-style gains and effect contributions over both chains at that weight.
+
+def _entry(gains: list[float], contribs: list[tuple[str, float]], quantile: float, weight: float, level: float,
+           min_per_kind: int = 5) -> dict:
+    """A metric's entry of the floors file: the floors from no-style gains and (kind, contribution) pairs.
+
+    A kind with at least ``min_per_kind`` contributions gets its own floor; the rest share the pooled one.
+    """
+    kinds: dict[str, list[float]] = {}
+    for kind, c in contribs:
+        kinds.setdefault(kind, []).append(c)
+    return {"gain_floor": _quantile(gains, quantile), "effect_floor": _quantile([c for _, c in contribs], quantile),
+            "effect_floors": {k: _quantile(v, quantile) for k, v in sorted(kinds.items()) if len(v) >= min_per_kind},
+            "prior_weight": weight, "level_weight": level, "quantile": quantile, "cases": len(gains),
+            "gains": gains, "contributions": [[k, c] for k, c in contribs]}
+
+
+def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float], n_pairs: int, quantile: float,
+              seed: int, log: Callable[[str], None] = print) -> dict:
+    """Choose each metric's prior and level weights on training matches, measure its floors, write them.
+
+    Per metric, on ``pedalboard-strip``: no-style matches without penalties give the metric's typical content-
+    fitting gain g (their median); the level weight is g / 4 (2 dB beyond the tolerance cost g). For each prior
+    weight ``factor * g``: the floors from no-style matches (the ``quantile`` of their gains, and of each effect
+    kind's contributions), then styled matches with them; the weight with the lowest mean oracle distance wins
+    (ties: the larger). The floors are then re-measured at that weight over both chains. Styles and clips are the
+    training corpus's, never the evaluation's.
+
+    The package's ``models/restraint.json`` holds each sweep point's floors while its styled matches run (a match
+    reads its floors from there) and is restored if the calibration fails; other metrics' entries are kept.
 
     Returns:
-        What was written to ``out`` (default: the package's ``models/restraint.json``).
+        What was written.
     """
     t0 = time.perf_counter()
     calib = draw_pairs(root, n_pairs, seed)
     trial = draw_pairs(root, n_pairs, seed + 1)
-    base = MatchOptions.fast(seed=seed, loudness="reference")
-    sweep = []
-    for w in prior_weights:
-        opts = replace(base, prior_weight=w)
-        gains, contribs = no_style(calib, CHAINS[0], metrics[0], opts, log)
-        floors = (float(np.quantile(gains, quantile)), float(np.quantile(contribs, quantile)) if contribs else 0.0)
-        dist, inp = styled(trial, CHAINS[0], metrics[0], replace(opts, gain_floor=floors[0], effect_floor=floors[1]),
-                           log)
-        sweep.append({"prior_weight": w, "gain_floor": floors[0], "effect_floor": floors[1],
-                      "styled_mrstft_db": float(np.mean(dist)), "input_mrstft_db": float(np.mean(inp))})
-        log(f"prior weight {w:g}: floors {floors[0]:.4f} / {floors[1]:.4f}, styled {np.mean(dist):.2f} dB "
-            f"(input {np.mean(inp):.2f})")
-    best = min(sweep, key=lambda s: (round(s["styled_mrstft_db"], 2), -s["prior_weight"]))
-    weight = best["prior_weight"]
-    entries = {}
-    for metric in metrics:
-        gains, contribs = [], []
-        for chain in CHAINS:
-            g, c = no_style(calib, chain, metric, replace(base, prior_weight=weight), log)
-            gains += g
-            contribs += c
-        entries[metric] = {"gain_floor": float(np.quantile(gains, quantile)),
-                           "effect_floor": float(np.quantile(contribs, quantile)) if contribs else 0.0,
-                           "quantile": quantile, "cases": len(gains), "chains": list(CHAINS),
-                           "gains": gains, "contributions": contribs}
-        log(f"{metric}: gain floor {entries[metric]['gain_floor']:.4f}, effect floor "
-            f"{entries[metric]['effect_floor']:.4f} ({len(gains)} no-style matches)")
-    result = {"version": 1, "prior_weight": weight, "sweep": sweep, "metrics": entries, "seed": seed,
-              "pairs": n_pairs, "wall_s": time.perf_counter() - t0,
-              "command": f"stito train restraint --metrics {','.join(metrics)} --pairs {n_pairs} --seed {seed}"}
-    path = out or package_dir("models") / FLOORS_FILE
-    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    return result
+    path = package_dir("models") / FLOORS_FILE
+    original = path.read_text(encoding="utf-8") if path.is_file() else None
+    data = json.loads(original) if original else {"metrics": {}}
+    data["version"] = 2
+
+    def install(metric: str, entry: dict) -> None:
+        data["metrics"][metric] = entry
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+    try:
+        for metric in metrics:
+            base = MatchOptions.fast(seed=seed, loudness="reference")
+            free = replace(base, prior_weight=0.0, level_weight=0.0)
+            g = float(np.median(no_style(calib, CHAINS[0], metric, free, log)[0])) or 1e-3
+            level = g / 4
+            runs: dict[tuple[str, float], tuple[list[float], list[tuple[str, float]]]] = {}
+
+            def measured(chain: str, w: float) -> tuple[list[float], list[tuple[str, float]]]:
+                if (chain, w) not in runs:
+                    opts = replace(base, prior_weight=w, level_weight=level)
+                    runs[chain, w] = no_style(calib, chain, metric, opts, log)
+                return runs[chain, w]
+
+            sweep = []
+            for factor in prior_factors:
+                w = factor * g
+                entry = _entry(*measured(CHAINS[0], w), quantile, w, level)
+                install(metric, entry)
+                dist, inp = styled(trial, CHAINS[0], metric, base, log)
+                sweep.append({"prior_weight": w, "factor": factor, "gain_floor": entry["gain_floor"],
+                              "effect_floors": entry["effect_floors"], "styled_mrstft_db": float(np.mean(dist)),
+                              "input_mrstft_db": float(np.mean(inp)), "styled": dist, "input": inp})
+                log(f"{metric}: prior weight {w:.4g} ({factor:g} g): gain floor {entry['gain_floor']:.4f}, styled "
+                    f"{np.mean(dist):.2f} dB (input {np.mean(inp):.2f})")
+            best = min(sweep, key=lambda s: (round(s["styled_mrstft_db"], 2), -s["prior_weight"]))
+            gains: list[float] = []
+            contribs: list[tuple[str, float]] = []
+            for chain in CHAINS:
+                gc, cc = measured(chain, best["prior_weight"])
+                gains += gc
+                contribs += cc
+            entry = _entry(gains, contribs, quantile, best["prior_weight"], level)
+            entry.update(typical_gain=g, chains=list(CHAINS), sweep=sweep, pairs=n_pairs, seed=seed,
+                         command=f"stito train restraint --metrics {metric} --prior-factors "
+                                 f"{','.join(f'{f:g}' for f in prior_factors)} --pairs {n_pairs} --seed {seed}")
+            install(metric, entry)
+            log(f"{metric}: gain floor {entry['gain_floor']:.4f}, effect floors {entry['effect_floors']}, prior "
+                f"weight {best['prior_weight']:.4g} ({len(gains)} no-style matches)")
+    except BaseException:
+        if original is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(original, encoding="utf-8")
+        raise
+    data["wall_s"] = time.perf_counter() - t0
+    return data

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from functools import partial
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -13,12 +12,12 @@ import numpy as np
 from ..audio import Audio, gain_loudness_lufs, validate_audio
 from ..effects.chain import Chain
 from ..errors import RenderError, StitoError
-from ..metrics.base import Embedding, StyleMetric
+from ..metrics.base import StyleMetric
 from .optimize import FAILED_SIMILARITY, OptimizeResult, Progress, Stage, optimize
 from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
-from .restraint import Floors, Objective, Verdict, load_floors, restrain
-from .scoring import Scorer, objective_parts, rendered_seconds, uses_side, whole_similarity
+from .restraint import Floors, Objective, Verdict, effect_kind, load_floors, restrain
+from .scoring import Scorer, Target, objective_parts, rendered_seconds, uses_side, whole_similarity
 
 __all__ = ["MatchOptions", "MatchResult", "ParamChange", "make_renderer", "match", "score_settings", "uses_side"]
 
@@ -169,10 +168,11 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
     kept = chain.get_vector()
     try:
         with make_renderer(chain, opts) as renderer:
-            analysis, validation, ref_emb, use_side = objective_parts(input_audio, reference, metric, opts)
+            analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
             sr = input_audio.sample_rate
-            return {name: _objective(Scorer(renderer, metric, ref_emb, clips, sr, use_side, opts.pipeline),
-                                     _start(chain, opts), opts)(xs)
+            floors = _floors(metric, opts, [])
+            return {name: _objective(Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side,
+                                            opts.pipeline), _start(chain, opts), opts, floors)(xs)
                     for name, clips in (("analysis", analysis), ("validation", validation))}
     finally:
         chain.set_vector(kept)
@@ -232,10 +232,13 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     floors = _floors(metric, opts, warnings)
     # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
-        analysis, validation, ref_emb, use_side = objective_parts(input_audio, reference, metric, opts)
-        scorer = partial(Scorer, renderer, metric, ref_emb, sample_rate=sr, use_side=use_side, pipeline=opts.pipeline)
-        score, check = _objective(scorer(analysis), start, opts), _objective(scorer(validation), start, opts)
-        result = optimize(_stages(scorer, score, analysis, start, sr, opts), start, opts.optimizer, progress,
+        analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
+
+        def scorer(clips: list[Clip]) -> Scorer:
+            return Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
+
+        score, check = (_objective(scorer(clips), start, opts, floors) for clips in (analysis, validation))
+        result = optimize(_stages(scorer, score, analysis, start, sr, opts, floors), start, opts.optimizer, progress,
                           cancelled)
         pick = _pick(result, start, score, check)
         start_failed = not np.isfinite(pick.validation[0])
@@ -245,11 +248,12 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         verdict = None
         if opts.restraint == "on" and not start_failed:
             effect_of_dim = np.array([d.effect for d in chain.dims])
-            matched, verdict = restrain(matched, start, effect_of_dim, [fx.name for fx in chain.effects], check,
+            matched, verdict = restrain(matched, start, effect_of_dim, [fx.name for fx in chain.effects],
+                                        [effect_kind(fx.source) for fx in chain.effects], check,
                                         float(pick.validation[0]), floors)
         final = start + opts.amount * (matched - start)
         output, start_output, lufs, dry, whole_sims = _render_whole(renderer, check, input_audio, reference, final,
-                                                                    start, metric, ref_emb, use_side, opts)
+                                                                    start, metric, target, use_side, opts)
         if whole_sims and whole_sims["matched"] < whole_sims["start"]:
             warnings.append(
                 f"the matched settings scored {whole_sims['matched']:.3f} on the whole input, below the starting "
@@ -285,36 +289,40 @@ def _start(chain: Chain, opts: MatchOptions) -> np.ndarray:
 
 
 def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str]) -> Floors:
-    """The floors ``opts`` sets, else the metric's calibrated ones; without any, gains above 0 count (and the
-    user is told)."""
-    if opts.restraint == "on" and opts.gain_floor is not None and opts.effect_floor is not None:
-        return Floors(opts.gain_floor, opts.effect_floor, "set in the options")
-    floors = load_floors(metric.name) if opts.restraint == "on" else None
-    if floors is not None and (opts.gain_floor is not None or opts.effect_floor is not None):
-        floors = Floors(floors.gain if opts.gain_floor is None else opts.gain_floor,
-                        floors.effect if opts.effect_floor is None else opts.effect_floor, floors.source + ", changed")
-    if floors is None and opts.restraint == "on":
+    """The metric's calibrated floors and weights, with any ``gain_floor`` / ``effect_floor`` the options set;
+    a metric without calibrated ones keeps any gain above 0 (and the user is told)."""
+    if opts.restraint != "on":
+        return Floors(0.0, 0.0, "restraint off")
+    floors = load_floors(metric.name)
+    if floors is None:
         floors = Floors(0.0, 0.0, f"no calibrated floors for metric {metric.name!r}: any gain counts")
-        warnings.append(f"metric {metric.name!r} has no calibrated noise floor; restraint keeps any effect and any "
-                        "match that gains over the starting settings")
-    return floors or Floors(0.0, 0.0, "restraint off")
+        if opts.gain_floor is None or opts.effect_floor is None:
+            warnings.append(f"metric {metric.name!r} has no calibrated noise floor; restraint keeps any effect and "
+                            "any match that gains over the starting settings")
+    if opts.gain_floor is not None:
+        floors = replace(floors, gain=opts.gain_floor, source="gain floor set in the options")
+    if opts.effect_floor is not None:
+        floors = replace(floors, effect=opts.effect_floor, effects={}, source="floors set in the options")
+    return floors
 
 
-def _objective(scorer: Scorer, start: np.ndarray, opts: MatchOptions) -> Objective:
+def _objective(scorer: Scorer, start: np.ndarray, opts: MatchOptions, floors: Floors) -> Objective:
     """The objective a scorer's similarities become: penalised with ``restraint="on"``, as they are without."""
     if opts.restraint == "on":
-        return Objective(scorer, start, opts.prior_weight, opts.level_tolerance_db, opts.level_weight)
+        prior = floors.prior_weight if opts.prior_weight is None else opts.prior_weight
+        level = floors.level_weight if opts.level_weight is None else opts.level_weight
+        return Objective(scorer, start, prior, opts.level_tolerance_db, level)
     return Objective(scorer, start, 0.0, 0.0, 0.0)
 
 
 def _stages(scorer: Callable[[list[Clip]], Scorer], score: Objective, analysis: list[Clip], start: np.ndarray,
-            sample_rate: int, opts: MatchOptions) -> Objective | list[Stage]:
+            sample_rate: int, opts: MatchOptions, floors: Floors) -> Objective | list[Stage]:
     """The search's objective: one stage, or a coarse stage on the excerpts' beginnings and then ``score``."""
     if not opts.coarse_generations:
         return score
     n = int(round(opts.coarse_length * opts.excerpt_seconds * sample_rate))
     short = [Clip(c.audio[:, :c.preroll + n], c.preroll) for c in analysis]
-    coarse = _objective(scorer(short), start, opts)
+    coarse = _objective(scorer(short), start, opts, floors)
     # cost: seconds rendered per candidate (pre-roll included), to split a time budget
     return [Stage(coarse, opts.coarse_generations, "coarse", rendered_seconds(short, sample_rate)),
             Stage(score, opts.optimizer.max_generations, "fine", rendered_seconds(analysis, sample_rate))]
@@ -339,7 +347,7 @@ def _pick(result: OptimizeResult, start: np.ndarray, score: Objective, check: Ob
 
 
 def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_audio: Audio, reference: Audio,
-                  final: np.ndarray, start: np.ndarray, metric: StyleMetric, ref_emb: Embedding, use_side: bool,
+                  final: np.ndarray, start: np.ndarray, metric: StyleMetric, target: Target, use_side: bool,
                   opts: MatchOptions) -> tuple[np.ndarray, np.ndarray | None, dict[str, float], float,
                                               dict[str, float]]:
     """The whole input rendered with the final settings (and the start's, for the whole-input check).
@@ -369,7 +377,8 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
         raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
     whole_sims: dict[str, float] = {}
     if check_whole and errors[1] is None:
-        sims = whole_similarity(rendered[:, 0], metric, ref_emb, sr, opts.excerpt_seconds, use_side)
+        sims = whole_similarity(rendered[:, 0], metric, target.for_whole(input_audio.samples, opts.excerpt_seconds),
+                                sr, opts.excerpt_seconds, use_side)
         whole_sims = {"matched": float(sims[0]), "start": float(sims[1])}
     return rendered[0, 0], rendered[1, 0] if check_whole else None, lufs, dry, whole_sims
 

@@ -51,11 +51,13 @@ class MatchOptions:
             floor goes back to its start, and the match is kept only when its gain over the start reaches the
             floor (``engine/restraint.py``); "off": the unconstrained search (the paper's).
         prior_weight: Weight of the prior penalty (squared normalised distance from the start, summed over the
-            parameters), in similarity units; only with ``restraint="on"``.
+            parameters), in the metric's similarity units; None: the metric's calibrated weight
+            (``models/restraint.json``, 0 for a metric without one). Only with ``restraint="on"``.
         level_tolerance_db: Level change of the renders against the unprocessed excerpts that costs nothing,
             in dB; only with ``restraint="on"``.
-        level_weight: Penalty per dB squared of level change beyond ``level_tolerance_db``; only with
-            ``restraint="on"``.
+        level_weight: Penalty per dB squared of level change beyond ``level_tolerance_db``; None: the metric's
+            calibrated weight (a quarter of the median no-style gain: 2 dB beyond the tolerance cost that much).
+            Only with ``restraint="on"``.
         gain_floor: Gain over the start (objective units) a match needs to change anything; None: the metric's
             calibrated floor (``models/restraint.json``). Only with ``restraint="on"``.
         effect_floor: Contribution an effect needs to stay engaged; None: the metric's calibrated floor.
@@ -82,9 +84,9 @@ class MatchOptions:
     coarse_fraction: float = 0.5
     coarse_length: float = 0.375
     restraint: str = "on"
-    prior_weight: float = 0.005
+    prior_weight: float | None = None
     level_tolerance_db: float = 3.0
-    level_weight: float = 0.002
+    level_weight: float | None = None
     gain_floor: float | None = None
     effect_floor: float | None = None
     whole_check: bool = True

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -26,11 +27,34 @@ class Floors:
         effect: Contribution of one effect (the objective with the effect against it back at its start)
             below which that effect goes back to its start.
         source: Where the figures come from (shown in the report).
+        prior_weight: The prior penalty's weight chosen with them (``Objective``; in the metric's units).
+        level_weight: The level penalty's weight per dB squared (in the metric's units).
+        effects: Contribution floors of the effect kinds measured on their own (``effect_kind``): an EQ fits
+            another recording's spectrum far more than a delay fits anything, so each kind is held to its own
+            noise; a kind not listed is held to ``effect``.
     """
 
     gain: float
     effect: float
     source: str
+    prior_weight: float = 0.0
+    level_weight: float = 0.0
+    effects: dict[str, float] = field(default_factory=dict)
+
+    def for_effect(self, kind: str) -> float:
+        """The contribution floor of an effect of ``kind``."""
+        return self.effects.get(kind, self.effect)
+
+
+def effect_kind(source: str) -> str:
+    """What a floor is kept per: "builtin:<kind>" for a built-in effect, "vst3:<bundle name>" for a plugin.
+
+    Args:
+        source: ``Effect.source`` ("builtin:compressor", "vst3:/usr/lib/vst3/ZamEQ2.vst3", ...).
+    """
+    if source.startswith("vst3:"):
+        return "vst3:" + Path(source[5:]).stem
+    return source
 
 
 def load_floors(metric_name: str) -> Floors | None:
@@ -42,7 +66,9 @@ def load_floors(metric_name: str) -> Floors | None:
     if entry is None:
         return None
     return Floors(float(entry["gain_floor"]), float(entry["effect_floor"]),
-                  f"{FLOORS_FILE}: {entry['cases']} no-style training matches, quantile {entry['quantile']:g}")
+                  f"{FLOORS_FILE}: {entry['cases']} no-style training matches, quantile {entry['quantile']:g}",
+                  float(entry["prior_weight"]), float(entry["level_weight"]),
+                  {k: float(v) for k, v in entry.get("effect_floors", {}).items()})
 
 
 class Objective:
@@ -96,6 +122,7 @@ class EffectEvidence:
 
     Attributes:
         effect: Effect name in the chain.
+        kind: Its ``effect_kind``.
         moved: Whether the search moved any of its parameters.
         engaged: Whether it keeps the matched values.
         contribution: Objective with the effect as matched minus with it back at its start (validation
@@ -104,6 +131,7 @@ class EffectEvidence:
     """
 
     effect: str
+    kind: str
     moved: bool
     engaged: bool
     contribution: float | None
@@ -150,11 +178,11 @@ class Verdict:
 
 
 def restrain(matched: np.ndarray, start: np.ndarray, effect_of_dim: np.ndarray, effect_names: list[str],
-             evaluate: Callable[[np.ndarray], np.ndarray], start_value: float,
+             effect_kinds: list[str], evaluate: Callable[[np.ndarray], np.ndarray], start_value: float,
              floors: Floors) -> tuple[np.ndarray, Verdict]:
     """Effect parsimony, then the acceptance rule, on the matched settings.
 
-    Every effect whose contribution falls below ``floors.effect`` goes back to its start (all such at once,
+    Every effect whose contribution falls below its floor (``floors.for_effect``) goes back to its start (all such at once,
     then the rest re-measured, until none falls below); the result is kept only when its gain over the start
     reaches ``floors.gain``, else the start is returned.
 
@@ -163,6 +191,7 @@ def restrain(matched: np.ndarray, start: np.ndarray, effect_of_dim: np.ndarray, 
         start: Starting settings ``(dims,)``.
         effect_of_dim: ``(dims,)`` index of the effect each coordinate belongs to.
         effect_names: Name of every effect of the chain.
+        effect_kinds: ``effect_kind`` of every effect of the chain.
         evaluate: Objective of settings ``(k, dims)`` -> ``(k,)`` on the validation excerpts (NaN: failed).
         start_value: The objective of ``start`` (already measured).
         floors: The floors to apply.
@@ -193,7 +222,7 @@ def restrain(matched: np.ndarray, start: np.ndarray, effect_of_dim: np.ndarray, 
         for e, v in zip(active, values[1:]):
             # a failed render with the effect reset counts as the effect being needed
             contribution[e] = value - float(v) if np.isfinite(v) else float("inf")
-            if contribution[e] < floors.effect:
+            if contribution[e] < floors.for_effect(effect_kinds[e]):
                 weak.append(e)
         if not weak:
             break
@@ -220,8 +249,9 @@ def restrain(matched: np.ndarray, start: np.ndarray, effect_of_dim: np.ndarray, 
                       "(what a reference from another, unprocessed recording also gains); nothing changed")
     else:
         reason = f"the match gained {gain:+.4f} over the starting settings, above the floor of {floors.gain:.4f}"
-    effects = [EffectEvidence(name, moved[e], engaged.get(e, False),
-                              None if e not in contribution else _finite(contribution[e]), floors.effect)
+    effects = [EffectEvidence(name, effect_kinds[e], moved[e], engaged.get(e, False),
+                              None if e not in contribution else _finite(contribution[e]),
+                              floors.for_effect(effect_kinds[e]))
                for e, name in enumerate(effect_names)]
     return x, Verdict(accepted, _finite(gain), floors.gain, reason, effects, floors.source)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..audio import Audio, mid_side
@@ -65,7 +67,9 @@ class Scorer:
         else:
             audio, errors = self.renderer.render(uniq, self.clips, self.sample_rate)
             emb, energy = self._embed(audio)
-        sims = self.metric.similarity(emb, self.ref, self.use_side).reshape(len(uniq), len(self.clips)).mean(axis=1)
+        ref = self.ref if len(self.ref) == 1 else Embedding(np.tile(self.ref.mid, (len(uniq), 1)),
+                                                          np.tile(self.ref.side, (len(uniq), 1)))
+        sims = self.metric.similarity(emb, ref, self.use_side).reshape(len(uniq), len(self.clips)).mean(axis=1)
         for i, e in enumerate(errors):
             if e is not None:
                 sims[i] = np.nan
@@ -99,7 +103,7 @@ def window_embeddings(outputs: np.ndarray, metric: StyleMetric, sample_rate: int
     w = n // length
     windows = outputs[..., :w * length].reshape(k, channels, w, length).transpose(0, 2, 1, 3)
     emb = metric.embed(windows.reshape(k * w, channels, length), sample_rate)
-    return [Embedding(emb.mid[i * w:(i + 1) * w], emb.side[i * w:(i + 1) * w]).mean() for i in range(k)]
+    return [metric.average(Embedding(emb.mid[i * w:(i + 1) * w], emb.side[i * w:(i + 1) * w])) for i in range(k)]
 
 
 def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, sample_rate: int, seconds: float,
@@ -121,14 +125,52 @@ def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, s
     return np.array([float(metric.similarity(e, ref, use_side)[0]) for e in means])
 
 
+@dataclass(frozen=True)
+class Target:
+    """What renders are compared with: the reference's embedding, or, for a delta metric, per-excerpt targets
+    (each unprocessed excerpt's embedding plus the reference's estimated processing, ``StyleMetric.targets``).
+
+    Attributes:
+        metric: The match's metric.
+        reference: The reference's mean embedding over its windows.
+        input_mean: The input's mean embedding over its analysis and validation excerpts (delta metrics only).
+        sample_rate: Of the input, in Hz.
+    """
+
+    metric: StyleMetric
+    reference: Embedding
+    input_mean: Embedding | None
+    sample_rate: int
+
+    def for_clips(self, clips: list[Clip]) -> Embedding:
+        """The target of renders of ``clips`` (one row, or one per clip)."""
+        if not self.metric.delta:
+            return self.reference
+        dry = self.metric.embed(np.stack([c.audio[:, c.preroll:] for c in clips]), self.sample_rate)
+        return self.metric.targets(self.reference, self.input_mean, dry)
+
+    def for_whole(self, audio: np.ndarray, seconds: float) -> Embedding:
+        """The target of whole renders of ``audio`` ``(channels, n)``, embedded over windows of ``seconds``."""
+        if not self.metric.delta:
+            return self.reference
+        dry = window_embeddings(audio[None], self.metric, self.sample_rate, seconds)[0]
+        return self.metric.targets(self.reference, self.input_mean, dry)
+
+
 def objective_parts(input_audio: Audio, reference: Audio, metric: StyleMetric,
-                     opts: MatchOptions) -> tuple[list[Clip], list[Clip], Embedding, bool]:
-    """What the match objective is made of: analysis and validation clips, the reference embedding (mean over
-    its windows) and whether the side counts; excerpts drawn with ``opts.optimizer.seed``."""
+                    opts: MatchOptions) -> tuple[list[Clip], list[Clip], Target, bool]:
+    """What the match objective is made of: analysis and validation clips, the target (the reference embedding,
+    the mean over its windows) and whether the side counts; excerpts drawn with ``opts.optimizer.seed``."""
     analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts,
                                                     np.random.default_rng(opts.optimizer.seed))
-    ref_emb = metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate).mean()
-    return analysis, validation, ref_emb, uses_side(input_audio.samples, reference.samples)
+    ref_emb = metric.average(metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate))
+    input_mean = None
+    if metric.delta:
+        clips = analysis + validation
+        input_mean = metric.average(metric.embed(np.stack([c.audio[:, c.preroll:] for c in clips]),
+                                                 input_audio.sample_rate))
+    target = Target(metric, ref_emb, input_mean, input_audio.sample_rate)
+    return analysis, validation, target, uses_side(input_audio.samples, reference.samples)
 
 
 def rendered_seconds(clips: list[Clip], sample_rate: int) -> float:

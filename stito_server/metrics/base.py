@@ -64,6 +64,17 @@ class StyleMetric(ABC):
 
     name: str
     sample_rate: int
+    # True for a metric that compares processing deltas (``targets``) rather than the reference's embedding
+    delta: bool = False
+
+    def average(self, emb: Embedding) -> Embedding:
+        """One embedding for a batch (e.g. a file's windows): the re-normalised mean."""
+        return emb.mean()
+
+    def targets(self, reference: Embedding, input_mean: Embedding, dry: Embedding) -> Embedding:
+        """What renders of excerpts are compared with: the reference's embedding (a delta metric: one target
+        per excerpt, from the unprocessed excerpts ``dry`` and the input's mean ``input_mean``)."""
+        return reference
 
     def embed_mid_side(self, signals: np.ndarray) -> np.ndarray:
         """Embed mono signals (mid and side alike).

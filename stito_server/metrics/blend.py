@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import StitoError
 from .base import Embedding, StyleMetric
 
 
@@ -28,6 +29,10 @@ class BlendMetric(StyleMetric):
         """
         if len(parts) < 2:
             raise ValueError(f"a blend needs at least two metrics, got {len(parts)}")
+        deltas = [p.name for p in parts if p.delta]
+        if deltas:
+            raise StitoError(f"metric {deltas[0]!r} compares processing deltas, not embeddings, and cannot be "
+                             "blended; use it on its own")
         self.parts = list(parts)
         self.name = "+".join(p.name for p in self.parts)
         self.sample_rate = self.parts[0].sample_rate

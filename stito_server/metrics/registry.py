@@ -11,7 +11,7 @@ DEFAULT_METRIC = "mfcc"
 
 def metric_names() -> list[str]:
     """Names accepted by ``get_metric``."""
-    return ["afx", "mfcc", "mir", "random"]
+    return ["afx", "mfcc", "mir", "random", "stats"]
 
 
 def get_metric(name: str, device: str = "cpu") -> StyleMetric:
@@ -19,7 +19,8 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
 
     Args:
         name: One of ``metric_names()``: "afx" (the learned encoder, shipped in stito_server/models/), "mfcc" (the
-            paper's DSP baseline), "mir" (loudness/crest/band/centroid features), "random" (the encoder's
+            paper's DSP baseline), "mir" (loudness/crest/band/centroid features), "stats" (production
+            statistics compared as processing deltas, ``metrics/stats.py``), "random" (the encoder's
             architecture, randomly initialised with seed 0: the benchmark's sanity floor); or
             "afx:PATH", an encoder file written by `stito train export` (to benchmark a candidate before
             shipping it; the metric is named after the file, e.g. "afx-rep-1a2b3c4d"); or names joined by
@@ -42,6 +43,10 @@ def get_metric(name: str, device: str = "cpu") -> StyleMetric:
         from .mfcc import MFCCMetric
 
         return MFCCMetric()
+    if name == "stats":
+        from .stats import StatsMetric
+
+        return StatsMetric()
     if name == "mir":
         from .mir import MIRMetric
 

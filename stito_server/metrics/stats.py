@@ -1,0 +1,132 @@
+"""Production statistics: log-domain descriptors compared as processing deltas, weighted by how recordings differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..resources import package_dir
+from .base import Embedding, StyleMetric, normalized_mid_side
+from .logmel import mel_filterbank
+
+N_FFT, HOP, N_MELS, BANDS, BROAD = 2048, 1024, 128, 16, 4
+SIDE_FLOOR_DB = -60.0  # side level below the mid's by more than this is taken as this (mono: no side)
+ACTIVE_DB = 35.0  # frames within this of the loudest frame count (the loudest passages, not the gaps)
+PRIOR_FILE = "stats-prior.json"  # in the package's models folder, written by `stito train stats-prior`
+
+
+def descriptor_names() -> list[str]:
+    """Name of each descriptor, in vector order."""
+    return ([f"shape_{k}" for k in range(BANDS)] + [f"range_{k}" for k in range(BANDS)]
+            + [f"side_{k}" for k in range(BANDS)] + [f"decay_{k}" for k in range(BROAD)]
+            + [f"flux_{k}" for k in range(BROAD)] + ["crest_db"])
+
+
+def descriptors(mid: np.ndarray, side: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Production descriptors of peak-normalised clips, in dB.
+
+    Per clip: the mid's band levels with the overall level removed (spectral shape, 16 bands), each band's
+    short-term level range (90th minus 10th percentile over the active frames: dynamics), the side's level
+    against the mid's per band (width), the steepest decays per broad band (10th percentile of the frame-to-
+    frame level change: reverb slows them), the mean absolute frame-to-frame change per broad band (envelope
+    modulation: echoes and reverb smooth it) and the crest factor of the mid.
+
+    Args:
+        mid: ``(batch, samples)`` float32.
+        side: Same shape.
+        fb: ``(N_MELS, N_FFT // 2 + 1)`` mel filterbank.
+
+    Returns:
+        ``(batch, len(descriptor_names()))`` float64.
+    """
+    def band_db(x: np.ndarray) -> np.ndarray:  # (batch, frames, BANDS)
+        if x.shape[-1] < N_FFT:
+            x = np.pad(x, ((0, 0), (0, N_FFT - x.shape[-1])))
+        frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT, axis=-1)[:, ::HOP]
+        power = np.abs(np.fft.rfft(frames * np.hanning(N_FFT).astype(np.float32), axis=-1)) ** 2
+        mel = power @ fb.T
+        bands = mel.reshape(*mel.shape[:-1], BANDS, N_MELS // BANDS).mean(axis=-1)
+        return 10 * np.log10(np.maximum(bands, 1e-12))
+
+    m, s = band_db(mid), band_db(side)
+    total = 10 * np.log10(np.maximum((10 ** (m / 10)).sum(axis=-1), 1e-12))  # (batch, frames)
+    active = total >= total.max(axis=1, keepdims=True) - ACTIVE_DB
+    w = active / np.maximum(active.sum(axis=1, keepdims=True), 1)
+    mean_m = np.einsum("bt,btk->bk", w, m)
+    mean_s = np.einsum("bt,btk->bk", w, s)
+    shape = mean_m - mean_m.mean(axis=1, keepdims=True)
+    lo, hi = (np.array([[np.percentile(m[b, active[b], k], q) for k in range(BANDS)] for b in range(len(m))])
+              for q in (10, 90))
+    side_db = np.maximum(mean_s - mean_m, SIDE_FLOOR_DB)
+    broad = m.reshape(*m.shape[:-1], BROAD, BANDS // BROAD)
+    broad = 10 * np.log10(np.maximum((10 ** (broad / 10)).mean(axis=-1), 1e-12))  # (batch, frames, BROAD)
+    diff = np.diff(broad, axis=1)
+    both = active[:, 1:] & active[:, :-1]
+    decay = np.array([[np.percentile(diff[b, both[b], k], 10) if both[b].any() else 0.0 for k in range(BROAD)]
+                      for b in range(len(m))])
+    flux = np.array([[np.mean(np.abs(diff[b, both[b], k])) if both[b].any() else 0.0 for k in range(BROAD)]
+                     for b in range(len(m))])
+    rms = np.sqrt(np.mean(np.square(mid, dtype=np.float64), axis=1))
+    crest = 20 * np.log10(np.maximum(np.abs(mid).max(axis=1), 1e-9) / np.maximum(rms, 1e-9))
+    return np.concatenate([shape, hi - lo, side_db, decay, flux, crest[:, None]], axis=1)
+
+
+class StatsMetric(StyleMetric):
+    """Production statistics compared as processing deltas (``delta = True``).
+
+    ``embed`` returns raw descriptors (in ``Embedding.mid``; ``side`` is empty: the side's share is among the
+    descriptors). The match compares what the chain does to each excerpt, ``d(chain(A_c)) - d(A_c)``, with
+    what the reference's processing is estimated to be, ``d(B) - [reference_prior * prior + (1 -
+    reference_prior) * d(A)]`` (``targets``); ``similarity`` is minus the mean squared difference in units of
+    how much recordings naturally differ per descriptor (``scale``, fit on the training corpus), so 0 is a
+    perfect match and a gap of one recording-to-recording spread in every descriptor scores -1.
+
+    Attributes:
+        prior: ``(dims,)`` mean descriptors of raw training recordings.
+        scale: ``(dims,)`` spread of a descriptor between recordings (its standard deviation).
+        reference_prior: 1: the reference's processing is measured against an average raw recording ("apply
+            the reference's processing"); 0: against the input ("sound like the reference", as Matchering).
+    """
+
+    name = "stats"
+    delta = True
+
+    def __init__(self, sample_rate: int = 48000, prior_path: Path | None = None,
+                 reference_prior: float | None = None) -> None:
+        self.sample_rate = sample_rate
+        self.fb = mel_filterbank(sample_rate, N_FFT, N_MELS, 20.0, min(20000.0, sample_rate / 2))
+        data = json.loads((prior_path or package_dir("models") / PRIOR_FILE).read_text(encoding="utf-8"))
+        if data["names"] != descriptor_names():
+            raise ValueError(f"{PRIOR_FILE} was fit for other descriptors; re-run `stito train stats-prior`")
+        self.prior = np.asarray(data["mean"], dtype=np.float64)
+        self.scale = np.asarray(data["scale"], dtype=np.float64)
+        self.reference_prior = float(data["reference_prior"] if reference_prior is None else reference_prior)
+
+    def embed(self, audio: np.ndarray, sample_rate: int) -> Embedding:
+        mid, side = normalized_mid_side(audio, sample_rate, self.sample_rate)
+        d = descriptors(mid, side, self.fb).astype(np.float32)
+        return Embedding(d, np.zeros((len(d), 0), np.float32))
+
+    def average(self, emb: Embedding) -> Embedding:
+        return Embedding(emb.mid.mean(axis=0, keepdims=True), emb.side.mean(axis=0, keepdims=True))
+
+    def targets(self, reference: Embedding, input_mean: Embedding, dry: Embedding) -> Embedding:
+        """What each excerpt's descriptors should become: its own plus the reference's estimated processing.
+
+        Args:
+            reference: The reference's mean descriptors (one row).
+            input_mean: The input's mean descriptors (one row).
+            dry: The unprocessed excerpts' descriptors (one row each).
+
+        Returns:
+            One row per excerpt.
+        """
+        lam = self.reference_prior
+        processing = reference.mid - (lam * self.prior + (1.0 - lam) * input_mean.mid)
+        return Embedding((dry.mid + processing).astype(np.float32), dry.side)
+
+    def similarity(self, a: Embedding, b: Embedding, use_side: bool = True) -> np.ndarray:
+        z = (a.mid.astype(np.float64) - b.mid.astype(np.float64)) / self.scale
+        return -np.mean(np.square(z), axis=-1)

@@ -1,0 +1,91 @@
+"""Do-no-harm: references without a style change nothing, the start is transparent, only the needed effect engages."""
+
+import json
+
+import numpy as np
+import pytest
+
+from stito_server.audio import Audio
+from stito_server.effects.builtin import BuiltinEffect
+from stito_server.effects.specs import load_chain
+from stito_server.engine.match import MatchOptions, match
+from stito_server.engine.restraint import FLOORS_FILE, load_floors
+from stito_server.examples import phrase
+from stito_server.metrics import get_metric
+from stito_server.resources import package_dir
+
+from .conftest import RATE
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * np.log10(max(float(np.mean(np.square(x, dtype=np.float64))), 1e-30))
+
+
+def _default_match(input_audio: np.ndarray, reference: np.ndarray, chain: str = "pedalboard-strip", **changes):
+    # the product's default search without its time budget (a fixed seed gives a fixed result on any machine)
+    opts = MatchOptions.fast(time_budget_s=None, seed=0, **changes)
+    return match(Audio(input_audio, RATE), Audio(reference, RATE), load_chain(chain), get_metric("mfcc"), opts)
+
+
+def _assert_unchanged(result, input_audio: np.ndarray) -> None:
+    assert result.restraint is not None and not result.restraint.accepted, result.restraint
+    assert "nothing changed" in result.restraint.reason
+    assert np.array_equal(result.vector, result.start_vector) and not result.changed()
+    # the start of the shipped strip is transparent: what is left differs from the input by 40 dB less than it
+    assert _db(result.output - input_audio) < _db(input_audio) - 40.0
+    report = result.report()
+    assert report["restraint"]["accepted"] is False and report["restraint"]["lines"][0].startswith("restraint: ")
+    json.dumps(report["restraint"], allow_nan=False)
+
+
+def test_the_shipped_floors_were_measured_on_training_matches():
+    data = json.loads((package_dir("models") / FLOORS_FILE).read_text())
+    floors = load_floors("mfcc")
+    assert floors is not None and floors.gain > 0 and floors.effect > 0
+    assert data["metrics"]["mfcc"]["cases"] >= 20 and "stito train restraint" in data["command"]
+    # the options' default prior weight is the one the calibration chose
+    assert MatchOptions().prior_weight == data["prior_weight"]
+    assert load_floors("no-such-metric") is None
+
+
+def test_the_input_as_its_own_reference_changes_nothing(dry_a):
+    result = _default_match(dry_a, dry_a)
+    _assert_unchanged(result, dry_a)
+
+
+def test_another_clip_of_the_same_unprocessed_recording_changes_nothing():
+    recording = phrase(12.0, RATE, seed=21)
+    first, second = recording[:, : 6 * RATE], recording[:, 6 * RATE:]
+    result = _default_match(first, second)
+    _assert_unchanged(result, first)
+
+
+def test_a_high_pass_reference_engages_only_the_filter(dry_a, dry_b):
+    hp = BuiltinEffect("parametric_eq")
+    hp.set_values({"low_cut_hz": 600.0})
+    reference = hp.process(hp.process(dry_b, RATE), RATE)
+    result = _default_match(dry_a, reference)
+    assert result.restraint.accepted, result.restraint.reason
+    engaged = {e.effect: e.engaged for e in result.restraint.effects}
+    assert engaged["parametric_eq"], result.restraint.lines()
+    for name in ("distortion", "delay", "reverb"):
+        assert not engaged[name], result.restraint.lines()
+    changed = {(p.effect, p.param): p for p in result.changed()}
+    assert not any(effect in ("distortion", "delay", "reverb") for effect, _ in changed)
+    low_cut = next(p for p in result.parameters if p.param == "low_cut_hz")
+    assert low_cut.after > 100.0, low_cut  # the filter moved up from 20 Hz towards the reference's 600 Hz
+    # the chain's level stays within a few dB of the input's (the level penalty)
+    assert abs(result.level_change_db) < 4.0
+
+
+def test_restraint_off_is_the_unconstrained_search(dry_a):
+    result = _default_match(dry_a, dry_a, restraint="off", max_generations=2)
+    assert result.restraint is None and result.report()["restraint"] is None
+
+
+@pytest.mark.parametrize("bad", [{"restraint": "maybe"}, {"prior_weight": -1.0}, {"gain_floor": float("nan")}])
+def test_restraint_options_are_checked(bad):
+    from stito_server.errors import StitoError
+
+    with pytest.raises(StitoError, match=next(iter(bad))):
+        MatchOptions.fast(**bad)

@@ -1,0 +1,71 @@
+"""`stito train stats-prior`: the stats metric's raw-recording prior (mean descriptors) and between-recording spread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stito_server.metrics.base import normalized_mid_side
+from stito_server.metrics.logmel import mel_filterbank
+from stito_server.metrics.stats import N_FFT, N_MELS, PRIOR_FILE, descriptor_names, descriptors
+from stito_server.resources import package_dir
+
+from .data.clips import RATE, load_clip, load_manifest
+
+CONTENTS = ("speech", "music", "guitar", "drums")
+
+
+def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0, reference_prior: float = 0.5,
+                    seed: int = 0, out: Path | None = None) -> dict:
+    """Fit the prior of ``metrics/stats.py`` on raw training clips and write it.
+
+    Each content type counts equally: the prior is the mean of the types' mean descriptors, the scale the root
+    of the types' mean variance across clips (how much recordings of one kind differ), floored at a tenth of the
+    median scale so no descriptor gets an unbounded weight.
+
+    Args:
+        root: The training corpus (``stito data train``).
+        clips_per_type: Clips drawn per content type (fewer if it has fewer).
+        seconds: Crop length from each clip's middle, in seconds (the match's excerpt length).
+        reference_prior: The metric's default ``reference_prior`` written with it.
+        seed: Seed of the clip draw.
+        out: Output file (default: the package's ``models/stats-prior.json``).
+
+    Returns:
+        What was written.
+    """
+    rng = np.random.default_rng(seed)
+    fb = mel_filterbank(RATE, N_FFT, N_MELS, 20.0, min(20000.0, RATE / 2))
+    n = int(seconds * RATE)
+    means, variances, counts = [], [], {}
+    for content in CONTENTS:
+        try:
+            entries = load_manifest(root, content, False)
+        except (FileNotFoundError, ValueError):
+            continue
+        picks = rng.choice(len(entries), size=min(clips_per_type, len(entries)), replace=False)
+        batch = []
+        for i in picks:
+            x = load_clip(root, entries[int(i)])
+            x = np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x
+            start = max(0, (x.shape[1] - n) // 2)
+            batch.append(x[:, start:start + n])
+        length = min(b.shape[1] for b in batch)
+        mid, side = normalized_mid_side(np.stack([b[:, :length] for b in batch]), RATE, RATE)
+        d = descriptors(mid, side, fb)
+        means.append(d.mean(axis=0))
+        variances.append(d.var(axis=0))
+        counts[content] = len(batch)
+    if not means:
+        raise ValueError(f"no training clips under {root}; run `stito data train` first")
+    scale = np.sqrt(np.mean(variances, axis=0))
+    scale = np.maximum(scale, 0.1 * float(np.median(scale)))
+    result = {"names": descriptor_names(), "mean": np.mean(means, axis=0).tolist(), "scale": scale.tolist(),
+              "reference_prior": reference_prior, "clips": counts, "seconds": seconds, "seed": seed,
+              "command": f"stito train stats-prior --clips {clips_per_type} --reference-prior {reference_prior:g} "
+                         f"--seed {seed}"}
+    path = out or package_dir("models") / PRIOR_FILE
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
