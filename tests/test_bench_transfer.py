@@ -80,37 +80,80 @@ def test_styles_render_and_errors_name_the_styles():
         assert measures(y, x, RATE)["logmel_db"] > 1.0, style  # every style changes more than the level
     with pytest.raises(ValueError, match="valid: lowpass, highpass, small_room"):
         style_chain("telephone")
-    assert method_names(["mfcc"]) == ["input", "random", "rule_based", "matchering", "stito_builtin_mfcc",
-                                      "stito_vst3_mfcc", "oracle"]
+    assert method_names(["stats", "mfcc"]) == [
+        "input", "rule_based", "matchering", "stito_builtin_stats", "stito_vst3_stats", "stito_builtin_stats_off",
+        "stito_vst3_stats_off", "stito_builtin_mfcc_off", "stito_vst3_mfcc_off", "oracle"]
     assert method_label("stito_vst3_mir") == "stito, zam-strip, MIR"
+    assert method_label("stito_builtin_mfcc_off") == "stito, pedalboard-strip, MFCC, restraint off"
 
 
 def test_quick_transfer_end_to_end(tmp_path, quick_root, capsys):
-    # one metric: two stito runs per case, not four
+    # one metric: the default search and the unconstrained one per chain on the cross-recording cases
     report, md, printed = run_quick_bench("transfer", tmp_path, capsys, "--metrics", "mfcc",
                                           "--cache", str(quick_root.parent))
-    assert "| Matchering 2 |" in printed
+    assert "| Matchering 2 |" in printed and "No-style control" in md and "bootstrap interval" in md
     assert "Command: `stito bench transfer --quick --metrics mfcc`" in md
+    assert not (tmp_path / "transfer.partial.jsonl").exists()  # the resume file goes once the results are written
     methods = method_names(["mfcc"])
     assert report["methods"] == methods
-    assert [(c["style"], c["content"]) for c in report["cases"]] == list(QUICK["cells"])  # vocals: full data only
+    cross = [c for c in report["cases"] if c["variant"] == "cross"]
+    assert [(c["style"], c["content"]) for c in cross] == list(QUICK["cells"])  # vocals: full data only
+    assert {c["variant"] for c in report["cases"]} >= {"cross", "none"}
     for case in report["cases"]:
         r = case["results"]
-        assert set(r) == set(methods)
+        expected = set(methods) if case["variant"] == "cross" else set(methods) - {m for m in methods if "_off" in m}
+        assert set(r) == expected
         assert r["oracle"]["mrstft_db"] == 0.0 and r["oracle"]["logmel_db"] == 0.0
         assert r["oracle"]["loudness_error_lu"] == 0.0 and r["oracle"]["width_error"] == 0.0
-        for m in methods[:-1]:
-            assert r[m]["logmel_db"] > 0.0 and r[m]["wall_s"] >= 0.0
-            assert all(-1.0 <= s <= 1.0 for s in r[m]["similarity"].values())
+        for m in r:
+            if m.startswith("stito_"):
+                assert 0.0 <= r[m]["moved"] <= 1.0 and np.isfinite(r[m]["chain_level_db"])
+                assert (r[m]["accepted"] is None) == m.endswith("_off")
+        if case["variant"] == "none":  # the oracle is the input itself
+            assert r["input"]["mrstft_db"] == 0.0 and case["style"] is None
     # re-derive the first case: the unchanged input's loudness error is its measured gap to the oracle
-    case = report["cases"][0]
+    case = cross[0]
     pool = ClipPool(quick_root, case["content"], quick=True)
     dry = peak_normalize(pool.stereo([e["id"] for e in pool.entries].index(case["input"])))
     oracle = style_chain(case["style"]).process(dry, RATE)
     gap = abs(loudness_lufs(dry, RATE) - loudness_lufs(oracle, RATE))
     assert case["results"]["input"]["loudness_error_lu"] == pytest.approx(gap, abs=1e-6)
-    assert set(report["results"]) == {"all", "speech", "music", "lowpass", "delay"}
-    assert report["results"]["all"]["oracle"]["n"] == len(QUICK["cells"])
+    res = report["results"]["cross"]
+    assert set(res) == {"all", "speech", "music", "lowpass", "delay", "family:builtin", "family:vst3"}
+    assert res["all"]["oracle"]["n"] == len(QUICK["cells"])
+    # the paired differences are means of per-case differences, with an interval around them
+    d = [c["results"]["stito_builtin_mfcc"]["mrstft_db"] - c["results"]["input"]["mrstft_db"] for c in cross]
+    r = res["all"]["stito_builtin_mfcc"]
+    assert r["mrstft_db_vs_input"] == pytest.approx(np.mean(d))
+    lo, hi = r["mrstft_db_vs_input_interval"]
+    assert lo <= r["mrstft_db_vs_input"] <= hi
+
+
+def test_an_interrupted_transfer_run_resumes(tmp_path, quick_root, monkeypatch):
+    from bench import transfer
+
+    # two no-style cases of one content type (the cheapest cases: no style, no unconstrained runs)
+    monkeypatch.setitem(transfer.QUICK, "cells", (("lowpass", "speech"),))
+    monkeypatch.setitem(transfer.QUICK, "variants", ("none",))
+    monkeypatch.setitem(transfer.QUICK, "none_repeats", 2)
+    calls = []
+    real = transfer.run_case
+
+    def counting(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stopped during the second case
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "run_case", counting)
+    with pytest.raises(KeyboardInterrupt):
+        transfer.run(True, tmp_path, metrics=("mfcc",), cache=quick_root.parent, log=lambda m: None)
+    assert len((tmp_path / "transfer.partial.jsonl").read_text().splitlines()) == 2  # settings line + case 1
+    calls.clear()
+    monkeypatch.setattr(transfer, "run_case", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    report = transfer.run(True, tmp_path, metrics=("mfcc",), cache=quick_root.parent, log=lambda m: None)
+    assert report["resumed_cases"] == 1 and len(calls) == 1 and len(report["cases"]) == 2
+    assert not (tmp_path / "transfer.partial.jsonl").exists()
 
 
 def test_bench_all_runs_every_task_in_order_with_the_same_flags(tmp_path, monkeypatch, capsys):

@@ -11,7 +11,7 @@ from stito_server.effects.specs import load_chain
 from stito_server.engine.match import MatchOptions, match
 from stito_server.engine.restraint import FLOORS_FILE, load_floors
 from stito_server.examples import phrase
-from stito_server.metrics import get_metric
+from stito_server.metrics import DEFAULT_METRIC, get_metric
 from stito_server.resources import package_dir
 
 from .conftest import RATE
@@ -24,7 +24,7 @@ def _db(x: np.ndarray) -> float:
 def _default_match(input_audio: np.ndarray, reference: np.ndarray, chain: str = "pedalboard-strip", **changes):
     # the product's default search without its time budget (a fixed seed gives a fixed result on any machine)
     opts = MatchOptions.fast(time_budget_s=None, seed=0, **changes)
-    return match(Audio(input_audio, RATE), Audio(reference, RATE), load_chain(chain), get_metric("mfcc"), opts)
+    return match(Audio(input_audio, RATE), Audio(reference, RATE), load_chain(chain), get_metric(DEFAULT_METRIC), opts)
 
 
 def _assert_unchanged(result, input_audio: np.ndarray) -> None:
@@ -39,12 +39,15 @@ def _assert_unchanged(result, input_audio: np.ndarray) -> None:
 
 
 def test_the_shipped_floors_were_measured_on_training_matches():
-    data = json.loads((package_dir("models") / FLOORS_FILE).read_text())
-    floors = load_floors("mfcc")
-    assert floors is not None and floors.gain > 0 and floors.effect > 0
-    assert data["metrics"]["mfcc"]["cases"] >= 20 and "stito train restraint" in data["command"]
-    # the options' default prior weight is the one the calibration chose
-    assert MatchOptions().prior_weight == data["prior_weight"]
+    entry = json.loads((package_dir("models") / FLOORS_FILE).read_text())["metrics"][DEFAULT_METRIC]
+    floors = load_floors(DEFAULT_METRIC)
+    assert floors is not None and floors.gain > 0 and floors.effect > 0 and floors.prior_weight > 0
+    assert entry["cases"] >= 20 and "stito train restraint" in entry["command"]
+    # the floor is the stated quantile of the no-style gains measured on the training corpus
+    assert floors.gain == pytest.approx(np.quantile(entry["gains"], entry["quantile"]))
+    # the prior weight is the swept one with the lowest styled oracle distance
+    best = min(entry["sweep"], key=lambda s: s["styled_mrstft_db"])
+    assert floors.prior_weight == pytest.approx(best["prior_weight"])
     assert load_floors("no-such-metric") is None
 
 

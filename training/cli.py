@@ -73,10 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rt = sub.add_parser("restraint", help="measure each metric's noise floor (no-style matches on the training "
                         "corpus) and choose the prior weight; writes the package's models/restraint.json")
     rt.add_argument("--metrics", default="stats", help="comma-separated metrics (default: stats)")
-    rt.add_argument("--prior-factors", default="0,0.1,0.4",
+    rt.add_argument("--prior-factors", default="0.25,0.5,1,2",
                     help="prior weights to try, as multiples of the metric's typical no-style gain (default "
                     "%(default)s)")
-    rt.add_argument("--pairs", type=int, default=10, help="training pairs per run (default %(default)s)")
+    rt.add_argument("--pairs", type=int, default=12, help="training pairs per run (default %(default)s)")
     rt.add_argument("--quantile", type=float, default=0.9, help="quantile of the no-style gains (default 0.9)")
     rt.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     rt.add_argument("--seed", type=int, default=0, help="(default 0)")

@@ -117,15 +117,20 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 def _entry(gains: list[float], contribs: list[tuple[str, float]], quantile: float, weight: float, level: float,
            min_per_kind: int = 5) -> dict:
-    """A metric's entry of the floors file: the floors from no-style gains and (kind, contribution) pairs.
+    """A metric's entry of the floors file, from no-style gains and (effect kind, contribution) pairs.
 
-    A kind with at least ``min_per_kind`` contributions gets its own floor; the rest share the pooled one.
+    The gain floor is the ``quantile`` of the gains: what a whole match against another, unprocessed recording
+    gains. An effect must contribute at least that much on its own (the effect floor); a kind with at least
+    ``min_per_kind`` contributions whose own quantile is higher (an EQ fits another recording's spectrum more
+    than a delay fits anything) is held to that.
     """
+    gain_floor = _quantile(gains, quantile)
     kinds: dict[str, list[float]] = {}
     for kind, c in contribs:
         kinds.setdefault(kind, []).append(c)
-    return {"gain_floor": _quantile(gains, quantile), "effect_floor": _quantile([c for _, c in contribs], quantile),
-            "effect_floors": {k: _quantile(v, quantile) for k, v in sorted(kinds.items()) if len(v) >= min_per_kind},
+    own = {k: _quantile(v, quantile) for k, v in sorted(kinds.items()) if len(v) >= min_per_kind}
+    return {"gain_floor": gain_floor, "effect_floor": gain_floor,
+            "effect_floors": {k: v for k, v in own.items() if v > gain_floor},
             "prior_weight": weight, "level_weight": level, "quantile": quantile, "cases": len(gains),
             "gains": gains, "contributions": [[k, c] for k, c in contribs]}
 

@@ -13,7 +13,7 @@ from ..audio import Audio, gain_loudness_lufs, validate_audio
 from ..effects.chain import Chain
 from ..errors import RenderError, StitoError
 from ..metrics.base import StyleMetric
-from .optimize import FAILED_SIMILARITY, OptimizeResult, Progress, Stage, optimize
+from .optimize import FAILED_SIMILARITY, OptimizeResult, Progress, Stage, optimize, optimize_by_group
 from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
 from .restraint import Floors, Objective, Verdict, effect_kind, load_floors, restrain
@@ -197,8 +197,9 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
           cancelled: Callable[[], bool] | None = None) -> MatchResult:
     """Search ``chain``'s parameters so the processed input matches the reference's production style.
 
-    Steps: excerpts and the reference embedding; CMA-ES on the analysis excerpts (a coarse stage, then the
-    whole excerpts); the best of four finalists on the validation excerpts; with ``restraint="on"``, effect
+    Steps: excerpts and the reference embedding; CMA-ES on the analysis excerpts (``search="effects"``: each
+    effect alone on the excerpts' beginnings, then the whole chain on the whole excerpts; ``"joint"``: a coarse
+    stage, then the whole excerpts, one CMA-ES throughout); the best of four finalists on the validation excerpts; with ``restraint="on"``, effect
     parsimony and the acceptance rule (``engine/restraint.py``); ``amount``; the whole input rendered, with a
     fall back to the start when the matched settings score below it there; the loudness gain.
     On return the chain holds the final settings. Neither audio array is modified.
@@ -238,8 +239,15 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
             return Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
 
         score, check = (_objective(scorer(clips), start, opts, floors) for clips in (analysis, validation))
-        result = optimize(_stages(scorer, score, analysis, start, sr, opts, floors), start, opts.optimizer, progress,
-                          cancelled)
+        stages = _stages(scorer, score, analysis, start, sr, opts, floors)
+        effect_of_dim = np.array([d.effect for d in chain.dims])
+        groups = [np.flatnonzero(effect_of_dim == e) for e in range(len(chain.effects)) if (effect_of_dim == e).any()]
+        if opts.search == "effects" and len(groups) > 1:
+            names = [chain.effects[int(effect_of_dim[g[0]])].name for g in groups]
+            result = optimize_by_group(stages if isinstance(stages, list) else [Stage(stages, 1)], start, groups,
+                                       names, opts.optimizer, progress, cancelled)
+        else:
+            result = optimize(stages, start, opts.optimizer, progress, cancelled)
         pick = _pick(result, start, score, check)
         start_failed = not np.isfinite(pick.validation[0])
         if start_failed:
@@ -247,7 +255,6 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         matched = pick.finalists[pick.chosen]
         verdict = None
         if opts.restraint == "on" and not start_failed:
-            effect_of_dim = np.array([d.effect for d in chain.dims])
             matched, verdict = restrain(matched, start, effect_of_dim, [fx.name for fx in chain.effects],
                                         [effect_kind(fx.source) for fx in chain.effects], check,
                                         float(pick.validation[0]), floors)

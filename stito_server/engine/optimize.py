@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -246,3 +246,85 @@ def _optimize_1d(stages: list[Stage], x0, options, progress, cancelled) -> Optim
     result = optimize(padded, np.array([x0[0], 0.5]), options, progress, cancelled)
     result.best_x, result.mean_x, result.last_best_x = result.best_x[:1], result.mean_x[:1], result.last_best_x[:1]
     return result
+
+
+def optimize_by_group(stages: Sequence[Stage], x0: np.ndarray, groups: Sequence[np.ndarray], names: Sequence[str],
+                      options: OptimizerOptions, progress: Callable[[Progress], None] | None = None,
+                      cancelled: Callable[[], bool] | None = None) -> OptimizeResult:
+    """Each group of coordinates (e.g. one effect's parameters) searched alone, then all together.
+
+    A joint search of a whole chain from transparent settings samples every effect at once, and a few steep
+    coordinates (a reverb's wet level, a delay's mix) make almost every sample worse than the start, so it
+    rarely finds the one effect the reference needs. Here half of ``max_generations`` goes to one CMA-ES per
+    group (the others held at ``x0``; generations by the group's share of the coordinates, at least one), scored
+    with the first stage's objective; each group whose best beats ``x0`` keeps it; then one CMA-ES over every
+    coordinate from that point, at half the step size, with the last stage's objective and what is left of the
+    time budget. ``best_x`` is the joint search's best, or the combined point when the joint search found
+    nothing better.
+
+    Args:
+        stages: Objectives: the first scores the group searches, the last the joint one.
+        x0: Starting point ``(dims,)`` in [0, 1].
+        groups: Index arrays partitioning (or covering part of) the coordinates.
+        names: One label per group (the trajectory's ``stage``).
+        options: Search settings (``max_generations`` and ``time_budget_s`` for the whole).
+        progress: Called after each generation (numbered over the whole search).
+        cancelled: Polled before each generation.
+
+    Returns:
+        The search result, its trajectory covering every group's generations and the joint ones.
+
+    Raises:
+        CancelledError: ``cancelled()`` returned True.
+    """
+    t0 = time.perf_counter()
+    x0 = np.clip(np.asarray(x0, dtype=np.float64), 0.0, 1.0)
+    total = options.max_generations
+    dims = np.array([len(g) for g in groups], dtype=np.float64)
+    gens = np.maximum(1, np.round(0.5 * total * dims / dims.sum())).astype(int)
+    first, last = stages[0].evaluate, stages[-1].evaluate
+    base = float(np.nan_to_num(first(x0[None])[0], nan=FAILED_SIMILARITY))
+    x = x0.copy()
+    trajectory: list[dict] = []
+    evaluations = failures = 0
+
+    def shifted(done: int) -> Callable[[Progress], None] | None:
+        if progress is None:
+            return None
+        return lambda p: progress(Progress(done + p.generation, total, evaluations + p.evaluations,
+                                           p.best_similarity, time.perf_counter() - t0))
+
+    def record(result: OptimizeResult, name: str) -> None:
+        nonlocal evaluations, failures
+        done = len(trajectory)
+        for row in result.trajectory:
+            trajectory.append(row | {"generation": done + row["generation"],
+                                     "evaluations": evaluations + row["evaluations"],
+                                     "elapsed_s": time.perf_counter() - t0, "stage": name})
+        evaluations += result.evaluations
+        failures += result.failures
+
+    for k, (group, n, name) in enumerate(zip(groups, gens, names)):
+        group = np.asarray(group)
+
+        def alone(xs: np.ndarray, group: np.ndarray = group) -> np.ndarray:
+            full = np.repeat(x0[None], len(xs), axis=0)
+            full[:, group] = xs
+            return first(full)
+
+        sub = optimize(alone, x0[group], replace(options, max_generations=int(n), time_budget_s=None,
+                                                 seed=options.seed + 1000 * (k + 1)),
+                       shifted(len(trajectory)), cancelled)
+        record(sub, name)
+        if sub.best_similarity > base:
+            x[group] = sub.best_x
+    left = None if options.time_budget_s is None else max(options.time_budget_s - (time.perf_counter() - t0), 1e-3)
+    joint_gens = max(1, total - len(trajectory))
+    joint = optimize(last, x, replace(options, max_generations=joint_gens, time_budget_s=left,
+                                      sigma0=options.sigma0 / 2, min_generations=1),
+                     shifted(len(trajectory)), cancelled)
+    record(joint, "joint")
+    combined = float(np.nan_to_num(last(x[None])[0], nan=FAILED_SIMILARITY))
+    best_x, best_sim = (joint.best_x, joint.best_similarity) if joint.best_similarity >= combined else (x, combined)
+    return OptimizeResult(best_x, best_sim, joint.mean_x, joint.last_best_x, trajectory, joint.stop_reason,
+                          evaluations, failures)

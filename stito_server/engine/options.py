@@ -10,6 +10,7 @@ from .optimize import OptimizerOptions
 
 EXCERPT_CHOICES = ("content", "random")
 RESTRAINT_CHOICES = ("on", "off")
+SEARCH_CHOICES = ("effects", "joint")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class MatchOptions:
         gain_floor: Gain over the start (objective units) a match needs to change anything; None: the metric's
             calibrated floor (``models/restraint.json``). Only with ``restraint="on"``.
         effect_floor: Contribution an effect needs to stay engaged; None: the metric's calibrated floor.
+        search: "effects": each effect's parameters searched alone first (the others at their start), then the
+            whole chain from the effects' bests (``optimize.optimize_by_group``); "joint": one CMA-ES over the
+            whole chain throughout (the paper's).
         whole_check: Render the starting settings beside the chosen ones on the whole input (a second
             worker: no extra wall time) and, when the chosen ones score below the start there though
             better on the excerpts (a build-up the excerpts miss, such as delay feedback), fall back to
@@ -88,6 +92,7 @@ class MatchOptions:
     level_tolerance_db: float = 3.0
     level_weight: float | None = None
     gain_floor: float | None = None
+    search: str = "effects"
     effect_floor: float | None = None
     whole_check: bool = True
 
@@ -111,6 +116,8 @@ class MatchOptions:
             raise StitoError(f"workers must be at least 1, got {self.workers}")
         if not 0.0 <= self.coarse_fraction < 1.0:
             raise StitoError(f"coarse_fraction must be at least 0 and below 1, got {self.coarse_fraction:g}")
+        if self.search not in SEARCH_CHOICES:
+            raise StitoError(f"search must be one of {', '.join(SEARCH_CHOICES)}, got {self.search!r}")
         if self.restraint not in RESTRAINT_CHOICES:
             raise StitoError(f"restraint must be one of {', '.join(RESTRAINT_CHOICES)}, got {self.restraint!r}")
         for name in ("prior_weight", "level_tolerance_db", "level_weight", "gain_floor", "effect_floor"):
@@ -182,7 +189,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
               "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
               "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0,
-              "whole_check": False, "restraint": "off"},
+              "whole_check": False, "restraint": "off", "search": "joint"},
 }
 
 
@@ -240,6 +247,9 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
                "do no harm: a prior towards the starting settings, a level penalty, effects that do not beat the "
                "metric's noise floor left at their start, and no change unless the match beats that floor "
                "(default: preset's: fast on, paper off)", "--restraint", choices=RESTRAINT_CHOICES),
+    OptionSpec("search", str, "a string",
+               "search each effect alone first, then the whole chain (effects), or the whole chain throughout "
+               "(joint) (default: preset's: fast effects, paper joint)", "--search", choices=SEARCH_CHOICES),
     OptionSpec("loudness", str, "a string",
                "gain the output file to the reference's or the input's integrated loudness, or leave the chain's "
                "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",

@@ -6,7 +6,7 @@ from ..errors import StitoError, did_you_mean
 from .base import StyleMetric
 
 # The metric `stito match` and `stito-server` use when none is named (see stito_server/models/README.md for why).
-DEFAULT_METRIC = "mfcc"
+DEFAULT_METRIC = "stats"
 
 
 def metric_names() -> list[str]:
