@@ -46,6 +46,9 @@ def test_match_writes_audio_report_and_plot(files, capsys):
         report["loudness_lufs"]["reference"] - report["loudness_lufs"]["chain_output"], abs=1e-6)
     text = capsys.readouterr().out
     assert "similarity to reference" in text and "parameters changed in pedalboard-strip" in text
+    # the restraint's verdict, one line per effect with its evidence (the report carries the same lines)
+    assert report["restraint"]["lines"][0] in text and all(line in text for line in report["restraint"]["lines"])
+    assert len(report["restraint"]["effects"]) == 5 and "level through the chain" in text
     assert sorted(p.name for p in d.iterdir()) == ["in.wav", "out.wav", "p.png", "r.json", "ref.flac"]
 
 

@@ -45,9 +45,10 @@ def test_the_shipped_floors_were_measured_on_training_matches():
     assert entry["cases"] >= 20 and "stito train restraint" in entry["command"]
     # the floor is the stated quantile of the no-style gains measured on the training corpus
     assert floors.gain == pytest.approx(np.quantile(entry["gains"], entry["quantile"]))
-    # the prior weight is the swept one with the lowest styled oracle distance
+    # the prior weight is the swept one with the lowest styled oracle distance, per unit of the start's distance
     best = min(entry["sweep"], key=lambda s: s["styled_mrstft_db"])
-    assert floors.prior_weight == pytest.approx(best["prior_weight"])
+    assert floors.relative and entry["calibrated_prior_weight"] == pytest.approx(best["prior_weight"])
+    assert floors.prior_weight == pytest.approx(best["prior_weight"] / entry["reference_distance"])
     assert load_floors("no-such-metric") is None
 
 

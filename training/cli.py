@@ -83,7 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sp = sub.add_parser("stats-prior", help="fit the stats metric's raw-recording prior and between-recording "
                         "spread on the training corpus; writes the package's models/stats-prior.json")
     sp.add_argument("--clips", type=int, default=150, help="clips per content type (default %(default)s)")
-    sp.add_argument("--reference-prior", type=float, default=0.5,
+    sp.add_argument("--reference-prior", type=float, default=0.0,
                     help="the metric's default reference_prior (default %(default)s)")
     sp.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     sp.add_argument("--seed", type=int, default=0, help="(default 0)")

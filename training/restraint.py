@@ -78,19 +78,23 @@ def _match(a: np.ndarray, b: np.ndarray, chain: str, metric: str, opts: MatchOpt
 
 
 def no_style(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], chain: str, metric: str, opts: MatchOptions,
-             log: Callable[[str], None]) -> tuple[list[float], list[tuple[str, float]]]:
-    """Gains and moved effects' (kind, contribution) of matches whose reference is another, unprocessed recording.
+             log: Callable[[str], None]) -> tuple[list[float], list[tuple[str, float]], list[float]]:
+    """Gains and moved effects' (kind, contribution) of matches whose reference is another, unprocessed recording,
+    as shares of the start's distance; and the gains in objective units.
 
     Run with floors at 0, so nothing but a loss is held back: what the metric gains here is content fitting.
     """
-    gains, contributions = [], []
+    gains, contributions, absolute = [], [], []
     for k, (content, a, b) in enumerate(pairs):
         r = _match(a, b, chain, metric, replace(opts, gain_floor=0.0, effect_floor=0.0))
-        gains.append(max(r.restraint.gain or 0.0, 0.0))
-        contributions += [(e.kind, e.contribution) for e in r.restraint.effects
+        absolute.append(max(r.restraint.gain or 0.0, 0.0))
+        # as shares of the start's distance to the reference (the floors are relative: ``Floors.relative``)
+        distance = max(get_metric(metric).distance(r.similarity["before"]), 1e-9)
+        gains.append(max(r.restraint.gain or 0.0, 0.0) / distance)
+        contributions += [(e.kind, e.contribution / distance) for e in r.restraint.effects
                           if e.moved and e.contribution is not None]
-        log(f"  no-style {chain} {metric} #{k} ({content}): gain {gains[-1]:.4f}")
-    return gains, contributions
+        log(f"  no-style {chain} {metric} #{k} ({content}): gain {absolute[-1]:.4f} ({gains[-1]:.3f} of the distance)")
+    return gains, contributions, absolute
 
 
 def styled(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], chain: str, metric: str, opts: MatchOptions,
@@ -131,7 +135,8 @@ def _entry(gains: list[float], contribs: list[tuple[str, float]], quantile: floa
     own = {k: _quantile(v, quantile) for k, v in sorted(kinds.items()) if len(v) >= min_per_kind}
     return {"gain_floor": gain_floor, "effect_floor": gain_floor,
             "effect_floors": {k: v for k, v in own.items() if v > gain_floor},
-            "prior_weight": weight, "level_weight": level, "quantile": quantile, "cases": len(gains),
+            "relative": True, "prior_weight": weight, "level_weight": level, "quantile": quantile,
+            "cases": len(gains),
             "gains": gains, "contributions": [[k, c] for k, c in contribs]}
 
 
@@ -139,8 +144,9 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
               seed: int, log: Callable[[str], None] = print) -> dict:
     """Choose each metric's prior and level weights on training matches, measure its floors, write them.
 
-    Per metric, on ``pedalboard-strip``: no-style matches without penalties give the metric's typical content-
-    fitting gain g (their median); the level weight is g / 4 (2 dB beyond the tolerance cost g). For each prior
+    Gains and contributions are taken as shares of the start's distance to the reference (the floors are
+    relative, ``Floors.relative``). Per metric, on ``pedalboard-strip``: no-style matches without penalties give
+    the metric's typical content-fitting gain g (the median of their absolute gains); the level weight is g / 4 (2 dB beyond the tolerance cost g). For each prior
     weight ``factor * g``: the floors from no-style matches (the ``quantile`` of their gains, and of each effect
     kind's contributions), then styled matches with them; the weight with the lowest mean oracle distance wins
     (ties: the larger). The floors are then re-measured at that weight over both chains. Styles and clips are the
@@ -168,14 +174,14 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
         for metric in metrics:
             base = MatchOptions.fast(seed=seed, loudness="reference")
             free = replace(base, prior_weight=0.0, level_weight=0.0)
-            g = float(np.median(no_style(calib, CHAINS[0], metric, free, log)[0])) or 1e-3
+            g = float(np.median(no_style(calib, CHAINS[0], metric, free, log)[2])) or 1e-3
             level = g / 4
             runs: dict[tuple[str, float], tuple[list[float], list[tuple[str, float]]]] = {}
 
             def measured(chain: str, w: float) -> tuple[list[float], list[tuple[str, float]]]:
                 if (chain, w) not in runs:
                     opts = replace(base, prior_weight=w, level_weight=level)
-                    runs[chain, w] = no_style(calib, chain, metric, opts, log)
+                    runs[chain, w] = no_style(calib, chain, metric, opts, log)[:2]
                 return runs[chain, w]
 
             sweep = []

@@ -17,7 +17,7 @@ from .data.clips import RATE, load_clip, load_manifest
 CONTENTS = ("speech", "music", "guitar", "drums")
 
 
-def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0, reference_prior: float = 0.5,
+def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0, reference_prior: float = 0.0,
                     seed: int = 0, out: Path | None = None) -> dict:
     """Fit the prior of ``metrics/stats.py`` on raw training clips and write it.
 

@@ -11,7 +11,7 @@ import pedalboard as pb
 from ..errors import ChainError, did_you_mean
 from ..params import Param
 from .base import Effect
-from .fast_dsp import Biquad, Processor, TanhDrive, run_processors
+from .fast_dsp import Biquad, DryGain, Processor, TanhDrive, run_processors
 
 NYQUIST_FRACTION = 0.45  # filter frequencies are clamped below this fraction of the sample rate
 
@@ -134,7 +134,9 @@ BUILTINS: dict[str, BuiltinSpec] = {s.name: s for s in [
          lin("width", "", 0.0, 1.0, 1.0)),
         (Stage(pb.Reverb, {"room_size": ("room_size", same), "damping": ("damping", same),
                            "wet_level": ("wet_level", same), "dry_level": ("dry_level", same),
-                           "width": ("width", same)}),),
+                           "width": ("width", same)}, active=lambda v: v["wet_level"] > 0.0),
+         # no wet signal: the dry path alone, without JUCE's ramp-in (so the dry start is transparent)
+         Stage(DryGain, {"dry_level": ("dry_level", same)}, active=lambda v: v["wet_level"] <= 0.0)),
     ),
     BuiltinSpec("gain", "level change", (lin("gain_db", "dB", -24.0, 24.0, 0.0),),
                 (Stage(pb.Gain, {"gain_db": ("gain_db", same)}),)),

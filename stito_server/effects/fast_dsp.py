@@ -72,6 +72,21 @@ def biquad_sos(kind: str, cutoff_hz: float, q: float, gain_db: float, sample_rat
     return np.concatenate([np.asarray(b) / a[0], np.asarray(a) / a[0]])[None, :]
 
 
+class DryGain:
+    """pedalboard's ``Reverb`` with no wet signal: its dry path alone, ``2 * dry_level`` (0.5 is unity), exactly.
+
+    JUCE's reverb ramps its dry gain in over the first block, so a reverb with the wet level at 0 is not
+    transparent at the start of a render; this is what it converges to.
+    """
+
+    def __init__(self) -> None:
+        self.dry_level = 1.0
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Process ``(channels, samples)`` float32 audio; returns a new array."""
+        return audio * np.float32(2.0 * self.dry_level)
+
+
 class Biquad:
     """One of pedalboard's JUCE filters (``PeakFilter``, shelves, first-order high-/low-pass) in scipy."""
 

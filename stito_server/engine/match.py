@@ -171,9 +171,12 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
             analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
             sr = input_audio.sample_rate
             floors = _floors(metric, opts, [])
-            return {name: _objective(Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side,
-                                            opts.pipeline), _start(chain, opts), opts, floors)(xs)
-                    for name, clips in (("analysis", analysis), ("validation", validation))}
+            scorers = {name: Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
+                       for name, clips in (("analysis", analysis), ("validation", validation))}
+            start = _start(chain, opts)
+            if floors.relative:
+                floors = floors.scaled(metric.distance(float(np.nan_to_num(scorers["validation"](start[None])[0]))))
+            return {name: _objective(sc, start, opts, floors)(xs) for name, sc in scorers.items()}
     finally:
         chain.set_vector(kept)
 
@@ -238,11 +241,17 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         def scorer(clips: list[Clip]) -> Scorer:
             return Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
 
-        score, check = (_objective(scorer(clips), start, opts, floors) for clips in (analysis, validation))
+        validation_scorer = scorer(validation)
+        if floors.relative:  # floors and weights per unit of the start's distance on the validation excerpts
+            floors = floors.scaled(metric.distance(float(np.nan_to_num(validation_scorer(start[None])[0]))))
+
+        score = _objective(scorer(analysis), start, opts, floors)
+        check = _objective(validation_scorer, start, opts, floors)
         stages = _stages(scorer, score, analysis, start, sr, opts, floors)
         effect_of_dim = np.array([d.effect for d in chain.dims])
         groups = [np.flatnonzero(effect_of_dim == e) for e in range(len(chain.effects)) if (effect_of_dim == e).any()]
-        if opts.search == "effects" and len(groups) > 1:
+        # by effect: when the generations give every effect one and the whole chain as many (else one search)
+        if opts.search == "effects" and 1 < len(groups) <= opts.optimizer.max_generations // 2:
             names = [chain.effects[int(effect_of_dim[g[0]])].name for g in groups]
             result = optimize_by_group(stages if isinstance(stages, list) else [Stage(stages, 1)], start, groups,
                                        names, opts.optimizer, progress, cancelled)

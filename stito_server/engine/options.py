@@ -62,9 +62,13 @@ class MatchOptions:
         gain_floor: Gain over the start (objective units) a match needs to change anything; None: the metric's
             calibrated floor (``models/restraint.json``). Only with ``restraint="on"``.
         effect_floor: Contribution an effect needs to stay engaged; None: the metric's calibrated floor.
+        reference_prior: Delta metrics (``stats``) only: 0 "sound like the reference" (its processing is what it
+            has beyond the input; the default), 1 "apply the reference's processing" (beyond an average raw
+            recording), or a blend; None: the metric's default.
         search: "effects": each effect's parameters searched alone first (the others at their start), then the
-            whole chain from the effects' bests (``optimize.optimize_by_group``); "joint": one CMA-ES over the
-            whole chain throughout (the paper's).
+            whole chain from the effects' bests (``optimize.optimize_by_group``; a chain of one effect, or
+            fewer than two generations per effect, searches jointly); "joint": one CMA-ES over the whole chain
+            throughout (the paper's).
         whole_check: Render the starting settings beside the chosen ones on the whole input (a second
             worker: no extra wall time) and, when the chosen ones score below the start there though
             better on the excerpts (a build-up the excerpts miss, such as delay feedback), fall back to
@@ -93,6 +97,7 @@ class MatchOptions:
     level_weight: float | None = None
     gain_floor: float | None = None
     search: str = "effects"
+    reference_prior: float | None = None
     effect_floor: float | None = None
     whole_check: bool = True
 
@@ -116,6 +121,8 @@ class MatchOptions:
             raise StitoError(f"workers must be at least 1, got {self.workers}")
         if not 0.0 <= self.coarse_fraction < 1.0:
             raise StitoError(f"coarse_fraction must be at least 0 and below 1, got {self.coarse_fraction:g}")
+        if self.reference_prior is not None and not 0.0 <= self.reference_prior <= 1.0:
+            raise StitoError(f"reference_prior must be between 0 and 1, got {self.reference_prior!r}")
         if self.search not in SEARCH_CHOICES:
             raise StitoError(f"search must be one of {', '.join(SEARCH_CHOICES)}, got {self.search!r}")
         if self.restraint not in RESTRAINT_CHOICES:
@@ -250,6 +257,9 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("search", str, "a string",
                "search each effect alone first, then the whole chain (effects), or the whole chain throughout "
                "(joint) (default: preset's: fast effects, paper joint)", "--search", choices=SEARCH_CHOICES),
+    OptionSpec("reference_prior", float, "a number",
+               "stats metric: 0 makes the input sound like the reference (default), 1 applies only the processing "
+               "the reference has beyond an average raw recording, between: a blend", "--reference-prior"),
     OptionSpec("loudness", str, "a string",
                "gain the output file to the reference's or the input's integrated loudness, or leave the chain's "
                "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",

@@ -21,6 +21,10 @@ class Floors:
 
     Measured per metric on the training corpus (``stito train restraint``): matches whose reference is another
     recording left unprocessed, so every gain they find is the metric fitting the other recording's content.
+    With ``relative``, the floors and the weights are per unit of the start's distance to the reference
+    (``StyleMetric.distance``): two recordings that differ more leave more content for a chain to fit, so the
+    gain a match needs, and what moving away from the start costs, grow with how far apart input and reference
+    are to begin with (``scaled``).
 
     Attributes:
         gain: Gain over the starting settings (validation excerpts) below which nothing changes.
@@ -32,6 +36,7 @@ class Floors:
         effects: Contribution floors of the effect kinds measured on their own (``effect_kind``): an EQ fits
             another recording's spectrum far more than a delay fits anything, so each kind is held to its own
             noise; a kind not listed is held to ``effect``.
+        relative: The floors are shares of the start's distance (else objective units).
     """
 
     gain: float
@@ -40,10 +45,19 @@ class Floors:
     prior_weight: float = 0.0
     level_weight: float = 0.0
     effects: dict[str, float] = field(default_factory=dict)
+    relative: bool = False
 
     def for_effect(self, kind: str) -> float:
-        """The contribution floor of an effect of ``kind``."""
+        """The contribution floor of an effect of ``kind`` (a share of the start's distance when ``relative``)."""
         return self.effects.get(kind, self.effect)
+
+    def scaled(self, start_distance: float) -> "Floors":
+        """The floors in objective units for a start ``start_distance`` from the reference."""
+        if not self.relative:
+            return self
+        k = max(float(start_distance), 0.0)
+        return Floors(self.gain * k, self.effect * k, self.source, self.prior_weight * k, self.level_weight * k,
+                      {kind: v * k for kind, v in self.effects.items()})
 
 
 def effect_kind(source: str) -> str:
@@ -68,7 +82,7 @@ def load_floors(metric_name: str) -> Floors | None:
     return Floors(float(entry["gain_floor"]), float(entry["effect_floor"]),
                   f"{FLOORS_FILE}: {entry['cases']} no-style training matches, quantile {entry['quantile']:g}",
                   float(entry["prior_weight"]), float(entry["level_weight"]),
-                  {k: float(v) for k, v in entry.get("effect_floors", {}).items()})
+                  {k: float(v) for k, v in entry.get("effect_floors", {}).items()}, bool(entry.get("relative", False)))
 
 
 class Objective:

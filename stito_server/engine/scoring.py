@@ -135,26 +135,28 @@ class Target:
         reference: The reference's mean embedding over its windows.
         input_mean: The input's mean embedding over its analysis and validation excerpts (delta metrics only).
         sample_rate: Of the input, in Hz.
+        reference_prior: ``MatchOptions.reference_prior`` (None: the metric's own).
     """
 
     metric: StyleMetric
     reference: Embedding
     input_mean: Embedding | None
     sample_rate: int
+    reference_prior: float | None = None
 
     def for_clips(self, clips: list[Clip]) -> Embedding:
         """The target of renders of ``clips`` (one row, or one per clip)."""
         if not self.metric.delta:
             return self.reference
         dry = self.metric.embed(np.stack([c.audio[:, c.preroll:] for c in clips]), self.sample_rate)
-        return self.metric.targets(self.reference, self.input_mean, dry)
+        return self.metric.targets(self.reference, self.input_mean, dry, self.reference_prior)
 
     def for_whole(self, audio: np.ndarray, seconds: float) -> Embedding:
         """The target of whole renders of ``audio`` ``(channels, n)``, embedded over windows of ``seconds``."""
         if not self.metric.delta:
             return self.reference
         dry = window_embeddings(audio[None], self.metric, self.sample_rate, seconds)[0]
-        return self.metric.targets(self.reference, self.input_mean, dry)
+        return self.metric.targets(self.reference, self.input_mean, dry, self.reference_prior)
 
 
 def objective_parts(input_audio: Audio, reference: Audio, metric: StyleMetric,
@@ -169,7 +171,7 @@ def objective_parts(input_audio: Audio, reference: Audio, metric: StyleMetric,
         clips = analysis + validation
         input_mean = metric.average(metric.embed(np.stack([c.audio[:, c.preroll:] for c in clips]),
                                                  input_audio.sample_rate))
-    target = Target(metric, ref_emb, input_mean, input_audio.sample_rate)
+    target = Target(metric, ref_emb, input_mean, input_audio.sample_rate, opts.reference_prior)
     return analysis, validation, target, uses_side(input_audio.samples, reference.samples)
 
 

@@ -67,13 +67,19 @@ class StyleMetric(ABC):
     # True for a metric that compares processing deltas (``targets``) rather than the reference's embedding
     delta: bool = False
 
+    def distance(self, similarity: float) -> float:
+        """How far a similarity is from a perfect match (0): 1 - cosine."""
+        return max(1.0 - float(similarity), 0.0)
+
     def average(self, emb: Embedding) -> Embedding:
         """One embedding for a batch (e.g. a file's windows): the re-normalised mean."""
         return emb.mean()
 
-    def targets(self, reference: Embedding, input_mean: Embedding, dry: Embedding) -> Embedding:
+    def targets(self, reference: Embedding, input_mean: Embedding, dry: Embedding,
+                reference_prior: float | None = None) -> Embedding:
         """What renders of excerpts are compared with: the reference's embedding (a delta metric: one target
-        per excerpt, from the unprocessed excerpts ``dry`` and the input's mean ``input_mean``)."""
+        per excerpt, from the unprocessed excerpts ``dry``, the input's mean ``input_mean`` and, between 0 and 1,
+        how far the reference's own content is taken as an average recording's rather than the input's)."""
         return reference
 
     def embed_mid_side(self, signals: np.ndarray) -> np.ndarray:

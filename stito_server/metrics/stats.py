@@ -87,7 +87,9 @@ class StatsMetric(StyleMetric):
         prior: ``(dims,)`` mean descriptors of raw training recordings.
         scale: ``(dims,)`` spread of a descriptor between recordings (its standard deviation).
         reference_prior: 1: the reference's processing is measured against an average raw recording ("apply
-            the reference's processing"); 0: against the input ("sound like the reference", as Matchering).
+            the reference's processing"); 0 (the shipped default): against the input ("sound like the
+            reference", as Matchering does). Task 4's references share the input's content type, where the
+            input is the better guess of the reference's raw content.
     """
 
     name = "stats"
@@ -109,21 +111,29 @@ class StatsMetric(StyleMetric):
         d = descriptors(mid, side, self.fb).astype(np.float32)
         return Embedding(d, np.zeros((len(d), 0), np.float32))
 
+    def distance(self, similarity: float) -> float:
+        """How far a similarity is from a perfect match: its mean squared gap in spreads."""
+        return max(-float(similarity), 0.0)
+
     def average(self, emb: Embedding) -> Embedding:
         return Embedding(emb.mid.mean(axis=0, keepdims=True), emb.side.mean(axis=0, keepdims=True))
 
-    def targets(self, reference: Embedding, input_mean: Embedding, dry: Embedding) -> Embedding:
+    def targets(self, reference: Embedding, input_mean: Embedding, dry: Embedding,
+                reference_prior: float | None = None) -> Embedding:
         """What each excerpt's descriptors should become: its own plus the reference's estimated processing.
 
         Args:
             reference: The reference's mean descriptors (one row).
             input_mean: The input's mean descriptors (one row).
             dry: The unprocessed excerpts' descriptors (one row each).
+            reference_prior: 0 (the default, ``self.reference_prior``): the reference's processing is what it
+                has beyond the input ("sound like the reference"); 1: beyond an average raw training recording
+                ("apply the reference's processing"); in between, a blend.
 
         Returns:
             One row per excerpt.
         """
-        lam = self.reference_prior
+        lam = self.reference_prior if reference_prior is None else reference_prior
         processing = reference.mid - (lam * self.prior + (1.0 - lam) * input_mean.mid)
         return Embedding((dry.mid + processing).astype(np.float32), dry.side)
 
