@@ -25,7 +25,7 @@ from stito_server.server import Server, ServerOptions
 
 from .conftest import RATE
 
-SMALL = {"popsize": 8, "max_generations": 2, "excerpt_seconds": 2.0, "excerpts": 1}
+SMALL = {"popsize": 8, "max_generations": 2, "excerpt_seconds": 2.0, "excerpts": 1, "metric": "mfcc"}
 EQ_SPEC = {"name": "eq", "effects": [{"builtin": "parametric_eq", "search": ["high_shelf_gain_db", "peak2_gain_db"]}]}
 
 
@@ -398,7 +398,7 @@ def test_a_request_cannot_name_an_encoder_file(client, dry_a, dry_b, tmp_path):
         with pytest.raises(ServerError) as err:
             client.wait_match(req, idle_timeout_s=60)
         assert err.value.ename == "BadRequest"
-        assert f"unknown metric {name!r}; valid: afx, mfcc, mir, random" in err.value.evalue
+        assert f"unknown metric {name!r}; valid: afx, mfcc, mir, random, stats" in err.value.evalue
 
 
 def test_gpu_without_cuda_is_a_clear_error(key):
@@ -432,7 +432,7 @@ def test_a_metric_blend_and_start_run_over_the_socket_as_in_process(server, tmp_
 
 
 def test_a_blend_naming_an_unknown_metric_or_one_twice_is_a_bad_request(client, dry_a, dry_b):
-    for name, says in (("mfcc+mfc", "unknown metric 'mfcc+mfc'; valid: afx, mfcc, mir, random, or names joined"),
+    for name, says in (("mfcc+mfc", "unknown metric 'mfcc+mfc'; valid: afx, mfcc, mir, random, stats, or names joined"),
                        ("mfcc+mfcc", "a blend joins different metric names")):
         req = client.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, {**SMALL, "metric": name})
         with pytest.raises(ServerError) as err:

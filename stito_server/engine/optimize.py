@@ -320,8 +320,10 @@ def optimize_by_group(stages: Sequence[Stage], x0: np.ndarray, groups: Sequence[
             x[group] = sub.best_x
     left = None if options.time_budget_s is None else max(options.time_budget_s - (time.perf_counter() - t0), 1e-3)
     joint_gens = max(1, total - len(trajectory))
+    # the generations ``min_generations`` promises that the groups did not use run whatever the budget says
+    floor = max(1, min(options.min_generations, total) - len(trajectory))
     joint = optimize(last, x, replace(options, max_generations=joint_gens, time_budget_s=left,
-                                      sigma0=options.sigma0 / 2, min_generations=1),
+                                      sigma0=options.sigma0 / 2, min_generations=min(floor, joint_gens)),
                      shifted(len(trajectory)), cancelled)
     record(joint, "joint")
     combined = float(np.nan_to_num(last(x[None])[0], nan=FAILED_SIMILARITY))

@@ -200,6 +200,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _number_or_none(value: Any) -> float | None:
+    """A number, or None (JSON null: the default)."""
+    return None if value is None else float(value)
+
+
 def _seconds_or_none(value: Any) -> float | None:
     """A number of seconds, or None (JSON null: no limit)."""
     return None if value is None else float(value)
@@ -257,7 +262,7 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("search", str, "a string",
                "search each effect alone first, then the whole chain (effects), or the whole chain throughout "
                "(joint) (default: preset's: fast effects, paper joint)", "--search", choices=SEARCH_CHOICES),
-    OptionSpec("reference_prior", float, "a number",
+    OptionSpec("reference_prior", _number_or_none, "a number or null",
                "stats metric: 0 makes the input sound like the reference (default), 1 applies only the processing "
                "the reference has beyond an average raw recording, between: a blend", "--reference-prior"),
     OptionSpec("loudness", str, "a string",
@@ -265,7 +270,8 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
                "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",
                "reference", choices=("reference", "input", "off")),
 )
-_CLI_TYPES = {"a number": float, "an integer": int, "a string": str, "a number of seconds or null": float}
+_CLI_TYPES = {"a number": float, "an integer": int, "a string": str, "a number of seconds or null": float,
+              "a number or null": float}
 
 
 def add_option_arguments(parser: Any) -> None:
