@@ -174,8 +174,7 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
             scorers = {name: Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
                        for name, clips in (("analysis", analysis), ("validation", validation))}
             start = _start(chain, opts)
-            if floors.relative:
-                floors = floors.scaled(metric.distance(float(np.nan_to_num(scorers["validation"](start[None])[0]))))
+            floors = _scaled(floors, metric, scorers["validation"], start)
             return {name: _objective(sc, start, opts, floors)(xs) for name, sc in scorers.items()}
     finally:
         chain.set_vector(kept)
@@ -242,8 +241,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
             return Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
 
         validation_scorer = scorer(validation)
-        if floors.relative:  # floors and weights per unit of the start's distance on the validation excerpts
-            floors = floors.scaled(metric.distance(float(np.nan_to_num(validation_scorer(start[None])[0]))))
+        floors = _scaled(floors, metric, validation_scorer, start)
 
         score = _objective(scorer(analysis), start, opts, floors)
         check = _objective(validation_scorer, start, opts, floors)
@@ -320,6 +318,14 @@ def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str]) -> Flo
     if opts.effect_floor is not None:
         floors = replace(floors, effect=opts.effect_floor, effects={}, source="floors set in the options")
     return floors
+
+
+def _scaled(floors: Floors, metric: StyleMetric, validation: Scorer, start: np.ndarray) -> Floors:
+    """Relative floors and weights in objective units: per unit of the start's distance on the validation
+    excerpts (one render of the start; absolute floors are returned as they are)."""
+    if not floors.relative:
+        return floors
+    return floors.scaled(metric.distance(float(np.nan_to_num(validation(start[None])[0]))))
 
 
 def _objective(scorer: Scorer, start: np.ndarray, opts: MatchOptions, floors: Floors) -> Objective:
