@@ -16,7 +16,7 @@ from ..metrics.base import StyleMetric
 from .optimize import FAILED_SIMILARITY, OptimizeResult, Progress, Stage, optimize, optimize_by_group
 from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
-from .restraint import Floors, Objective, Verdict, effect_kind, load_floors, restrain
+from .restraint import Floors, Objective, Verdict, effect_kind, finite_or_none, load_floors, restrain
 from .scoring import Scorer, Target, objective_parts, rendered_seconds, uses_side, whole_similarity
 
 __all__ = ["MatchOptions", "MatchResult", "ParamChange", "make_renderer", "match", "score_settings", "uses_side"]
@@ -288,11 +288,11 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         output=output, sample_rate=sr, vector=final, matched_vector=pick.finalists[pick.chosen], start_vector=start,
         parameters=params,
         similarity={"dry": dry, "before": None if start_failed else float(pick.similarity[0]),
-                    "after": _f(after_similarity)},
-        pick={"chosen": FINALISTS[pick.chosen], "whole_input": whole_sims, "after": _f(after), "finalists": [
-            {"name": n, "analysis": _f(a), "validation": _f(v)}
+                    "after": finite_or_none(after_similarity)},
+        pick={"chosen": FINALISTS[pick.chosen], "whole_input": whole_sims, "after": finite_or_none(after), "finalists": [
+            {"name": n, "analysis": finite_or_none(a), "validation": finite_or_none(v)}
             for n, a, v in zip(FINALISTS, pick.analysis, pick.validation)]},
-        search=result, restraint=verdict, level_change_db=_f(after_level),
+        search=result, restraint=verdict, level_change_db=finite_or_none(after_level),
         loudness_lufs=lufs, output_gain_db=gain_db,
         wall_s=time.perf_counter() - t0, warnings=warnings,
     )
@@ -415,7 +415,3 @@ def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,
         output = (output * np.float32(10 ** (gain_db / 20))).astype(np.float32)
     lufs["output"] = lufs["chain_output"] + gain_db
     return output, gain_db
-
-
-def _f(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None

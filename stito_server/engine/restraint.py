@@ -264,11 +264,12 @@ def restrain(matched: np.ndarray, start: np.ndarray, effect_of_dim: np.ndarray, 
     else:
         reason = f"the match gained {gain:+.4f} over the starting settings, above the floor of {floors.gain:.4f}"
     effects = [EffectEvidence(name, effect_kinds[e], moved[e], engaged.get(e, False),
-                              None if e not in contribution else _finite(contribution[e]),
+                              None if e not in contribution else finite_or_none(contribution[e]),
                               floors.for_effect(effect_kinds[e]))
                for e, name in enumerate(effect_names)]
-    return x, Verdict(accepted, _finite(gain), floors.gain, reason, effects, floors.source)
+    return x, Verdict(accepted, finite_or_none(gain), floors.gain, reason, effects, floors.source)
 
 
-def _finite(v: float) -> float | None:
+def finite_or_none(v: float) -> float | None:
+    """``v`` as a float, or None when it is NaN or infinite (what a JSON report can hold)."""
     return float(v) if np.isfinite(v) else None
