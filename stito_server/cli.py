@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from importlib.metadata import EntryPoint, entry_points
@@ -33,6 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("input", help="raw recording (any format soundfile reads; mono or stereo)")
     m.add_argument("reference", help="audio in the wanted style")
     m.add_argument("--chain", required=True, help="shipped chain name (see `stito chains`) or a .toml chain spec")
+    m.add_argument("--allow-python-effects", action="store_true",
+                   help="let the chain file name Python code (a 'python' effect key), which runs on loading: only "
+                   "for a file you trust (refused otherwise)")
     m.add_argument("--out", required=True, help="output audio file (same rate and channels as the input)")
     m.add_argument("--report", help="write a JSON report here")
     m.add_argument("--plot", help="write a PNG of spectra and the similarity trajectory here")
@@ -126,16 +130,40 @@ def _user_error(exc: StitoError) -> int:
     return 2
 
 
-def _check_outputs(inputs: list[str], outputs: list[str | None]) -> None:
+def _check_outputs(inputs: list[str], outputs: list[str | None],
+                   labels: tuple[str, ...] = ("--out", "--report", "--plot")) -> None:
+    """Refuse, before any work, output paths that would fail or lose something once the match is done.
+
+    ``outputs`` are in the order of ``labels``; the first is the audio file. Each must be a new or existing file
+    (not a folder) in a writable folder, none may be an input or another output, and the audio file's extension
+    must be a format soundfile writes.
+    """
+    import soundfile as sf
+
     resolved_in = {Path(i).resolve() for i in inputs}
-    for out in outputs:
+    seen: dict[Path, str] = {}
+    for label, out in zip(labels, outputs):
         if out is None:
             continue
         o = Path(out)
-        if o.resolve() in resolved_in:
+        r = o.resolve()
+        if r in resolved_in:
             raise StitoError(f"output {o} is one of the input files; stito never overwrites its inputs")
+        if r in seen:
+            raise StitoError(f"{label} {o} is also {seen[r]}: give each output its own file")
+        seen[r] = label
+        if r.is_dir():
+            raise StitoError(f"{label} {o} is a folder; give a file name")
         if not o.parent.resolve().is_dir():
             raise StitoError(f"folder for output {o} does not exist: {o.parent}")
+        if not os.access(o.parent.resolve(), os.W_OK):
+            raise StitoError(f"folder for output {o} is not writable: {o.parent.resolve()}")
+        if label == labels[0]:
+            ext = o.suffix.lower().lstrip(".")
+            formats = sorted(f.lower() for f in sf.available_formats())
+            if ext not in formats:
+                raise StitoError(f"{label} {o}: " + (f"unknown audio format .{ext}" if ext else "no file extension")
+                                 + f"; use one of {', '.join('.' + f for f in formats)}")
 
 
 def cmd_match(args: argparse.Namespace) -> int:
@@ -157,7 +185,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(1)
-    chain = load_chain(args.chain)
+    chain = load_chain(args.chain, allow_python=args.allow_python_effects)
     run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
                   extra={"input": args.input, "reference": args.reference, "chain": args.chain, "preset": args.preset})
     return 0
@@ -175,8 +203,8 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
     spec: object = args.chain
     if path.suffix == ".toml" or path.exists():
         try:
-            spec = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise StitoError(f"cannot read chain file {path}: {exc}") from None
     options = {"preset": args.preset, "metric": args.metric, **option_values(opts, wire_only=True)}
     bar = tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen", file=sys.stderr,

@@ -372,6 +372,11 @@ def build_chain(desc: dict[str, Any], allow_python: bool = False) -> BuiltChain:
         effects = spec.get("effects") if isinstance(spec.get("effects"), list) else []
         if not allow_python and any(isinstance(e, dict) and "python" in e for e in effects):
             raise RequestError("NotAllowed", "this server does not load Python effects named by clients")
+        paths = [str(e["vst3"]) for e in effects if isinstance(e, dict) and isinstance(e.get("vst3"), str)
+                 and ("/" in e["vst3"] or "\\" in e["vst3"] or e["vst3"].lower().endswith(".vst3"))]
+        if paths:
+            raise RequestError("NotAllowed", f"this server loads plugins by name from its own VST3 paths, not from "
+                                             f"a path a client names: {paths[0]!r}")
         chain = chain_from_dict(spec)
     else:
         raise RequestError("BadRequest", "chain must be {\"spec\": name or object} or {\"fx\": [...]}")

@@ -22,8 +22,11 @@ def named_chains() -> dict[str, Path]:
     return {p.stem: p for p in sorted(package_dir("chains").glob("*.toml"))}
 
 
-def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None) -> Chain:
+def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None, allow_python: bool = False) -> Chain:
     """Build a chain from a shipped chain name or a TOML file.
+
+    A chain file is data: an effect given as ``python = "module:factory"`` imports and runs that code, so a
+    file (shared like a preset) may only use it with ``allow_python`` (``stito match --allow-python-effects``).
 
     Spec format::
 
@@ -51,9 +54,16 @@ def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None) -> Chain:
     if not path.exists():
         raise ChainError(f"chain file not found: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ChainError(f"cannot read chain file {path}: not UTF-8 text (a chain file is TOML)") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ChainError(f"cannot read chain file {path}: {exc}") from None
+    effects = data.get("effects") if isinstance(data.get("effects"), list) else []
+    coded = [f"#{k + 1}" for k, e in enumerate(effects) if isinstance(e, dict) and "python" in e]
+    if coded and not allow_python:
+        raise ChainError(f"chain file {path}: effect {', '.join(coded)} names Python code ('python' key), which "
+                         "would run on loading; refused (pass --allow-python-effects only for a file you trust)")
     return chain_from_dict(data, default_name=path.stem, vst3_paths=vst3_paths)
 
 
