@@ -69,3 +69,8 @@ def test_output_paths_are_refused_before_the_match(files, tmp_path, capsys, out,
     if report:
         extra += ["--report", str(tmp_path / report)]
     _refused(files, capsys, tmp_path, extra, message.format(d=tmp_path), ["sub"])
+
+
+def test_a_negative_seed_is_one_line(files, tmp_path, capsys):
+    _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(tmp_path / "o.wav"), "--seed", "-5"],
+             "seed must be a whole number at least 0, got -5")

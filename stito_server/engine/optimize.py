@@ -60,6 +60,8 @@ class OptimizerOptions:
             raise ValueError(f"time_budget_s must be above 0 seconds (or None for no limit), got {self.time_budget_s}")
         if self.min_generations < 1:
             raise ValueError(f"min_generations must be at least 1, got {self.min_generations}")
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a whole number at least 0, got {self.seed!r}")
 
 
 @dataclass(frozen=True)
