@@ -356,7 +356,7 @@ class BuiltChain:
 
 def build_chain(desc: dict[str, Any], allow_python: bool = False) -> BuiltChain:
     """A request's ``chain`` ({"spec": name or spec object} or {"fx": [...]}) -> BuiltChain."""
-    from .effects.specs import chain_from_dict, load_chain
+    from .effects.specs import chain_from_dict, load_chain, python_effects
     from .reaper_chain import chain_from_reaper
 
     if "fx" in desc:
@@ -370,7 +370,7 @@ def build_chain(desc: dict[str, Any], allow_python: bool = False) -> BuiltChain:
                                               "not a file path on the server")
     elif isinstance(spec, dict):
         effects = spec.get("effects") if isinstance(spec.get("effects"), list) else []
-        if not allow_python and any(isinstance(e, dict) and "python" in e for e in effects):
+        if not allow_python and python_effects(spec):
             raise RequestError("NotAllowed", "this server does not load Python effects named by clients")
         paths = [str(e["vst3"]) for e in effects if isinstance(e, dict) and isinstance(e.get("vst3"), str)
                  and ("/" in e["vst3"] or "\\" in e["vst3"] or e["vst3"].lower().endswith(".vst3"))]

@@ -59,12 +59,19 @@ def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None, allow_pyt
         raise ChainError(f"cannot read chain file {path}: not UTF-8 text (a chain file is TOML)") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ChainError(f"cannot read chain file {path}: {exc}") from None
-    effects = data.get("effects") if isinstance(data.get("effects"), list) else []
-    coded = [f"#{k + 1}" for k, e in enumerate(effects) if isinstance(e, dict) and "python" in e]
+    coded = python_effects(data)
     if coded and not allow_python:
-        raise ChainError(f"chain file {path}: effect {', '.join(coded)} names Python code ('python' key), which "
+        raise ChainError(f"chain file {path}: effect {', '.join(f'#{k}' for k in coded)} names Python code "
+                         "('python' key), which "
                          "would run on loading; refused (pass --allow-python-effects only for a file you trust)")
     return chain_from_dict(data, default_name=path.stem, vst3_paths=vst3_paths)
+
+
+def python_effects(data: Any) -> list[int]:
+    """1-based numbers of a parsed spec's effects given as Python code (``python = "module:factory"``), which
+    would run on building the chain."""
+    effects = data.get("effects") if isinstance(data, dict) and isinstance(data.get("effects"), list) else []
+    return [k + 1 for k, e in enumerate(effects) if isinstance(e, dict) and "python" in e]
 
 
 def chain_from_dict(data: dict[str, Any], default_name: str = "custom",
