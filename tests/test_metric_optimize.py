@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stito_server.effects.builtin import BuiltinEffect
-from stito_server.metrics import get_metric
+from stito_server.metrics import Embedding, get_metric
 from stito_server.engine.optimize import OptimizerOptions, optimize
 from stito_server.errors import StitoError
 
@@ -158,3 +158,37 @@ def test_log_mel_numpy_and_torch_agree_and_mfcc_never_imports_torch(dry_a):
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["50", "False"]
+
+
+def test_stats_whitening_makes_between_recording_gaps_white_and_counts_shared_directions_once(tmp_path):
+    import json
+
+    from stito_server.metrics.stats import StatsMetric
+    from stito_server.resources import package_dir
+    from training.stats_prior import nuisance_whitening
+
+    rng = np.random.default_rng(0)
+    shipped = json.loads((package_dir("models") / "stats-prior.json").read_text())
+    dims = len(shipped["scale"])
+    scale = np.asarray(shipped["scale"])
+    # two content types whose descriptors share one strong common direction (a darker recording lowers every band)
+    common = rng.normal(size=dims)
+    types = [rng.normal(size=(400, dims)) * scale + rng.normal(size=(400, 1)) * 3 * common * scale for _ in range(2)]
+    w = nuisance_whitening([t - t.mean(axis=0) for t in types], scale)
+    z = np.concatenate(types) @ w.T
+    cov = np.cov(z - z.mean(axis=0), rowvar=False)
+    assert np.allclose(np.diag(cov), 1.0, atol=0.25) and np.abs(cov - np.diag(np.diag(cov))).max() < 0.25
+    # the metric reads the matrix from its prior file: a gap along the common direction costs less than
+    # an equally long gap across it, while without the matrix both cost the same
+    path = tmp_path / "prior.json"
+    path.write_text(json.dumps({**shipped, "whiten": w.tolist()}))
+    white, diagonal = StatsMetric(prior_path=path), StatsMetric()
+    along = common * scale / np.linalg.norm(common)
+    across = rng.normal(size=dims)
+    across -= across @ (common / np.linalg.norm(common)) * common / np.linalg.norm(common)
+    across = across / np.linalg.norm(across) * scale
+    zero = Embedding(np.zeros((1, dims), np.float32), np.zeros((1, 0), np.float32))
+    emb = lambda v: Embedding(v[None].astype(np.float32), np.zeros((1, 0), np.float32))  # noqa: E731
+    assert -white.similarity(emb(along), zero)[0] < 0.2 * -white.similarity(emb(across), zero)[0]
+    assert diagonal.whiten is None
+    assert diagonal.similarity(emb(across), zero)[0] == pytest.approx(-np.mean(np.square(across / scale)), rel=1e-5)

@@ -85,6 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sp.add_argument("--clips", type=int, default=150, help="clips per content type (default %(default)s)")
     sp.add_argument("--reference-prior", type=float, default=0.0,
                     help="the metric's default reference_prior (default %(default)s)")
+    sp.add_argument("--whiten", action="store_true",
+                    help="also whiten by the full between-recording covariance (Ledoit-Wolf); measured on task 5, "
+                         "no better than the per-descriptor spreads the shipped prior uses (docs/match-quality.md)")
     sp.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     sp.add_argument("--seed", type=int, default=0, help="(default 0)")
     e = sub.add_parser("export", help="write the checkpoint's encoder to models/afx-rep-<sha256 prefix>.pt")
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         from .stats_prior import fit_stats_prior
 
         res = fit_stats_prior(train_root(args.cache), args.clips, reference_prior=args.reference_prior,
-                              seed=args.seed)
+                              seed=args.seed, whiten_covariance=args.whiten)
         print(f"stats prior from {res['clips']} clips ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "export":
         from stito_server.metrics.weights import export_weights

@@ -18,12 +18,14 @@ CONTENTS = ("speech", "music", "guitar", "drums")
 
 
 def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0, reference_prior: float = 0.0,
-                    seed: int = 0, out: Path | None = None) -> dict:
+                    seed: int = 0, out: Path | None = None, whiten_covariance: bool = False) -> dict:
     """Fit the prior of ``metrics/stats.py`` on raw training clips and write it.
 
     Each content type counts equally: the prior is the mean of the types' mean descriptors, the scale the root
     of the types' mean variance across clips (how much recordings of one kind differ), floored at a tenth of the
-    median scale so no descriptor gets an unbounded weight.
+    median scale so no descriptor gets an unbounded weight. With ``whiten_covariance``, also the whitening of
+    the between-recording covariance (``nuisance_whitening``): descriptors that move together from one recording
+    to the next (a darker recording lowers every high band) then count as one nuisance direction, not many.
 
     Args:
         root: The training corpus (``stito data train``).
@@ -32,6 +34,7 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
         reference_prior: The metric's default ``reference_prior`` written with it.
         seed: Seed of the clip draw.
         out: Output file (default: the package's ``models/stats-prior.json``).
+        whiten_covariance: Fit the full covariance's whitening (else the metric divides by ``scale`` alone).
 
     Returns:
         What was written.
@@ -39,7 +42,7 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
     rng = np.random.default_rng(seed)
     fb = mel_filterbank(RATE, N_FFT, N_MELS, 20.0, min(20000.0, RATE / 2))
     n = int(seconds * RATE)
-    means, variances, counts = [], [], {}
+    means, variances, centred, counts = [], [], [], {}
     for content in CONTENTS:
         try:
             entries = load_manifest(root, content, False)
@@ -57,15 +60,43 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
         d = descriptors(mid, side, fb)
         means.append(d.mean(axis=0))
         variances.append(d.var(axis=0))
+        centred.append(d - d.mean(axis=0))
         counts[content] = len(batch)
     if not means:
         raise ValueError(f"no training clips under {root}; run `stito data train` first")
     scale = np.sqrt(np.mean(variances, axis=0))
     scale = np.maximum(scale, 0.1 * float(np.median(scale)))
+    whiten = nuisance_whitening(centred, scale) if whiten_covariance else None
     result = {"names": descriptor_names(), "mean": np.mean(means, axis=0).tolist(), "scale": scale.tolist(),
+              "whiten": None if whiten is None else whiten.tolist(),
               "reference_prior": reference_prior, "clips": counts, "seconds": seconds, "seed": seed,
               "command": f"stito train stats-prior --clips {clips_per_type} --reference-prior {reference_prior:g} "
-                         f"--seed {seed}"}
+                         f"--seed {seed}" + (" --whiten" if whiten_covariance else "")}
     path = out or package_dir("models") / PRIOR_FILE
     path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
+
+
+def nuisance_whitening(centred: list[np.ndarray], scale: np.ndarray) -> np.ndarray:
+    """The inverse square root of the pooled between-recording covariance, shrunk by Ledoit-Wolf.
+
+    Args:
+        centred: Per content type, ``(clips, dims)`` descriptors minus that type's mean (content type is not
+            a nuisance: the prior is per type in spirit, the covariance within types).
+        scale: ``(dims,)`` per-descriptor spread; the covariance is estimated in these units (a correlation-like
+            matrix), so the shrinkage target is the diagonal form the metric had without whitening.
+
+    Returns:
+        ``(dims, dims)`` W with ``W @ gap`` white for gaps between two recordings' descriptors (up to a factor 2).
+    """
+    from sklearn.covariance import LedoitWolf  # the train extra
+
+    # each type weighs equally, as in the scale: rows weighted so that rows.T @ rows / len(rows) is the mean of
+    # the types' covariances
+    total = sum(len(c) for c in centred)
+    rows = np.concatenate([c / scale * np.sqrt(total / (len(centred) * len(c))) for c in centred])
+    cov = LedoitWolf(assume_centered=True).fit(rows).covariance_
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, 1e-6 * float(values.max()))
+    inv_sqrt = (vectors / np.sqrt(values)) @ vectors.T
+    return inv_sqrt / scale[None, :]

@@ -86,6 +86,7 @@ class StatsMetric(StyleMetric):
     Attributes:
         prior: ``(dims,)`` mean descriptors of raw training recordings.
         scale: ``(dims,)`` spread of a descriptor between recordings (its standard deviation).
+        whiten: ``(dims, dims)`` inverse square root of the between-recording covariance (shrunk), or None.
         reference_prior: 1: the reference's processing is measured against an average raw recording ("apply
             the reference's processing"); 0 (the shipped default): against the input ("sound like the
             reference", as Matchering does). Task 4's references share the input's content type, where the
@@ -104,6 +105,8 @@ class StatsMetric(StyleMetric):
             raise ValueError(f"{PRIOR_FILE} was fit for other descriptors; re-run `stito train stats-prior`")
         self.prior = np.asarray(data["mean"], dtype=np.float64)
         self.scale = np.asarray(data["scale"], dtype=np.float64)
+        # (dims, dims) inverse square root of the between-recording covariance, when fit; else per-descriptor
+        self.whiten = np.asarray(data["whiten"], dtype=np.float64) if data.get("whiten") is not None else None
         self.reference_prior = float(data["reference_prior"] if reference_prior is None else reference_prior)
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> Embedding:
@@ -138,5 +141,9 @@ class StatsMetric(StyleMetric):
         return Embedding((dry.mid + processing).astype(np.float32), dry.side)
 
     def similarity(self, a: Embedding, b: Embedding, use_side: bool = True) -> np.ndarray:
-        z = (a.mid.astype(np.float64) - b.mid.astype(np.float64)) / self.scale
+        """Minus the mean squared gap in units of how recordings differ: whitened by the between-recording
+        covariance when the prior has one (``whiten``: descriptors that move together between recordings, such
+        as the high bands of a darker recording, count once), else divided by each descriptor's spread."""
+        gap = a.mid.astype(np.float64) - b.mid.astype(np.float64)
+        z = gap @ self.whiten.T if self.whiten is not None else gap / self.scale
         return -np.mean(np.square(z), axis=-1)
