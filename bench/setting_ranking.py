@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stito_server.metrics import Embedding, get_metric
+from stito_server.metrics.stats import StatsMetric, descriptor_names
 from training.data.clips import RATE
 from training.data.corpus import build_eval
 from training.effects import UNSEEN_EFFECTS, pretext_effects
@@ -116,21 +117,29 @@ def run(quick: bool, out_dir: Path, metrics: Sequence[str] = ("mfcc", "mir"), ca
     n = int(round(size["seconds"] * RATE))
     chains: dict = {}
     results: dict[str, dict] = {m: {} for m in metrics}
+    ceilings: dict[str, dict] = {}
     for v_i, variant in enumerate(VARIANTS):
         rng = np.random.default_rng(seed if v_i == 0 else [seed, v_i])
-        scores = _run_variant(pools, scorers, chains, plan, n, size["cases"], rng, variant, log)
+        scores, ceiling = _run_variant(pools, scorers, chains, plan, n, size["cases"], rng, variant, log)
         for m in metrics:
             results[m][variant] = scores[m]
+        for m, c in ceiling.items():
+            ceilings.setdefault(m, {})[variant] = c
     report = {"task": TASK, "quick": quick, "cases": size["cases"], "seconds": size["seconds"], "seed": seed,
               "metrics": list(metrics), "clips": {p.content_type: len(p) for p in pools},
-              "chance": 1.0 / (NEGATIVES + 2), "wall_s": time.perf_counter() - t0, "results": results}
+              "chance": 1.0 / (NEGATIVES + 2), "wall_s": time.perf_counter() - t0, "results": results,
+              "ceiling": ceilings}
     return write_results(report, out_dir, markdown, plot)
 
 
 def _run_variant(pools: list[ClipPool], scorers: dict, chains: dict, plan: RankPlan, n: int, cases: int,
-                 rng: np.random.Generator, variant: str, log: Callable[[str], None]) -> dict[str, dict]:
-    """Every group's cases of one variant, scored by every metric: ``{metric: {group | "all": figures}}``."""
+                 rng: np.random.Generator, variant: str,
+                 log: Callable[[str], None]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every group's cases of one variant, scored by every metric: ``{metric: {group | "all": figures}}``, and
+    for a descriptor metric (``stats``) where its ceiling lies (``ceiling``)."""
     per = {m: {k: {g: [] for g in GROUPS} for k in ("accuracy", "gap", "win_rate", "beats_dry")} for m in scorers}
+    moves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m, s in scorers.items()
+                                                            if isinstance(s, StatsMetric)}
     for group in GROUPS:
         log(f"{TASK}: {variant}: {group}: {cases} cases")
         done, tries = 0, 0
@@ -158,12 +167,42 @@ def _run_variant(pools: list[ClipPool], scorers: dict, chains: dict, plan: RankP
                 f["gap"][group].append(float(sims[0] - sims[1:].max()))
                 f["win_rate"][group].append(float(np.mean(sims[0] > sims[1:-1])))  # over the nearby settings
                 f["beats_dry"][group].append(float(sims[0] > sims[-1]))
+                if name in moves:
+                    z = e.mid.astype(np.float64) / metric.scale
+                    moves[name].append((np.mean(np.square(z[2:-1] - z[1]), axis=0), np.square(z[0] - z[1])))
     out = {}
     for m, f in per.items():
         out[m] = {g: {k: float(np.mean(v[g])) for k, v in f.items()} | {"n": len(f["accuracy"][g])} for g in GROUPS}
         out[m]["all"] = {k: float(np.mean([x for g in GROUPS for x in v[g]])) for k, v in f.items()}
         out[m]["all"]["n"] = sum(len(f["accuracy"][g]) for g in GROUPS)
-    return out
+    return out, {m: ceiling(v) for m, v in moves.items()}
+
+
+def ceiling(moves: list[tuple[np.ndarray, np.ndarray]], top: int = 8) -> dict:
+    """Where a descriptor metric's ranking ceiling lies: how far nearby settings move each descriptor against how
+    far the recording difference puts the target from the reference's setting, in the metric's units.
+
+    Args:
+        moves: Per case, ``(dims,)`` mean squared move from the positive to the nearby settings, and ``(dims,)``
+            squared gap between the reference (A at the setting) and the positive (B at it), both divided by the
+            descriptor's between-recording spread (``StatsMetric.scale``).
+        top: Descriptors listed, those whose setting moves stand out most from the recording gaps.
+
+    Returns:
+        ``{"ratio": all setting moves over all recording gaps, "cases_above": share of cases where the setting
+        moves exceed the recording gap, "descriptors": [{"name", "setting", "recording", "ratio"}] (top ``top``
+        by ratio), "n"}``. A ratio well below 1 means nearby settings differ by less than the target's content
+        error: no weighting of these descriptors can rank the reference's setting first.
+    """
+    s = np.array([m for m, _ in moves])
+    r = np.array([g for _, g in moves])
+    per = s.mean(axis=0) / np.maximum(r.mean(axis=0), 1e-12)
+    order = np.argsort(-per)[:top]
+    names = descriptor_names()
+    return {"ratio": float(s.sum() / max(r.sum(), 1e-12)),
+            "cases_above": float(np.mean(s.sum(axis=1) > r.sum(axis=1))),
+            "descriptors": [{"name": names[j], "setting": float(s[:, j].mean()), "recording": float(r[:, j].mean()),
+                             "ratio": float(per[j])} for j in order], "n": len(moves)}
 
 
 def markdown(report: dict) -> str:
@@ -191,6 +230,19 @@ def markdown(report: dict) -> str:
             cells = [f"{fmt(r[variant][g]['win_rate'])} / {fmt(r[variant][g]['beats_dry'])}"
                      for g in (*GROUPS, "all")]
             lines.append(f"| {metric_label(m)} | " + " | ".join(cells) + " |")
+    for m, per_variant in report.get("ceiling", {}).items():
+        lines += ["", f"## Where {metric_label(m)}'s ceiling lies: nearby settings against the recording difference",
+                  "", "Per descriptor, in units of its between-recording spread: the mean squared move from B at the "
+                  "reference's setting to B at the nearby settings (setting), against the squared gap between A and "
+                  "B at the same setting (recording: the content error of the target). Ratio: setting over "
+                  "recording, over all descriptors and per descriptor (the highest listed); cases above: share of "
+                  "cases whose setting moves exceed their recording gap.", "",
+                  "| B from | ratio | cases above | highest descriptors: ratio (setting / recording) |",
+                  "|---|---|---|---|"]
+        for variant, c in per_variant.items():
+            best = ", ".join(f"{d['name']} {d['ratio']:.2f} ({d['setting']:.3f} / {d['recording']:.3f})"
+                             for d in c["descriptors"][:5])
+            lines.append(f"| {variant} | {c['ratio']:.3f} | {fmt(c['cases_above'])} | {best} |")
     return "\n".join(lines) + "\n"
 
 

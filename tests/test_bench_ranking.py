@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench import setting_ranking
 from bench.common import ClipPool
@@ -55,3 +56,28 @@ def test_same_recording_draws_another_clip_of_the_recording_or_none(tmp_path, re
             assert j is None
         k = pool.other_recording(i, rng)
         assert pool.recordings[k] != pool.recordings[i]
+
+
+def test_ceiling_compares_setting_moves_with_recording_gaps():
+    from bench.setting_ranking import ceiling
+    from stito_server.metrics.stats import descriptor_names
+
+    dims = len(descriptor_names())
+    setting, recording = np.full(dims, 0.1), np.full(dims, 0.4)
+    setting[3], recording[3] = 2.0, 0.5  # one descriptor where the setting stands out of the content noise
+    c = ceiling([(setting, recording), (setting * 4, recording)])
+    assert c["n"] == 2 and c["descriptors"][0]["name"] == descriptor_names()[3]
+    assert c["descriptors"][0]["ratio"] == pytest.approx((2.0 + 8.0) / 2 / 0.5)
+    assert c["ratio"] == pytest.approx((setting.sum() * 5) / (recording.sum() * 2))
+    assert c["cases_above"] == 0.5  # the second case's moves (4x) exceed its gap, the first's do not
+
+
+def test_the_twin_reference_has_no_recording_gap_in_the_stats_ceiling(tmp_path, request, monkeypatch):
+    cache = request.config.cache.mkdir("stito-data")
+    monkeypatch.setattr(ClipPool, "other_recording", lambda self, i, rng, exclude=frozenset(): i)
+    report = setting_ranking.run(quick=True, out_dir=tmp_path, metrics=("stats",), cases=2, cache=cache,
+                                 log=lambda m: None)
+    c = report["ceiling"]["stats"]["other recording"]
+    # B is A's own clip: the only recording gap left is Dragonfly's run-to-run noise, far below the settings' moves
+    assert c["n"] == 2 * len(GROUPS) and c["cases_above"] >= 0.75 and c["ratio"] > 10
+    assert "ceiling lies" in (tmp_path / "ranking.md").read_text()
