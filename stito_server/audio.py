@@ -112,10 +112,20 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -
     """Write ``(channels, samples)`` audio atomically.
 
     WAV/AIFF/W64/CAF are written as 32-bit float so nothing is clipped; other formats use soundfile's
-    default subtype for the extension.
+    default subtype for the extension (PCM for FLAC and AU: samples beyond full scale would be clipped, so
+    those are refused rather than clipped silently; a match's output respects its true-peak ceiling).
+
+    Raises:
+        AudioError: PCM output whose samples exceed full scale.
     """
     ext = Path(path).suffix.lower().lstrip(".")
     subtype = "FLOAT" if ext in ("wav", "aif", "aiff", "w64", "caf") else None
+    if subtype is None and samples.size and "PCM" in (sf.default_subtype(ext.upper())
+                                                       if ext.upper() in sf.available_formats() else ""):
+        over = float(np.max(np.abs(samples)))
+        if over > 1.0:
+            raise AudioError(f"{path}: the audio peaks at {20 * np.log10(over):+.2f} dBFS, above full scale, and "
+                             f".{ext} is written as PCM, which would clip it; turn it down, or write .wav (float)")
     data = np.ascontiguousarray(samples.T)
     save_atomically(path, lambda tmp: sf.write(tmp, data, sample_rate, subtype=subtype))
 
@@ -123,6 +133,30 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -
 def peak_dbfs(x: np.ndarray) -> float:
     """Peak level of any array, in dBFS (-inf for all zeros)."""
     peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return 20 * np.log10(peak) if peak > 0 else -np.inf
+
+
+def true_peak_dbtp(x: np.ndarray, sample_rate: int, block: int = 1 << 16) -> float:
+    """True peak (ITU-R BS.1770-4, 4x oversampled) of ``(channels, n)`` audio, in dBTP (-inf for all zeros).
+
+    Oversampled in blocks of ``block`` samples (with margins for the interpolation filter), so a long file costs
+    4x one block, not 4x the file. Never below the sample peak.
+
+    Args:
+        x: ``(channels, n)`` audio.
+        sample_rate: In Hz (the oversampling is 4x below 96 kHz, else none, as BS.1770-4 allows).
+        block: Samples per block.
+    """
+    from scipy.signal import resample_poly
+
+    x = np.atleast_2d(np.asarray(x))
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if sample_rate < 96000:
+        margin, n = 64, x.shape[-1]
+        for start in range(0, n, block):
+            lo, stop = max(0, start - margin), min(n, start + block)
+            y = resample_poly(x[:, lo:min(n, stop + margin)].astype(np.float64), 4, 1, axis=-1)
+            peak = max(peak, float(np.max(np.abs(y[:, 4 * (start - lo):4 * (stop - lo)]))))
     return 20 * np.log10(peak) if peak > 0 else -np.inf
 
 

@@ -312,6 +312,11 @@ def summary(report: dict, chain_name: str) -> str:
     lines.append(f"loudness: input {lo['input']:.1f} LUFS, reference {lo['reference']:.1f} LUFS, "
                  f"chain output {lo['chain_output']:.1f} LUFS"
                  + (f", file gained {gain:+.1f} dB to {lo['output']:.1f} LUFS" if gain else ""))
+    peak = report.get("true_peak_dbtp")
+    if peak is not None:
+        ceiling = report.get("ceiling_gain_db") or 0.0
+        lines.append(f"output true peak: {peak:+.1f} dBTP"
+                     + (f" (turned down {-ceiling:.1f} dB to meet the ceiling)" if ceiling < 0 else ""))
     sr = report["search"]
     lines.append(f"search: {sr['generations']} generations, {sr['evaluations']} evaluations, stopped: "
                  f"{sr['stop_reason']}; picked '{report['pick']['chosen']}'; {report['wall_s']:.1f} s "

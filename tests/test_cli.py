@@ -36,14 +36,20 @@ def test_match_writes_audio_report_and_plot(files, capsys):
     assert len(report["vector"]) == 36 and report["search"]["evaluations"] == 16
     assert report["similarity"]["after"] >= report["similarity"]["before"] - 1e-9
     assert (d / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # default --loudness reference: the written file sits at the reference's integrated loudness
+    # default --loudness reference: the written file sits at the reference's integrated loudness, less what the
+    # default -1 dBTP ceiling took (this input gained that far would peak above it)
     import pyloudnorm
+
+    from stito_server.audio import true_peak_dbtp
     ref, _ = sf.read(str(files["reference"]))
     meter = pyloudnorm.Meter(RATE)
-    assert meter.integrated_loudness(out) == pytest.approx(meter.integrated_loudness(ref), abs=0.1)
-    assert report["loudness_lufs"]["output"] == pytest.approx(meter.integrated_loudness(ref), abs=0.1)
-    assert report["output_gain_db"] == pytest.approx(
-        report["loudness_lufs"]["reference"] - report["loudness_lufs"]["chain_output"], abs=1e-6)
+    assert report["ceiling_gain_db"] < 0 and report["true_peak_dbtp"] == pytest.approx(-1.0, abs=1e-3)
+    assert true_peak_dbtp(out.T, RATE) == pytest.approx(-1.0, abs=0.01)
+    assert meter.integrated_loudness(out) == pytest.approx(
+        meter.integrated_loudness(ref) + report["ceiling_gain_db"], abs=0.1)
+    assert report["loudness_lufs"]["output"] == pytest.approx(meter.integrated_loudness(out), abs=0.1)
+    assert report["output_gain_db"] == pytest.approx(report["loudness_lufs"]["reference"] + report["ceiling_gain_db"]
+                                                     - report["loudness_lufs"]["chain_output"], abs=1e-6)
     text = capsys.readouterr().out
     assert "similarity to reference" in text and "parameters changed in pedalboard-strip" in text
     # the restraint's verdict, one line per effect with its evidence (the report carries the same lines)

@@ -74,3 +74,77 @@ def test_output_paths_are_refused_before_the_match(files, tmp_path, capsys, out,
 def test_a_negative_seed_is_one_line(files, tmp_path, capsys):
     _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(tmp_path / "o.wav"), "--seed", "-5"],
              "seed must be a whole number at least 0, got -5")
+
+
+# --- item 5: outputs never clip ---
+
+def test_true_peak_finds_the_peak_between_samples():
+    import numpy as np
+
+    from stito_server.audio import peak_dbfs, true_peak_dbtp
+
+    t = np.arange(RATE) / RATE
+    x = np.sin(2 * np.pi * (RATE / 4) * t + np.pi / 4).astype(np.float32)[None].repeat(2, axis=0)
+    assert peak_dbfs(x) == pytest.approx(-3.01, abs=0.01)  # every sample sits at 0.707 of the wave's peak
+    assert true_peak_dbtp(x, RATE) == pytest.approx(0.0, abs=0.2)
+    # blocks change nothing: the same figure with blocks far smaller than the file
+    assert true_peak_dbtp(x, RATE, block=1000) == pytest.approx(true_peak_dbtp(x, RATE), abs=1e-6)
+    assert true_peak_dbtp(np.zeros((1, 100)), RATE) == -np.inf
+
+
+def test_a_loud_reference_gives_a_file_under_the_ceiling_and_the_report_says_so(files, tmp_path, capsys, dry_b):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from stito_server.audio import loudness_lufs, true_peak_dbtp
+
+    # a reference squashed to about -5 LUFS: the input gained to its loudness would peak far above full scale
+    loud = write(tmp_path / "loud.wav", (np.tanh(12 * dry_b) * 0.9).astype(np.float32))
+    out, report = tmp_path / "o.flac", tmp_path / "r.json"
+    rc = main(["match", str(files["input"]), str(loud), "--chain", "pedalboard-strip", "--out", str(out),
+               "--report", str(report), *FAST])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    y, sr = sf.read(out, dtype="float32", always_2d=True)
+    assert true_peak_dbtp(y.T, sr) <= -1.0 + 0.1  # FLAC is PCM: nothing clipped, the ceiling held (16-bit rounding)
+    r = json.loads(report.read_text())
+    assert r["true_peak_dbtp"] == pytest.approx(-1.0, abs=0.01) and r["ceiling_gain_db"] < -3.0
+    assert r["output_gain_db"] == pytest.approx(r["loudness_lufs"]["output"] - r["loudness_lufs"]["chain_output"])
+    assert r["loudness_lufs"]["output"] == pytest.approx(loudness_lufs(y.T, sr), abs=0.3)
+    assert r["loudness_lufs"]["output"] < r["loudness_lufs"]["reference"] - 3.0  # fell short, by the ceiling's cut
+    assert f"output true peak: -1.0 dBTP (turned down {-r['ceiling_gain_db']:.1f} dB to meet the ceiling)" in printed
+
+
+def test_a_lower_ceiling_is_kept_and_a_bad_one_is_refused_before_work(files, tmp_path, capsys):
+    import json
+
+    out, report = tmp_path / "o.wav", tmp_path / "r.json"
+    assert main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip", "--out",
+                 str(out), "--report", str(report), "--ceiling", "-6", *FAST]) == 0
+    assert json.loads(report.read_text())["true_peak_dbtp"] <= -6.0 + 1e-6
+    capsys.readouterr()
+    for path in (out, report):
+        path.unlink()
+    for bad in ("3", "-80", "nan"):
+        _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--ceiling", bad, "--out", str(out)],
+                 "ceiling must be a number of dBTP "
+                 f"from -60 to 0, got {float(bad)!r}")
+
+
+def test_pcm_output_above_full_scale_is_refused_not_clipped(tmp_path):
+    import numpy as np
+
+    from stito_server.audio import save_audio
+    from stito_server.errors import AudioError
+
+    x = np.full((2, RATE), 0.5, np.float32)
+    x[0, 10] = 1.5
+    with pytest.raises(AudioError, match=r"peaks at \+3.52 dBFS, above full scale, and .flac is written as PCM"):
+        save_audio(tmp_path / "o.flac", x, RATE)
+    assert list(tmp_path.iterdir()) == []
+    save_audio(tmp_path / "o.wav", x, RATE)  # float WAV keeps it
+    import soundfile as sf
+
+    assert sf.read(tmp_path / "o.wav", dtype="float32")[0].max() == pytest.approx(1.5)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..audio import Audio, gain_loudness_lufs, validate_audio
+from ..audio import Audio, gain_loudness_lufs, true_peak_dbtp, validate_audio
 from ..effects.chain import Chain
 from ..errors import RenderError, StitoError
 from ..metrics.base import StyleMetric
@@ -77,7 +77,10 @@ class MatchResult:
         level_change_db: Level of the final settings' renders against the unprocessed validation excerpts, in dB.
         loudness_lufs: Integrated loudness of input, reference, the chain's raw output ("chain_output")
             and the written output ("output", after ``output_gain_db``).
-        output_gain_db: Gain applied to the output for ``MatchOptions.loudness`` (0 when "off").
+        output_gain_db: Gain applied to the output: ``MatchOptions.loudness``'s, less any turned down for the
+            ceiling (0 when neither applied).
+        true_peak_dbtp: True peak of the output, in dBTP (``audio.true_peak_dbtp``; -inf for silence).
+        ceiling_gain_db: How far the output was turned down for ``MatchOptions.ceiling_dbtp`` (0 or negative).
         wall_s: Seconds for the whole match.
         warnings: Things the user should know (e.g. starting settings failed to render).
     """
@@ -97,6 +100,8 @@ class MatchResult:
     output_gain_db: float
     wall_s: float
     warnings: list[str] = field(default_factory=list)
+    true_peak_dbtp: float | None = None
+    ceiling_gain_db: float = 0.0
 
     def changed(self) -> list[ParamChange]:
         """The parameters whose value changed."""
@@ -110,6 +115,8 @@ class MatchResult:
             "similarity": self.similarity,
             "loudness_lufs": self.loudness_lufs,
             "output_gain_db": self.output_gain_db,
+            "true_peak_dbtp": self.true_peak_dbtp,
+            "ceiling_gain_db": self.ceiling_gain_db,
             "parameters": [asdict(p) for p in self.parameters],
             "vector": self.vector.tolist(),
             "matched_vector": self.matched_vector.tolist(),
@@ -283,7 +290,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         sample = "; ".join(sorted(set(score.errors))[:3])
         warnings.append(f"{result.failures} of {result.evaluations} candidates failed to render ({sample})")
     params = [ParamChange.between(b, a) for b, a in zip(before_rows, chain.describe())]
-    output, gain_db = _loudness_gain(output, lufs, sr, opts)
+    output, gain_db, true_peak, ceiling_db = _loudness_gain(output, lufs, sr, opts)
     return MatchResult(
         output=output, sample_rate=sr, vector=final, matched_vector=pick.finalists[pick.chosen], start_vector=start,
         parameters=params,
@@ -294,7 +301,8 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
             for n, a, v in zip(FINALISTS, pick.analysis, pick.validation)]},
         search=result, restraint=verdict, level_change_db=finite_or_none(after_level),
         loudness_lufs=lufs, output_gain_db=gain_db,
-        wall_s=time.perf_counter() - t0, warnings=warnings,
+        wall_s=time.perf_counter() - t0, warnings=warnings, true_peak_dbtp=finite_or_none(true_peak),
+        ceiling_gain_db=ceiling_db,
     )
 
 
@@ -406,12 +414,26 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
 
 
 def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,
-                   opts: MatchOptions) -> tuple[np.ndarray, float]:
-    """The output gained for ``opts.loudness`` (``lufs`` gets "chain_output" and "output"), and the gain in dB."""
+                   opts: MatchOptions) -> tuple[np.ndarray, float, float, float]:
+    """The output gained for ``opts.loudness``, then turned down to ``opts.ceiling_dbtp`` where it peaks above it.
+
+    ``lufs`` gets "chain_output" and "output". The caller's array is not modified.
+
+    Returns:
+        The output ``(channels, n)`` float32, the whole gain applied in dB, the output's true peak in dBTP and
+        the share of the gain that the ceiling took (0 or negative, dB).
+    """
     lufs["chain_output"] = gain_loudness_lufs(output, sample_rate)
     gain_db = 0.0
     if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
         gain_db = lufs[opts.loudness] - lufs["chain_output"]
-        output = (output * np.float32(10 ** (gain_db / 20))).astype(np.float32)
-    lufs["output"] = lufs["chain_output"] + gain_db
-    return output, gain_db
+    # the true peak moves dB for dB with the gain: measured once, on the chain's output
+    peak = true_peak_dbtp(output, sample_rate) + gain_db
+    ceiling_db = 0.0
+    if opts.ceiling_dbtp is not None and np.isfinite(peak) and peak > opts.ceiling_dbtp:
+        ceiling_db = opts.ceiling_dbtp - peak
+    total = gain_db + ceiling_db
+    if total:
+        output = (output * np.float32(10 ** (total / 20))).astype(np.float32)
+    lufs["output"] = lufs["chain_output"] + total
+    return output, total, peak + ceiling_db, ceiling_db

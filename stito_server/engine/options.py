@@ -11,6 +11,7 @@ from .optimize import OptimizerOptions
 EXCERPT_CHOICES = ("content", "random")
 RESTRAINT_CHOICES = ("on", "off")
 SEARCH_CHOICES = ("effects", "joint")
+CEILING_RANGE_DBTP = (-60.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class MatchOptions:
             whole chain from the effects' bests (``optimize.optimize_by_group``; a chain of one effect, or
             fewer than two generations per effect, searches jointly); "joint": one CMA-ES over the whole chain
             throughout (the paper's).
+        ceiling_dbtp: True-peak ceiling of the output audio, in dBTP, after the ``loudness`` gain: when the gained
+            output peaks above it, the whole output is turned down until it does not (a gain, not a limiter: the
+            sound is unchanged, the loudness falls short of its target by as much, and the report says so).
+            None: no ceiling (the output may exceed full scale; float files keep it, PCM ones are refused).
         whole_check: Render the starting settings beside the chosen ones on the whole input (a second
             worker: no extra wall time) and, when the chosen ones score below the start there though
             better on the excerpts (a build-up the excerpts miss, such as delay feedback), fall back to
@@ -100,6 +105,7 @@ class MatchOptions:
     reference_prior: float | None = None
     effect_floor: float | None = None
     whole_check: bool = True
+    ceiling_dbtp: float | None = -1.0
 
     def __post_init__(self) -> None:
         if self.loudness not in ("off", "input", "reference"):
@@ -130,6 +136,9 @@ class MatchOptions:
         for name in ("prior_weight", "level_tolerance_db", "level_weight", "gain_floor", "effect_floor"):
             if getattr(self, name) is not None and not getattr(self, name) >= 0.0:
                 raise StitoError(f"{name} must be a number at least 0, got {getattr(self, name)!r}")
+        if self.ceiling_dbtp is not None and not CEILING_RANGE_DBTP[0] <= self.ceiling_dbtp <= CEILING_RANGE_DBTP[1]:
+            raise StitoError(f"ceiling must be a number of dBTP from {CEILING_RANGE_DBTP[0]:g} to "
+                             f"{CEILING_RANGE_DBTP[1]:g}, got {self.ceiling_dbtp!r}")
         if not 0.0 < self.coarse_length < 1.0:
             raise StitoError(f"coarse_length must be above 0 and below 1, got {self.coarse_length:g}")
 
@@ -269,6 +278,9 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
                "gain the output file to the reference's or the input's integrated loudness, or leave the chain's "
                "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",
                "reference", choices=("reference", "input", "off")),
+    OptionSpec("ceiling_dbtp", _number_or_none, "a number or null",
+               "true-peak ceiling of the output file in dBTP, -60 to 0 (default: -1): after the loudness gain, the "
+               "file is turned down as far as it needs to stay below it", "--ceiling", metavar="DBTP"),
 )
 _CLI_TYPES = {"a number": float, "an integer": int, "a string": str, "a number of seconds or null": float,
               "a number or null": float}
