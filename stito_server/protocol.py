@@ -139,6 +139,11 @@ def split_identities(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     raise ProtocolError("BadFrames", "no <IDS|MSG> delimiter frame")
 
 
+def _not_json(token: str) -> float:
+    """``json.loads`` would take NaN and Infinity, which JSON has not (a NaN deadline never expires)."""
+    raise ProtocolError("BadJSON", f"header/parent/content is not JSON: {token} is not a JSON number")
+
+
 def deserialize(frames: list[bytes], signer: Signer, guard: ReplayGuard | None = None,
                 max_buffer_bytes: int = MAX_BUFFER_BYTES) -> Message:
     """Frames (starting at the delimiter) -> Message, after size, signature, version and replay checks.
@@ -158,7 +163,8 @@ def deserialize(frames: list[bytes], signer: Signer, guard: ReplayGuard | None =
     if not signer.check(bytes(frames[1]), [bytes(f) for f in frames[2:]]):
         raise ProtocolError("BadSignature", "signature does not match (wrong key, or the message was altered)")
     try:
-        header, parent, content = (json.loads(bytes(f).decode("utf-8")) for f in frames[2:5])
+        header, parent, content = (json.loads(bytes(f).decode("utf-8"), parse_constant=_not_json)
+                                   for f in frames[2:5])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("BadJSON", f"header/parent/content is not JSON: {exc}") from None
     if not all(isinstance(x, dict) for x in (header, parent, content)):

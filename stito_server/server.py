@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import queue
 import signal
 import sys
@@ -44,6 +45,10 @@ class ServerOptions:
         quiet: No log lines on stderr.
         allow_python_effects: Accept chain specs naming ``python = "module:factory"`` effects (imports
             code named by a client; for tests and trusted setups only).
+        max_popsize: Largest ``options.popsize`` a request may ask for (memory grows with it).
+        max_generations: Largest ``options.max_generations``.
+        max_audio_seconds: Longest input or reference, in seconds (memory grows with it).
+        max_queued: Requests that may wait for a free slot; more are refused with ``Busy``.
     """
 
     bind: str = DEFAULT_ADDRESS
@@ -55,6 +60,10 @@ class ServerOptions:
     key_file: Path | None = None
     quiet: bool = False
     allow_python_effects: bool = False
+    max_popsize: int = 256
+    max_generations: int = 500
+    max_audio_seconds: float = 1800.0
+    max_queued: int = 16
 
 
 @dataclass
@@ -220,9 +229,18 @@ class Server:
     def _submit(self, identities: list[bytes], msg: Message) -> None:
         job = Job(uuid.uuid4().hex[:12], identities, msg)
         with self._lock:
-            position = sum(j.state == "queued" for j in self._jobs.values()) + \
-                (sum(j.state == "running" for j in self._jobs.values()) >= self.options.jobs)
-            self._jobs[job.job_id] = job
+            waiting = sum(j.state == "queued" for j in self._jobs.values())
+            busy = sum(j.state == "running" for j in self._jobs.values()) >= self.options.jobs
+            if busy and waiting >= self.options.max_queued:
+                full = True
+            else:
+                full = False
+                self._jobs[job.job_id] = job
+            position = waiting + busy
+        if full:
+            self._reply_error(job, "Busy", f"the server's queue is full ({waiting} requests waiting, at most "
+                                           f"{self.options.max_queued}); try again when a match has finished")
+            return
         self._progress(job, {"state": "queued", "queue_position": int(position)})
         self._pool.submit(self._run, job)
 
@@ -252,12 +270,17 @@ class Server:
         self._send(job.identities, new_message("match_reply", content, parent=job.request))
 
     def _timeout_s(self, options: Any) -> float:
-        """A request's ``options.timeout_s`` (default the server's ``--timeout``), or BadRequest naming it."""
+        """A request's ``options.timeout_s``, at most the server's ``--timeout`` (its default), or BadRequest naming it."""
         value = options.get("timeout_s") if isinstance(options, dict) else None
+        if value is None:
+            return self.options.job_timeout_s
         try:
-            return float(self.options.job_timeout_s if value is None else value)
-        except (TypeError, ValueError):
-            raise RequestError("BadRequest", f"options.timeout_s must be a number of seconds, got {value!r}") from None
+            seconds = float(value)
+        except (TypeError, ValueError, OverflowError):
+            seconds = float("nan")
+        if isinstance(value, bool) or not (math.isfinite(seconds) and seconds > 0):
+            raise RequestError("BadRequest", f"options.timeout_s must be a number of seconds above 0, got {value!r}")
+        return min(seconds, self.options.job_timeout_s)  # the server's limit is the ceiling
 
     def metric(self, name: str):
         """One metric object per name, shared by every job (learned encoders load once)."""
@@ -285,7 +308,13 @@ class Server:
 
         validate_audio(Audio(x, x_rate), role="input")  # fail fast, before any plugin loads
         validate_audio(Audio(r, r_rate), role="reference")
-        o = c.get("options", {}) if isinstance(c.get("options", {}), dict) else {}
+        for role, n, rate in (("input", x.shape[-1], x_rate), ("reference", r.shape[-1], r_rate)):
+            if n / rate > self.options.max_audio_seconds:
+                raise RequestError("BadRequest", f"the {role} is {n / rate:.0f} s long; this server takes at most "
+                                                 f"{self.options.max_audio_seconds:.0f} s")
+        o = c.get("options", {})
+        if not isinstance(o, dict):
+            raise RequestError("BadRequest", f"options must be an object, got {type(o).__name__}")
         built = build_chain(_obj(c, "chain"), self.options.allow_python_effects)
         try:
             # options not given take the preset's values ("fast" unless the request names "paper")
@@ -294,6 +323,10 @@ class Server:
                 renderer="processes" if built.chain.spec is not None else "threads", **wire_changes(o))
         except (TypeError, ValueError, StitoError) as exc:
             raise RequestError("BadRequest", f"bad options: {exc}") from None
+        for name, value, cap in (("popsize", opts.optimizer.popsize, self.options.max_popsize),
+                                 ("max_generations", opts.optimizer.max_generations, self.options.max_generations)):
+            if value > cap:
+                raise RequestError("BadRequest", f"options.{name} must be at most {cap} on this server, got {value}")
         from .metrics import DEFAULT_METRIC
 
         metric = self.metric(str(o.get("metric", DEFAULT_METRIC)))
@@ -447,6 +480,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="render processes per job (default: one per core)")
     p.add_argument("--timeout", type=float, default=600.0, help="per-job time limit in seconds (default: 600)")
     p.add_argument("--max-message-mb", type=int, default=MAX_BUFFER_BYTES >> 20)
+    d = ServerOptions()
+    p.add_argument("--max-popsize", type=int, default=d.max_popsize,
+                   help="largest popsize a request may ask for (default: %(default)s)")
+    p.add_argument("--max-generations", type=int, default=d.max_generations,
+                   help="most generations a request may ask for (default: %(default)s)")
+    p.add_argument("--max-audio-minutes", type=float, default=d.max_audio_seconds / 60,
+                   help="longest input or reference, in minutes (default: %(default)g)")
+    p.add_argument("--max-queued", type=int, default=d.max_queued,
+                   help="requests that may wait for a free slot; more are refused with Busy (default: %(default)s)")
     p.add_argument("--key-file", type=Path, default=None,
                    help="signing key (default: ~/.config/stito/key, created on first start)")
     p.add_argument("--quiet", action="store_true")
@@ -454,10 +496,20 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    for flag, value in (("--timeout", args.timeout), ("--max-audio-minutes", args.max_audio_minutes)):
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"{flag} must be a number above 0, got {value:g}")
+    for flag, count in (("--max-popsize", args.max_popsize), ("--max-generations", args.max_generations),
+                        ("--max-queued", args.max_queued)):
+        if count < 1:
+            parser.error(f"{flag} must be at least 1, got {count}")
     opts = ServerOptions(bind=args.bind, jobs=max(1, args.jobs), device="cuda" if args.gpu else args.device,
                          workers=args.workers, job_timeout_s=args.timeout,
-                         max_message_bytes=args.max_message_mb << 20, key_file=args.key_file, quiet=args.quiet)
+                         max_message_bytes=args.max_message_mb << 20, key_file=args.key_file, quiet=args.quiet,
+                         max_popsize=args.max_popsize, max_generations=args.max_generations,
+                         max_audio_seconds=args.max_audio_minutes * 60, max_queued=args.max_queued)
     try:
         server = Server(opts)
     except (ValueError, RuntimeError, PermissionError, FileNotFoundError, zmq.ZMQError) as exc:

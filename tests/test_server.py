@@ -445,7 +445,7 @@ def test_a_bad_timeout_is_a_bad_request_naming_it(client, dry_a, dry_b):
     with pytest.raises(ServerError) as err:
         client.wait_match(req, idle_timeout_s=60)
     assert err.value.ename == "BadRequest"
-    assert err.value.evalue == "options.timeout_s must be a number of seconds, got 'abc'"
+    assert err.value.evalue == "options.timeout_s must be a number of seconds above 0, got 'abc'"
 
 
 def test_every_error_is_a_stito_error_with_its_wire_name():
@@ -460,3 +460,125 @@ def test_every_error_is_a_stito_error_with_its_wire_name():
     assert errors.ProtocolError("TooLarge", "too  big\n x").evalue == "too big x"
     crash = errors.UnsupportedFX([{"index": 0, "name": "JS: x", "reason": "JSFX"}])
     assert crash.wire_extra() == {"unsupported": [{"index": 0, "name": "JS: x", "reason": "JSFX"}]}
+
+
+# --- issue 19 items 4 and 9: the server bounds what a client may ask for, and names every bad value ---
+
+@pytest.fixture()
+def strict_server(key):
+    """A server with small limits: 1 s per job, popsize 64, 50 generations, 8 s of audio, one request waiting."""
+    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", jobs=1, workers=1, key_file=key[1], quiet=True,
+                               job_timeout_s=1.0, max_popsize=64, max_generations=50, max_audio_seconds=8.0,
+                               max_queued=1))
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    yield srv
+    srv.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+def _refusal(c: StitoClient, dry_a, dry_b, options: dict, input_audio=None) -> ServerError:
+    req = c.start_match(dry_a if input_audio is None else input_audio, RATE, eq_ref(dry_b, 6.0), RATE,
+                        {"spec": EQ_SPEC}, options)
+    with pytest.raises(ServerError) as err:
+        c.wait_match(req, idle_timeout_s=60)
+    return err.value
+
+
+def test_the_servers_time_limit_is_the_ceiling_of_a_clients(strict_server, key, dry_a, dry_b):
+    with StitoClient(strict_server.address, key[0], timeout_s=20) as c:
+        t0 = time.monotonic()
+        err = _refusal(c, dry_a, dry_b, {**SMALL, "max_generations": 50, "timeout_s": 1000})
+        assert err.ename == "Timeout" and time.monotonic() - t0 < 15
+        for bad in (-5, 0, True, 1e999):
+            err = _refusal(c, dry_a, dry_b, {**SMALL, "timeout_s": bad} if bad != 1e999 else {**SMALL, "timeout_s": "1e999"})
+            shown = repr(bad) if bad != 1e999 else "'1e999'"
+            assert err.ename == "BadRequest" and err.evalue == (
+                f"options.timeout_s must be a number of seconds above 0, got {shown}")
+    # NaN and Infinity are not JSON: a client that writes them anyway is answered BadJSON
+    signer = Signer(key[0])
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(strict_server.address)
+    for token in (b"NaN", b"Infinity", b"-Infinity"):
+        msg = new_message("server_info_request", {"timeout_s": 1})
+        frames = serialize(msg, signer)
+        frames[4] = frames[4].replace(b"1", token)
+        frames[1] = signer.sign(frames[2:])
+        sock.send_multipart(frames)
+        assert sock.poll(5000), "no answer"
+        reply = json.loads(sock.recv_multipart()[4])
+        assert reply["ename"] == "BadJSON" and f"{token.decode()} is not a JSON number" in reply["evalue"]
+    sock.close(0)
+
+
+def test_caps_on_popsize_generations_and_audio_length(strict_server, key, dry_a, dry_b):
+    with StitoClient(strict_server.address, key[0], timeout_s=20) as c:
+        err = _refusal(c, dry_a, dry_b, {**SMALL, "popsize": 3000})
+        assert (err.ename, err.evalue) == ("BadRequest", "options.popsize must be at most 64 on this server, got 3000")
+        err = _refusal(c, dry_a, dry_b, {**SMALL, "max_generations": 51})
+        assert err.evalue == "options.max_generations must be at most 50 on this server, got 51"
+        err = _refusal(c, dry_a, dry_b, SMALL, input_audio=np.tile(dry_a, 2))  # 12 s against an 8 s limit
+        assert err.ename == "BadRequest" and err.evalue == "the input is 12 s long; this server takes at most 8 s"
+
+
+def _raw_match(address: str, secret: bytes, options_json: bytes, dry_a, dry_b) -> dict:
+    """A match_request whose options are the given JSON text (as any client could write it), signed; the reply."""
+    from stito_server.protocol import audio_to_buffer
+
+    m_in, b_in = audio_to_buffer(dry_a, RATE)
+    m_ref, b_ref = audio_to_buffer(eq_ref(dry_b, 6.0), RATE)
+    msg = new_message("match_request", {"input": {"buffer": 0, **m_in}, "reference": {"buffer": 1, **m_ref},
+                                        "chain": {"spec": EQ_SPEC}, "options": {"__options__": 0}},
+                      buffers=[b_in, b_ref])
+    signer = Signer(secret)
+    frames = serialize(msg, signer)
+    frames[4] = frames[4].replace(b'{"__options__":0}', options_json)
+    frames[1] = signer.sign(frames[2:])
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    try:
+        sock.send_multipart(frames)
+        for _ in range(100):  # progress messages, then the reply
+            assert sock.poll(30000), "no answer"
+            reply = sock.recv_multipart()
+            header = json.loads(reply[2])
+            if header["msg_type"] in ("match_reply", "error_reply"):
+                return json.loads(reply[4])
+        raise AssertionError("no match_reply")
+    finally:
+        sock.close(0)
+
+
+def test_bad_option_values_are_bad_requests_naming_them(server, key, dry_a, dry_b):
+    small = json.dumps(SMALL)[1:-1].encode()
+    for options, says in ((b'"seed": -1', "seed must be a whole number at least 0, got -1"),
+                          (b'"excerpt_seconds": 1e999', "excerpt_seconds must be a finite number, got inf"),
+                          (b'"popsize": 1e999', "options.popsize must be an integer, got inf"),
+                          (b'"amount": -1e999', "amount must be a finite number, got -inf"),
+                          (b'"timeout_s": 1e999', "options.timeout_s must be a number of seconds above 0, got inf")):
+        reply = _raw_match(server.address, key[0], b"{" + small + b", " + options + b"}", dry_a, dry_b)
+        assert reply["ename"] == "BadRequest" and says in reply["evalue"], (options, reply)
+    reply = _raw_match(server.address, key[0], b"[1, 2]", dry_a, dry_b)
+    assert (reply["ename"], reply["evalue"]) == ("BadRequest", "options must be an object, got list")
+    reply = _raw_match(server.address, key[0], b'{"excerpt_seconds": NaN}', dry_a, dry_b)
+    assert reply["ename"] == "BadJSON" and "NaN is not a JSON number" in reply["evalue"]
+
+
+def test_a_full_queue_answers_busy_at_once(strict_server, key, dry_a, dry_b):
+    with StitoClient(strict_server.address, key[0], timeout_s=20) as c:
+        long = {**SMALL, "max_generations": 50}
+        reqs = [c.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, long) for _ in range(3)]
+        outcomes = []
+        for req in reqs:
+            try:
+                c.wait_match(req, idle_timeout_s=60)
+                outcomes.append("ok")
+            except ServerError as exc:
+                outcomes.append(exc.ename if exc.ename != "Busy" else f"Busy: {exc.evalue}")
+        # one runs (until the 1 s limit), one waits, the third is refused with the reason
+        assert outcomes[2] == ("Busy: the server's queue is full (1 requests waiting, at most 1); try again when a "
+                               "match has finished"), outcomes
+        assert set(outcomes[:2]) <= {"ok", "Timeout"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
@@ -108,6 +109,10 @@ class MatchOptions:
     ceiling_dbtp: float | None = -1.0
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise StitoError(f"{f.name} must be a finite number, got {value!r}")
         if self.loudness not in ("off", "input", "reference"):
             raise StitoError(f"loudness must be off, input or reference, got {self.loudness!r}")
         if self.renderer not in ("auto", "threads", "processes"):
