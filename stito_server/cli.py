@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stito: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stito plugins | head -3`: the reader has gone, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 0
     return 0
 
 
@@ -207,10 +210,13 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise StitoError(f"cannot read chain file {path}: {exc}") from None
     options = {"preset": args.preset, "metric": args.metric, **option_values(opts, wire_only=True)}
-    bar = tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen", file=sys.stderr,
-               disable=args.quiet, leave=False)
+    bars: list = []  # the bar appears with the server's first progress message (an error before it is one line)
 
     def progress(p: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=opts.optimizer.max_generations, desc="matching (server)", unit="gen",
+                             file=sys.stderr, disable=args.quiet, leave=False))
+        bar = bars[0]
         if p.get("generation"):
             bar.update(p["generation"] - bar.n)
             bar.set_postfix(best=f"{p['best_similarity']:.4f}")
@@ -226,7 +232,8 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
     except (ServerError, ServerTimeout, FileNotFoundError, PermissionError) as exc:
         raise StitoError(f"server {args.server}: {exc}") from None
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     report = reply.content["report"]
     report.update(input=args.input, reference=args.reference, chain=args.chain, server=args.server)
     write_outputs(input_audio, reference, output, rate, report, args.out, args.report, args.plot,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Callable
@@ -9,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from .errors import ProtocolError, ServerError, ServerTimeout
+from .errors import ProtocolError, ServerError, ServerTimeout, StitoError
 from .protocol import (DEFAULT_ADDRESS, Message, ReplayGuard, Signer, audio_to_buffer,
                        buffer_to_audio, deserialize, load_or_create_key, new_message, serialize)
 
@@ -35,7 +36,12 @@ class StitoClient:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(address)
+        try:
+            self._sock.connect(address)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise StitoError(f"cannot connect to {address!r} ({exc}); a server address looks like "
+                             f"{DEFAULT_ADDRESS}") from None
         self._pending: list[Message] = []
 
     def close(self) -> None:
@@ -65,8 +71,12 @@ class StitoClient:
             frames = self._sock.recv_multipart()
             try:
                 out.append(deserialize(frames, self.signer, self.guard))
-            except ProtocolError:
-                continue  # a reply we cannot verify is dropped
+            except ProtocolError as exc:
+                if exc.ename == "BadSignature" and _says_bad_signature(frames):
+                    raise ServerError("BadSignature", f"the server at {self.address} answered but refused this "
+                                      "client's signature: the key here (~/.config/stito/key) is not the server's "
+                                      "(its --key-file); copy the server's key file to this machine") from None
+                continue  # any other reply we cannot verify is dropped
 
     def wait_for(self, request: Message, types: tuple[str, ...], timeout_s: float | None = None) -> Message:
         """Wait for the first reply to ``request`` whose type is in ``types`` (others are kept for poll).
@@ -146,3 +156,16 @@ def _checked(content: dict[str, Any]) -> dict[str, Any]:
     if content.get("status") != "ok":
         raise ServerError(str(content.get("ename", "Error")), str(content.get("evalue", "unknown error")), content)
     return content
+
+
+def _says_bad_signature(frames: list[bytes]) -> bool:
+    """Whether an unverifiable reply reads as the server's ``BadSignature`` refusal of our own message.
+
+    The server signs that refusal with its key, which a client holding another key cannot verify; the content
+    is read (never acted on) only to tell a wrong key from a dead server.
+    """
+    try:
+        content = json.loads(bytes(frames[4]).decode("utf-8"))
+    except (IndexError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get("ename") == "BadSignature"

@@ -149,3 +149,56 @@ def test_pcm_output_above_full_scale_is_refused_not_clipped(tmp_path):
     import soundfile as sf
 
     assert sf.read(tmp_path / "o.wav", dtype="float32")[0].max() == pytest.approx(1.5)
+
+
+# --- item 8: a wrong key is not a dead server; item 9: a bad address is one line ---
+
+def test_a_wrong_key_is_named_at_once_not_taken_for_a_dead_server(tmp_path, monkeypatch, files, capsys):
+    import threading
+    import time
+
+    from stito_server.client import ServerError, StitoClient
+    from stito_server.protocol import load_or_create_key
+    from stito_server.server import Server, ServerOptions
+
+    server_key = tmp_path / "server-key"
+    load_or_create_key(server_key)
+    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", workers=1, key_file=server_key, quiet=True))
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    try:
+        t0 = time.monotonic()
+        with StitoClient(srv.address, b"1" * 64, timeout_s=30) as c, pytest.raises(ServerError) as err:
+            c.server_info()
+        assert time.monotonic() - t0 < 5 and err.value.ename == "BadSignature"
+        assert "is not the server's (its --key-file)" in err.value.evalue
+        # the CLI, with this machine's own (other) key: one line naming the key, not "is stito-server running?"
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        load_or_create_key(tmp_path / "config" / "stito" / "key")
+        _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(tmp_path / "o.wav"),
+                                           "--server", srv.address], "refused this client's signature",
+                 ["server-key", "config"])
+    finally:
+        srv.stop()
+        thread.join(timeout=60)
+
+
+def test_a_bad_server_address_is_one_line(files, tmp_path, capsys, monkeypatch):
+    from stito_server.protocol import load_or_create_key
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    load_or_create_key(tmp_path / "config" / "stito" / "key")
+    _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(tmp_path / "o.wav"),
+                                       "--server", "bogus://x"],
+             "cannot connect to 'bogus://x' (", ["config"])
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "stito_server", "plugins"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head -0`: gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
