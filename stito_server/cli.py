@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import stat
 import sys
+import threading
 from pathlib import Path
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, Sequence
@@ -78,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[0] in lab:
             return _run_lab(argv[0], lab[argv[0]], argv[1:])
     args = get_parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so a file being written is removed (save_atomically), not left half-written
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         if args.command == "match":
             return cmd_match(args)
@@ -92,10 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stito: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("stito: terminated; nothing was written", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # `stito plugins | head -3`: the reader has gone, which is no error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` and cleanup runs."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def lab_commands() -> dict[str, EntryPoint]:
@@ -157,6 +177,9 @@ def _check_outputs(inputs: list[str], outputs: list[str | None],
         seen[r] = label
         if r.is_dir():
             raise StitoError(f"{label} {o} is a folder; give a file name")
+        if r.exists() and not r.stat().st_mode & stat.S_IWUSR:
+            raise StitoError(f"{label} {o} is write-protected; stito does not replace it (make it writable, or give "
+                             "another name)")
         if not o.parent.resolve().is_dir():
             raise StitoError(f"folder for output {o} does not exist: {o.parent}")
         if not os.access(o.parent.resolve(), os.W_OK):

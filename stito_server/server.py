@@ -444,12 +444,21 @@ def _is_loopback(peer: str | None) -> bool:
 
 
 def check_bind(bind: str, key_file: Path | None) -> None:
-    """Refuse a non-loopback TCP bind unless an explicit key file is configured.
+    """Refuse a bind that can be reached from other machines unless an explicit key file is configured.
+
+    Local without a key: ``tcp://`` on a loopback address or localhost, ``ipc://`` and ``inproc://``; any other
+    transport (``tipc://``, ``ws://``, ``udp://``, ``pgm://`` ...) needs the key, as a non-loopback TCP bind does.
 
     Raises:
         ValueError: with the reason and what to do.
     """
+    if bind.startswith(("ipc://", "inproc://")):
+        return
     if not bind.startswith("tcp://"):
+        if key_file is None:
+            raise ValueError(f"--bind {bind}: only tcp:// on a loopback address, ipc:// and inproc:// stay on this "
+                             "machine; give --key-file KEY (copied to the clients, mode 0600) to bind another "
+                             "transport")
         return
     host = bind[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
     if host in ("localhost",):

@@ -202,3 +202,43 @@ def test_a_reader_that_goes_away_is_no_traceback():
     proc.stdout.close()  # like `| head -0`: gone before the first line is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+# --- item 11 ---
+
+def test_only_local_transports_bind_without_a_key(tmp_path):
+    from stito_server.server import check_bind
+
+    for local in ("tcp://127.0.0.1:5557", "tcp://localhost:5557", f"ipc://{tmp_path}/s", "inproc://x"):
+        check_bind(local, None)
+    for remote in ("tipc://{5560,0,0}", "ws://0.0.0.0:5557", "tcp://0.0.0.0:5557", "udp://10.0.0.1:5557"):
+        with pytest.raises(ValueError, match="--key-file"):
+            check_bind(remote, None)
+        check_bind(remote, tmp_path / "key")
+
+
+def test_a_write_protected_output_is_not_replaced(files, tmp_path, capsys):
+    out = tmp_path / "o.wav"
+    out.write_bytes(b"keep")
+    out.chmod(0o444)
+    _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(out)],
+             f"--out {out} is write-protected; stito does not replace it", ["o.wav"])
+    assert out.read_bytes() == b"keep"
+
+
+def test_sigterm_during_a_match_leaves_no_file_at_all(files, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "stito_server", "match", str(files["input"]),
+                             str(files["reference"]), "--chain", "pedalboard-strip", "--out", str(tmp_path / "o.flac"),
+                             "--report", str(tmp_path / "r.json"), "--time-budget", "0", "--max-generations", "60",
+                             "--quiet"], stderr=subprocess.PIPE, text=True)
+    time.sleep(8.0)  # past start-up, inside the search
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "stito: terminated; nothing was written", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "ref.wav"]  # no output, no hidden temp file
