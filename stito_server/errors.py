@@ -94,7 +94,8 @@ class JobStopped(NamedError):
 
     SENTENCES = {"Cancelled": "the match was cancelled; nothing was changed",
                  "ServerShutdown": "the server is shutting down; nothing was changed",
-                 "Timeout": "the match ran past its time limit; nothing was changed"}
+                 "Timeout": "the match ran past its time limit; nothing was changed",
+                 "ClientGone": "the client disconnected; the match was cancelled"}
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, self.SENTENCES[reason])

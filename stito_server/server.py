@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .engine.match import ParamChange
 
 POLL_MS = 20
+HEARTBEAT_MS = 2000  # ZMTP heartbeats: a client silent for 5 of these counts as gone
 
 
 @dataclass
@@ -104,6 +105,11 @@ class Server:
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes + (8 << 20))
+        # a message to a peer that has gone (closed, or stopped answering the heartbeats) fails with EHOSTUNREACH
+        # instead of vanishing: its jobs are then cancelled, no one is left to take their results (``_flush``)
+        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        self._sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5 * HEARTBEAT_MS)
         self._sock.bind(options.bind)
         self.address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._outbox: queue.Queue[tuple[list[bytes], Message]] = queue.Queue()
@@ -153,7 +159,14 @@ class Server:
                 identities, msg = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            self._sock.send_multipart(identities + serialize(msg, self.signer), copy=False)
+            try:
+                self._sock.send_multipart(identities + serialize(msg, self.signer), copy=False, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                continue  # the peer reads too slowly (its queue is full): this message is dropped, as before
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EHOSTUNREACH:
+                    raise
+                self._peer_gone(identities[0] if identities else b"")
 
     def _send(self, identities: list[bytes], msg: Message) -> None:
         self._outbox.put((identities, msg))
@@ -181,6 +194,17 @@ class Server:
             self._dispatch(identities, msg, peer)
         except Exception as exc:  # a bad request must never take the server down
             self._send(identities, new_message("error_reply", _error("InternalError", str(exc)), parent=msg))
+
+    def _peer_gone(self, identity: bytes) -> None:
+        """Cancel every job of a client that disconnected (running ones stop within one generation): found when
+        a message to it (a job's progress, each generation) cannot be delivered."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.identities and j.identities[0] == identity]
+        for job in jobs:
+            job.reason = "ClientGone"
+            job.cancel.set()
+        if jobs:
+            self.log(f"client gone: cancelled job(s) {', '.join(j.job_id for j in jobs)}")
 
     def _dispatch(self, identities: list[bytes], msg: Message, peer: str | None) -> None:
         kind = msg.msg_type

@@ -582,3 +582,20 @@ def test_a_full_queue_answers_busy_at_once(strict_server, key, dry_a, dry_b):
         assert outcomes[2] == ("Busy: the server's queue is full (1 requests waiting, at most 1); try again when a "
                                "match has finished"), outcomes
         assert set(outcomes[:2]) <= {"ok", "Timeout"}
+
+
+def test_a_client_that_disconnects_has_its_job_cancelled(server, key, dry_a, dry_b):
+    c = StitoClient(server.address, key[0], timeout_s=20)
+    req = c.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC},
+                        {**SMALL, "max_generations": 400, "time_budget_s": None})
+    while c.wait_for(req, ("progress",), 30).content.get("state") != "running":
+        pass
+    assert server.info()["jobs"]["running"] == 1
+    c.close()  # gone without a cancel_request
+    deadline = time.monotonic() + 20
+    while server.info()["jobs"]["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.info()["jobs"] == {"running": 0, "queued": 0, "max_concurrent": 2}
+    # the server goes on serving others
+    with StitoClient(server.address, key[0], timeout_s=20) as other:
+        assert other.server_info()["status"] == "ok"
