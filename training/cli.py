@@ -80,6 +80,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rt.add_argument("--quantile", type=float, default=0.9, help="quantile of the no-style gains (default 0.9)")
     rt.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     rt.add_argument("--seed", type=int, default=0, help="(default 0)")
+    rt.add_argument("--probe", type=int, default=0, metavar="CASES",
+                    help="instead of calibrating: run CASES training matches (styled from another recording, styled "
+                    "from the input's own, unprocessed from another, in turn) with the floors at 0 and print what the "
+                    "acceptance rule would have to go on; writes nothing into the package")
+    rt.add_argument("--out", type=Path, default=None, help="with --probe: also write the cases as JSON here")
     sp = sub.add_parser("stats-prior", help="fit the stats metric's raw-recording prior and between-recording "
                         "spread on the training corpus; writes the package's models/stats-prior.json")
     sp.add_argument("--clips", type=int, default=150, help="clips per content type (default %(default)s)")
@@ -147,6 +152,15 @@ def run(args: argparse.Namespace) -> int:
                          contrastive_weight=args.contrastive_weight, init=init)
         ck = train(args.pairs or default_pairs_dir(), args.out, plan, device=args.device, threads=args.threads)
         print(f"checkpoint {ck} ({time.perf_counter() - t0:.0f} s this run)")
+    elif args.train_command == "restraint" and args.probe:
+        import json
+
+        from .restraint import CHAINS, probe
+
+        rows = probe(train_root(args.cache), args.probe, args.seed, CHAINS[0], args.metrics.split(",")[0])
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        print(f"probe done ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "restraint":
         from .restraint import calibrate
 

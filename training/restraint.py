@@ -106,13 +106,17 @@ def styled(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], chain: str, metr
         style = chain_from_dict({"name": names[k % len(names)], "effects": STYLES[names[k % len(names)]]})
         reference, oracle = style.process(b, RATE), style.process(a, RATE)
         y = _match(a, reference, chain, metric, opts).output
-        target = loudness_lufs(oracle, RATE)
-        for out, acc in ((y, dist), (a, base)):
-            gain = 10 ** ((target - loudness_lufs(out, RATE)) / 20)
-            acc.append(multi_resolution_stft_distance((out * np.float32(gain)).astype(np.float32), oracle, RATE))
+        dist.append(oracle_db(y, oracle))
+        base.append(oracle_db(a, oracle))
         log(f"  styled {chain} {metric} #{k} ({names[k % len(names)]}, {content}): {dist[-1]:.2f} dB "
             f"(input {base[-1]:.2f})")
     return dist, base
+
+
+def oracle_db(output: np.ndarray, oracle: np.ndarray) -> float:
+    """MR-STFT distance (dB) of ``(channels, n)`` audio to the oracle, after gaining it to the oracle's loudness."""
+    gain = 10 ** ((loudness_lufs(oracle, RATE) - loudness_lufs(output, RATE)) / 20)
+    return multi_resolution_stft_distance((output * np.float32(gain)).astype(np.float32), oracle, RATE)
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -217,3 +221,62 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
         raise
     data["wall_s"] = time.perf_counter() - t0
     return data
+
+
+PROBE_VARIANTS = ("cross", "same", "none")
+
+
+def probe_cases(root: Path, n: int, seed: int) -> list[tuple[str, str, str | None, np.ndarray, np.ndarray]]:
+    """``n`` training cases, variants in turn: (variant, content, style or None, A, B).
+
+    "cross": B from another recording through a training style; "same": B another clip of A's own recording through
+    it (drawn as "cross" when the recording has one clip); "none": B from another recording, unprocessed.
+    """
+    rng = np.random.default_rng(seed)
+    pools = {c: Pool(root, c) for c in CONTENTS}
+    names = list(STYLES)
+    out = []
+    for k in range(n):
+        content = CONTENTS[k % len(CONTENTS)]
+        pool = pools[content]
+        variant = PROBE_VARIANTS[k % len(PROBE_VARIANTS)]
+        a = int(rng.integers(len(pool.entries)))
+        same = np.flatnonzero((pool.recordings == pool.recordings[a]) & (np.arange(len(pool.entries)) != a))
+        if variant == "same" and not len(same):
+            variant = "cross"
+        others = same if variant == "same" else np.flatnonzero(pool.recordings != pool.recordings[a])
+        b = int(rng.choice(others))
+        style = None if variant == "none" else names[(k // len(PROBE_VARIANTS)) % len(names)]
+        out.append((variant, content, style, pool.stereo(a), pool.stereo(b)))
+    return out
+
+
+def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[[str], None] = print) -> list[dict]:
+    """What the acceptance rule has to go on, case by case: matches with the floors at 0 (the prior and level
+    penalties as calibrated), their start distance, gain and oracle distances, on training cases of the three
+    variants (``probe_cases``). Writes nothing into the package.
+
+    Returns:
+        Per case ``{"variant", "content", "style", "start_distance", "gain", "input_db", "matched_db"}`` (gain
+        in objective units; the two MR-STFT distances to the oracle in dB, the match kept whatever it gained).
+    """
+    rows = []
+    for variant, content, style, a, b in probe_cases(root, n, seed):
+        fx = None if style is None else chain_from_dict({"name": style, "effects": STYLES[style]})
+        reference, oracle = (b, a) if fx is None else (fx.process(b, RATE), fx.process(a, RATE))
+        opts = replace(MatchOptions.fast(seed=0, loudness="reference"), gain_floor=0.0, effect_floor=0.0)
+        r = _match(a, reference, chain, metric, opts)
+        rows.append({"variant": variant, "content": content, "style": style,
+                     "start_distance": get_metric(metric).distance(r.similarity["before"]),
+                     "gain": max(r.restraint.gain or 0.0, 0.0), "input_db": oracle_db(a, oracle),
+                     "matched_db": oracle_db(r.output, oracle)})
+        x = rows[-1]
+        log(f"{variant:5s} {content:6s} {str(style):9s} start {x['start_distance']:6.2f} gain {x['gain']:6.2f} "
+            f"({x['gain'] / max(x['start_distance'], 1e-9):.2f}) oracle: input {x['input_db']:5.2f} dB, "
+            f"matched {x['matched_db']:5.2f} dB")
+    for v in PROBE_VARIANTS:
+        sel = [x for x in rows if x["variant"] == v]
+        if sel:
+            log(f"{v}: {len(sel)} cases, mean oracle distance input {np.mean([x['input_db'] for x in sel]):.2f} dB, "
+                f"matched with floors at 0 {np.mean([x['matched_db'] for x in sel]):.2f} dB")
+    return rows
