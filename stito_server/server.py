@@ -147,7 +147,7 @@ class Server:
         for job in jobs:
             job.reason = "ServerShutdown"
             job.cancel.set()
-        self._pool.shutdown(wait=True)  # running jobs stop within one generation, queued ones at once
+        self._pool.shutdown(wait=True)  # running jobs stop within one candidate's render, queued ones at once
         self._flush()
         self._sock.close(0)
         self._ctx.term()
@@ -196,7 +196,7 @@ class Server:
             self._send(identities, new_message("error_reply", _error("InternalError", str(exc)), parent=msg))
 
     def _peer_gone(self, identity: bytes) -> None:
-        """Cancel every job of a client that disconnected (running ones stop within one generation): found when
+        """Cancel every job of a client that disconnected (running ones stop within one candidate's render): found when
         a message to it (a job's progress, each generation) cannot be delivered."""
         with self._lock:
             jobs = [j for j in self._jobs.values() if j.identities and j.identities[0] == identity]

@@ -599,3 +599,40 @@ def test_a_client_that_disconnects_has_its_job_cancelled(server, key, dry_a, dry
     # the server goes on serving others
     with StitoClient(server.address, key[0], timeout_s=20) as other:
         assert other.server_info()["status"] == "ok"
+
+
+@pytest.fixture()
+def big_server(key):
+    """A server that allows popsize 1200 (the default cap is 256)."""
+    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", jobs=1, workers=2, key_file=key[1], quiet=True,
+                               max_popsize=2000))
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    yield srv
+    srv.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+def test_cancel_takes_effect_within_a_generation_of_a_large_population(big_server, key, dry_a, dry_b):
+    """Cancel used to wait for the whole generation (27-30 s at popsize 1200-3000); now the renders stop."""
+    with StitoClient(big_server.address, key[0], timeout_s=20) as c:
+        req = c.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC},
+                            {**SMALL, "popsize": 1200, "max_generations": 4, "time_budget_s": None})
+        seen = []
+        while True:
+            msg = c.wait_for(req, ("progress",), 60)
+            seen.append(msg.content)
+            if msg.content.get("state") == "running":
+                break
+        time.sleep(1.0)  # inside the first generation's renders
+        job_id = seen[0]["job_id"]
+        t0 = time.monotonic()
+        assert c.request("cancel_request", {"job_id": job_id})["status"] == "ok"
+        with pytest.raises(ServerError) as err:
+            c.wait_match(req, on_progress=seen.append, idle_timeout_s=60)
+        latency = time.monotonic() - t0
+        assert err.value.ename == "Cancelled"
+        # no generation finished: the cancel stopped the first one's renders (latency printed, not asserted)
+        assert not any(p.get("generation") for p in seen), seen
+        print(f"cancel latency at popsize 1200: {latency:.2f} s")

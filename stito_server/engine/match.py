@@ -220,7 +220,8 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         metric: Production-style metric.
         options: Match settings.
         progress: Called after each generation.
-        cancelled: Polled once per generation; True stops the match with CancelledError.
+        cancelled: Polled before each generation and while candidates render (before each one, or every
+            50 ms with worker processes); True stops the match with CancelledError.
 
     Returns:
         The match result with the full-length output.
@@ -242,6 +243,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     floors = _floors(metric, opts, warnings)
     # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
+        renderer.cancelled = cancelled  # a cancel takes effect within one candidate, not one generation
         analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
 
         def scorer(clips: list[Clip]) -> Scorer:

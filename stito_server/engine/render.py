@@ -13,7 +13,7 @@ import numpy as np
 
 from ..audio import peak_dbfs
 from ..effects.chain import Chain
-from ..errors import RenderError, WorkerCrashed
+from ..errors import CancelledError, RenderError, WorkerCrashed
 
 SILENT_DBFS = -90.0
 
@@ -85,6 +85,8 @@ class Renderer:
         """
         self.workers = max(1, workers or os.cpu_count() or 1) if chain.thread_safe else 1
         self.recreate = recreate
+        # polled before every candidate: True stops a population mid-way with CancelledError (set by match())
+        self.cancelled: Callable[[], bool] | None = None
         self.chains = [chain.clone() for _ in range(self.workers)]
         self._free: queue.SimpleQueue[Chain] = queue.SimpleQueue()
         for c in self.chains:
@@ -148,6 +150,8 @@ class Renderer:
             chain = self._free.get()
             try:
                 for r in rows:
+                    if self.cancelled is not None and self.cancelled():
+                        raise CancelledError("cancelled while rendering candidates")
                     target = chain.clone() if self.recreate else chain
                     errors[r] = render_candidate(target, xs[r], pairs, sample_rate, out[r])
             finally:
@@ -206,6 +210,9 @@ class ProcessRenderer:
             child.close()
             self._workers.append((proc, parent, current))
         self._loading = True
+        # polled while workers render (every 50 ms): True kills them and raises CancelledError (set by match());
+        # the renderer cannot render again afterwards
+        self.cancelled: Callable[[], bool] | None = None
         self._clip_sets: dict[int, int] = {}
         self._clip_refs: list[list[Clip]] = []
         self._shm = None
@@ -343,6 +350,10 @@ class ProcessRenderer:
         pending = {k: list(q) for k, q in enumerate(queues) if q}
         since = {k: time.monotonic() for k in pending}
         while pending:
+            if self.cancelled is not None and self.cancelled():
+                for proc, _, _ in self._workers:  # mid-block: a stop message would wait for the block's end
+                    proc.kill()
+                raise CancelledError("cancelled while rendering candidates")
             by_conn = {id(self._workers[k][1]): k for k in pending}
             ready = wait([self._workers[k][1] for k in pending], timeout=0.05)
             for conn in ready:
