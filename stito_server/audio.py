@@ -15,6 +15,7 @@ import soundfile as sf
 from .errors import AudioError
 
 SILENCE_DBFS = -70.0
+SAVE_CHUNK = 1 << 18  # samples written at a time by save_audio
 MAX_CHANNELS = 2
 
 
@@ -122,17 +123,21 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -
     subtype = "FLOAT" if ext in ("wav", "aif", "aiff", "w64", "caf") else None
     if subtype is None and samples.size and "PCM" in (sf.default_subtype(ext.upper())
                                                        if ext.upper() in sf.available_formats() else ""):
-        over = float(np.max(np.abs(samples)))
+        over = max(float(np.max(samples)), -float(np.min(samples)))
         if over > 1.0:
             raise AudioError(f"{path}: the audio peaks at {20 * np.log10(over):+.2f} dBFS, above full scale, and "
                              f".{ext} is written as PCM, which would clip it; turn it down, or write .wav (float)")
-    data = np.ascontiguousarray(samples.T)
-    save_atomically(path, lambda tmp: sf.write(tmp, data, sample_rate, subtype=subtype))
+    def write(tmp: str) -> None:
+        with sf.SoundFile(tmp, "w", sample_rate, samples.shape[0], subtype=subtype) as f:
+            for start in range(0, samples.shape[1], SAVE_CHUNK):  # frames-major copies of a chunk, not of the file
+                f.write(np.ascontiguousarray(samples[:, start:start + SAVE_CHUNK].T))
+
+    save_atomically(path, write)
 
 
 def peak_dbfs(x: np.ndarray) -> float:
     """Peak level of any array, in dBFS (-inf for all zeros)."""
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    peak = max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0  # no |x| copy of a long file
     return 20 * np.log10(peak) if peak > 0 else -np.inf
 
 
@@ -151,7 +156,7 @@ def true_peak_dbtp(x: np.ndarray, sample_rate: int, block: int = 1 << 18) -> flo
     from scipy.signal import firwin, upfirdn
 
     x = np.atleast_2d(np.asarray(x))
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    peak = max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0
     if sample_rate < 96000 and x.size:
         taps = 4 * firwin(48, 0.25, window=("kaiser", 5.0))
         margin, n = 12, x.shape[-1]
@@ -199,14 +204,68 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 
 
-def loudness_lufs(x: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness (ITU-R BS.1770-4) of ``(channels, n)`` audio, in LUFS (pyloudnorm's meter)."""
-    import pyloudnorm
+LOUDNESS_BLOCK_S, LOUDNESS_STEP_S = 0.4, 0.1  # BS.1770-4's gating blocks: 400 ms, 75 % overlap
+LOUDNESS_CHUNK = 1 << 20  # samples filtered at a time: memory is a chunk's, not the file's
 
-    data = np.asarray(x, dtype=np.float64).T
-    if data.shape[0] < int(0.4 * sample_rate) + 1:
+
+def loudness_lufs(x: np.ndarray, sample_rate: int, gain_db: float = 0.0) -> float:
+    """Integrated loudness (ITU-R BS.1770-4) of ``(channels, n)`` audio, in LUFS.
+
+    pyloudnorm's K-weighting filters and gating, computed in chunks of ``LOUDNESS_CHUNK`` samples (the filters
+    carry their state from chunk to chunk, the 400 ms blocks are summed from running sums of squares), so an hour
+    of audio costs a chunk of memory rather than a float64 copy of the file; ``tests/test_hardening.py`` holds it
+    to pyloudnorm's figure.
+
+    Args:
+        x: ``(channels, n)`` audio (1 or 2 channels, both weighted 1).
+        sample_rate: In Hz.
+        gain_db: Measure the audio as if gained by this much first (without making a gained copy).
+
+    Returns:
+        LUFS; -inf for audio shorter than one block, or silent.
+    """
+    from pyloudnorm.iirfilter import IIRfilter
+    from scipy.signal import lfilter, lfilter_zi
+
+    x = np.atleast_2d(np.asarray(x))
+    n = x.shape[-1]
+    if n < int(LOUDNESS_BLOCK_S * sample_rate) + 1:
         return float("-inf")
-    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(data))
+    stages = [IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf"),
+              IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass")]
+    coeffs = [(f.b, f.a, f.passband_gain) for f in stages]
+    blocks = int(np.round((n / sample_rate - LOUDNESS_BLOCK_S) / LOUDNESS_STEP_S)) + 1
+    j = np.arange(blocks)
+    lower = (LOUDNESS_BLOCK_S * (j * 0.25) * sample_rate).astype(np.int64)
+    upper = (LOUDNESS_BLOCK_S * (j * 0.25 + 1) * sample_rate).astype(np.int64)
+    edges = np.unique(np.concatenate([lower, np.minimum(upper, n)]))
+    z = np.zeros(blocks)
+    for channel in x:
+        states = [lfilter_zi(b, a) * 0.0 for b, a, _ in coeffs]
+        at_edge = np.zeros(len(edges))  # sum of squares of the filtered signal before each edge
+        total = 0.0
+        for start in range(0, n, LOUDNESS_CHUNK):
+            y = channel[start:start + LOUDNESS_CHUNK].astype(np.float64)
+            for k, (b, a, gain) in enumerate(coeffs):
+                y, states[k] = lfilter(b, a, y, zi=states[k])
+                y = gain * y
+            csum = np.concatenate([[0.0], np.cumsum(np.square(y))]) + total
+            inside = (edges >= start) & (edges <= start + len(y))
+            at_edge[inside] = csum[edges[inside] - start]
+            total = csum[-1]
+        sums = at_edge[np.searchsorted(edges, np.minimum(upper, n))] - at_edge[np.searchsorted(edges, lower)]
+        z += sums / (LOUDNESS_BLOCK_S * sample_rate)
+    z *= 10 ** (gain_db / 10)
+    with np.errstate(divide="ignore"):
+        block_lufs = -0.691 + 10 * np.log10(z)
+    gated = block_lufs >= -70.0
+    if not gated.any():
+        return float("-inf")
+    relative = -0.691 + 10 * np.log10(z[gated].mean()) - 10.0
+    gated &= block_lufs > relative
+    if not gated.any():
+        return float("-inf")
+    return float(-0.691 + 10 * np.log10(z[gated].mean()))
 
 
 def gain_loudness_lufs(x: np.ndarray, sample_rate: int) -> float:
@@ -221,4 +280,4 @@ def gain_loudness_lufs(x: np.ndarray, sample_rate: int) -> float:
     if not np.isfinite(peak):
         return float("-inf")
     shift = -1.0 - peak
-    return loudness_lufs(np.asarray(x, dtype=np.float64) * 10 ** (shift / 20), sample_rate) - shift
+    return loudness_lufs(x, sample_rate, gain_db=shift) - shift

@@ -242,3 +242,42 @@ def test_sigterm_during_a_match_leaves_no_file_at_all(files, tmp_path):
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 143 and err.strip().splitlines()[-1] == "stito: terminated; nothing was written", err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "ref.wav"]  # no output, no hidden temp file
+
+
+# --- item 10: long files (what is done so far: loudness, window embeddings, writing and peaks in chunks) ---
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_the_chunked_loudness_meter_gives_pyloudnorms_figure(rate, monkeypatch):
+    import numpy as np
+    import pyloudnorm
+
+    from stito_server import audio
+    from stito_server.examples import phrase
+
+    monkeypatch.setattr(audio, "LOUDNESS_CHUNK", 10007)  # many chunks, boundaries anywhere in a block
+    x = phrase(12.0, rate, seed=3)
+    x[:, : 2 * rate] *= 1e-4  # a quiet start the relative gate drops
+    for sig in (x, x[:1], np.pad(x, ((0, 0), (3 * rate, 0)))):
+        expected = pyloudnorm.Meter(rate).integrated_loudness(np.asarray(sig, np.float64).T)
+        assert audio.loudness_lufs(sig, rate) == pytest.approx(expected, abs=1e-6)
+    # gain_db measures a gained copy without making one
+    assert audio.loudness_lufs(x, rate, gain_db=-12.0) == pytest.approx(
+        pyloudnorm.Meter(rate).integrated_loudness(np.asarray(x * 10 ** (-12 / 20), np.float64).T), abs=1e-6)
+    assert audio.loudness_lufs(x[:, : int(0.3 * rate)], rate) == -np.inf
+    assert audio.loudness_lufs(np.zeros((2, rate)), rate) == -np.inf
+
+
+def test_window_embeddings_in_chunks_equal_one_batch(monkeypatch):
+    import numpy as np
+
+    from stito_server.engine import scoring
+    from stito_server.examples import phrase
+    from stito_server.metrics import get_metric
+
+    x = np.stack([phrase(20.0, RATE, seed=5), phrase(20.0, RATE, seed=6)])
+    metric = get_metric("stats")
+    chunked = scoring.window_embeddings(x, metric, RATE, 2.0)
+    monkeypatch.setattr(scoring, "WINDOW_CHUNK", 1000)
+    whole = scoring.window_embeddings(x, metric, RATE, 2.0)
+    for a, b in zip(chunked, whole):
+        assert np.allclose(a.mid, b.mid, atol=1e-4)

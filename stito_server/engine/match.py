@@ -419,7 +419,7 @@ def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,
                    opts: MatchOptions) -> tuple[np.ndarray, float, float, float]:
     """The output gained for ``opts.loudness``, then turned down to ``opts.ceiling_dbtp`` where it peaks above it.
 
-    ``lufs`` gets "chain_output" and "output". The caller's array is not modified.
+    ``lufs`` gets "chain_output" and "output". ``output`` is the match's own render, gained in place.
 
     Returns:
         The output ``(channels, n)`` float32, the whole gain applied in dB, the output's true peak in dBTP and
@@ -436,6 +436,6 @@ def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,
         ceiling_db = opts.ceiling_dbtp - peak
     total = gain_db + ceiling_db
     if total:
-        output = (output * np.float32(10 ** (total / 20))).astype(np.float32)
+        output = np.multiply(output, np.float32(10 ** (total / 20)), out=output)  # our own render: in place
     lufs["output"] = lufs["chain_output"] + total
     return output, total, peak + ceiling_db, ceiling_db

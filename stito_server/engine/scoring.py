@@ -13,6 +13,7 @@ from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
 
 SIDE_FLOOR_DB = -40.0  # side below mid by more than this counts as mono (side similarity ignored)
+WINDOW_CHUNK = 8  # windows embedded at once by window_embeddings
 
 
 def uses_side(*audios: np.ndarray) -> bool:
@@ -101,9 +102,15 @@ def window_embeddings(outputs: np.ndarray, metric: StyleMetric, sample_rate: int
     k, channels, n = outputs.shape
     length = min(int(round(seconds * sample_rate)), n)
     w = n // length
-    windows = outputs[..., :w * length].reshape(k, channels, w, length).transpose(0, 2, 1, 3)
-    emb = metric.embed(windows.reshape(k * w, channels, length), sample_rate)
-    return [metric.average(Embedding(emb.mid[i * w:(i + 1) * w], emb.side[i * w:(i + 1) * w])) for i in range(k)]
+    out = []
+    for i in range(k):
+        windows = outputs[i, :, :w * length].reshape(channels, w, length).transpose(1, 0, 2)
+        # a few windows at a time: a long file's embedding costs a few windows' memory, not the file's many times
+        parts = [metric.embed(np.ascontiguousarray(windows[j:j + WINDOW_CHUNK]), sample_rate)
+                 for j in range(0, w, WINDOW_CHUNK)]
+        out.append(metric.average(Embedding(np.concatenate([e.mid for e in parts]),
+                                            np.concatenate([e.side for e in parts]))))
+    return out
 
 
 def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, sample_rate: int, seconds: float,
