@@ -188,6 +188,7 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
 
 
 FINALISTS = ("start", "mean", "best", "last_best")
+SEQUENTIAL_WHOLE_S = 120.0  # inputs longer than this render the final and the starting settings one after the other
 
 
 @dataclass
@@ -402,7 +403,12 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
         dry_job = side.submit(check.dry)
         lufs_jobs = {"input": side.submit(gain_loudness_lufs, input_audio.samples, sr),
                      "reference": side.submit(gain_loudness_lufs, reference.samples, reference.sample_rate)}
-        rendered, errors = renderer.render(np.stack([final, start]) if check_whole else final[None], whole, sr)
+        settings = np.stack([final, start]) if check_whole else final[None]
+        if input_audio.seconds > SEQUENTIAL_WHOLE_S:  # one whole-file render at a time: half the peak memory
+            parts = [renderer.render(x[None], whole, sr) for x in settings]
+            rendered, errors = np.concatenate([r for r, _ in parts]), [e for _, es in parts for e in es]
+        else:
+            rendered, errors = renderer.render(settings, whole, sr)
         dry = dry_job.result()
         lufs = {k: job.result() for k, job in lufs_jobs.items()}
     if errors[0] is not None:
