@@ -37,16 +37,20 @@ def key(tmp_path, monkeypatch) -> tuple[bytes, Path]:
     return load_or_create_key(path), path
 
 
-@pytest.fixture()
-def server(key):
-    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", jobs=2, workers=1, key_file=key[1], quiet=True,
-                               allow_python_effects=True))
+def serving(key_file: Path, **options):
+    """A real server on 127.0.0.1 in a thread, with ``options``; stopped (and its thread joined) afterwards."""
+    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", key_file=key_file, quiet=True, **options))
     thread = threading.Thread(target=srv.serve, daemon=True)
     thread.start()
     yield srv
     srv.stop()
     thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+@pytest.fixture()
+def server(key):
+    yield from serving(key[1], jobs=2, workers=1, allow_python_effects=True)
 
 
 @pytest.fixture()
@@ -467,15 +471,8 @@ def test_every_error_is_a_stito_error_with_its_wire_name():
 @pytest.fixture()
 def strict_server(key):
     """A server with small limits: 1 s per job, popsize 64, 50 generations, 8 s of audio, one request waiting."""
-    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", jobs=1, workers=1, key_file=key[1], quiet=True,
-                               job_timeout_s=1.0, max_popsize=64, max_generations=50, max_audio_seconds=8.0,
-                               max_queued=1))
-    thread = threading.Thread(target=srv.serve, daemon=True)
-    thread.start()
-    yield srv
-    srv.stop()
-    thread.join(timeout=60)
-    assert not thread.is_alive()
+    yield from serving(key[1], jobs=1, workers=1, job_timeout_s=1.0, max_popsize=64, max_generations=50,
+                       max_audio_seconds=8.0, max_queued=1)
 
 
 def _refusal(c: StitoClient, dry_a, dry_b, options: dict, input_audio=None) -> ServerError:
@@ -604,14 +601,7 @@ def test_a_client_that_disconnects_has_its_job_cancelled(server, key, dry_a, dry
 @pytest.fixture()
 def big_server(key):
     """A server that allows popsize 1200 (the default cap is 256)."""
-    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", jobs=1, workers=2, key_file=key[1], quiet=True,
-                               max_popsize=2000))
-    thread = threading.Thread(target=srv.serve, daemon=True)
-    thread.start()
-    yield srv
-    srv.stop()
-    thread.join(timeout=60)
-    assert not thread.is_alive()
+    yield from serving(key[1], jobs=1, workers=2, max_popsize=2000)
 
 
 def test_cancel_takes_effect_within_a_generation_of_a_large_population(big_server, key, dry_a, dry_b):
