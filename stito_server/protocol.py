@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = "1.5"
+PROTOCOL_VERSION = "2.0"
 DELIMITER = b"<IDS|MSG>"
 MAX_JSON_BYTES = 1 << 20  # header, parent header and content each
 MAX_BUFFER_BYTES = 1 << 30  # all buffers of one message together (about 46 min of 48 kHz stereo float32)
@@ -86,8 +86,11 @@ class Signer:
         self.key = key
 
     def sign(self, frames: list[bytes]) -> bytes:
+        """Lowercase hex HMAC-SHA256 over each frame's length (8 bytes, big-endian) and bytes, in order: moving
+        bytes from one frame to the next changes the signature (protocol 2.0; 1.x hashed the bytes alone)."""
         h = hmac.new(self.key, digestmod=hashlib.sha256)
         for f in frames:
+            h.update(len(f).to_bytes(8, "big"))
             h.update(f)
         return h.hexdigest().encode()
 
