@@ -7,12 +7,14 @@ parse error start without pedalboard, scipy or torch (they cost seconds).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
 import stat
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, Sequence
@@ -108,6 +110,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+@contextmanager
+def quiet_plugins():
+    """Send fd 2 to /dev/null while plugins load or are released in this process: VST3 plugins (DPF) write
+    warnings there on every instance they create and delete. Only where no other thread may be writing (the
+    CLI, before and after a match); ``STITO_PLUGIN_STDERR`` set keeps them, as in the render workers."""
+    if os.environ.get("STITO_PLUGIN_STDERR"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class _Terminated(BaseException):
@@ -211,9 +233,16 @@ def cmd_match(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(1)
-    chain = load_chain(args.chain, allow_python=args.allow_python_effects)
-    run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
-                  extra={"input": args.input, "reference": args.reference, "chain": args.chain, "preset": args.preset})
+    with quiet_plugins():  # plugins' own chatter on loading (DPF warnings), not ours
+        chain = load_chain(args.chain, allow_python=args.allow_python_effects)
+    try:
+        run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
+                      extra={"input": args.input, "reference": args.reference, "chain": args.chain,
+                             "preset": args.preset})
+    finally:
+        with quiet_plugins():
+            del chain
+            gc.collect()
     return 0
 
 
@@ -415,9 +444,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"example pair written: {out / 'input.wav'} (dry), {out / 'reference.wav'} (styled, other notes)")
     opts = MatchOptions(optimizer=OptimizerOptions(popsize=args.popsize, max_generations=args.max_generations, seed=0),
                         loudness="reference")
-    run_and_write(Audio(dry, rate, str(out / "input.wav")), Audio(ref, rate, str(out / "reference.wav")),
-                  load_chain(args.chain), get_metric(DEFAULT_METRIC), opts, str(out / "output.wav"),
-                  str(out / "report.json"), str(out / "plot.png"), quiet=False,
-                  extra={"input": str(out / "input.wav"), "reference": str(out / "reference.wav"), "chain": args.chain})
+    with quiet_plugins():
+        chain = load_chain(args.chain)
+    try:
+        run_and_write(Audio(dry, rate, str(out / "input.wav")), Audio(ref, rate, str(out / "reference.wav")),
+                      chain, get_metric(DEFAULT_METRIC), opts, str(out / "output.wav"),
+                      str(out / "report.json"), str(out / "plot.png"), quiet=False,
+                      extra={"input": str(out / "input.wav"), "reference": str(out / "reference.wav"),
+                             "chain": args.chain})
+    finally:
+        with quiet_plugins():
+            del chain
+            gc.collect()
     print(f"written: {out / 'output.wav'}, {out / 'report.json'}, {out / 'plot.png'}")
     return 0

@@ -281,3 +281,14 @@ def test_window_embeddings_in_chunks_equal_one_batch(monkeypatch):
     whole = scoring.window_embeddings(x, metric, RATE, 2.0)
     for a, b in zip(chunked, whole):
         assert np.allclose(a.mid, b.mid, atol=1e-4)
+
+
+def test_plugin_chatter_stays_out_of_the_console(files, tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "stito_server", "match", str(files["input"]), str(files["reference"]),
+                          "--chain", "zam-strip", "--out", str(tmp_path / "o.wav"), "--quiet", *FAST],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "DPF" not in run.stderr and "fIsActive" not in run.stderr, run.stderr
+    assert (tmp_path / "o.wav").is_file()
