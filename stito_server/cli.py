@@ -103,13 +103,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         print("stito: terminated; nothing was written", file=sys.stderr)
         return 143
-    except BrokenPipeError:  # `stito plugins | head -3`: the reader has gone, which is no error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
-        return 0
+    except BrokenPipeError as exc:
+        if _stdout_reader_gone():  # `stito plugins | head -3`: stdout's reader has gone, which is no error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+            return 0
+        return _user_error(StitoError(f"a pipe closed unexpectedly ({exc})"))  # not stdout: say so
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end has closed (poll reports an error on its writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. captured output)
+        return False
 
 
 @contextmanager
@@ -122,10 +136,10 @@ def quiet_plugins():
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
     try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
         yield
     finally:
         os.dup2(saved, 2)

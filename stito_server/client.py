@@ -75,7 +75,8 @@ class StitoClient:
                 if exc.ename == "BadSignature" and _says_bad_signature(frames):
                     raise ServerError("BadSignature", f"the server at {self.address} answered but refused this "
                                       "client's signature: the key here (~/.config/stito/key) is not the server's "
-                                      "(its --key-file); copy the server's key file to this machine") from None
+                                      "(its --key-file) — copy the server's key file to this machine — or the "
+                                      "server predates protocol 2.0 (update both)") from None
                 continue  # any other reply we cannot verify is dropped
 
     def wait_for(self, request: Message, types: tuple[str, ...], timeout_s: float | None = None) -> Message:

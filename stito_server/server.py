@@ -50,6 +50,7 @@ class ServerOptions:
         max_generations: Largest ``options.max_generations``.
         max_audio_seconds: Longest input or reference, in seconds (memory grows with it).
         max_queued: Requests that may wait for a free slot; more are refused with ``Busy``.
+        max_candidate_seconds: Most audio a candidate may be rendered on (``excerpts`` x ``excerpt_seconds``).
     """
 
     bind: str = DEFAULT_ADDRESS
@@ -65,6 +66,7 @@ class ServerOptions:
     max_generations: int = 500
     max_audio_seconds: float = 1800.0
     max_queued: int = 16
+    max_candidate_seconds: float = 120.0
 
 
 @dataclass
@@ -253,7 +255,7 @@ class Server:
     def _submit(self, identities: list[bytes], msg: Message) -> None:
         job = Job(uuid.uuid4().hex[:12], identities, msg)
         with self._lock:
-            waiting = sum(j.state == "queued" for j in self._jobs.values())
+            waiting = sum(j.state == "queued" and not j.cancel.is_set() for j in self._jobs.values())
             busy = sum(j.state == "running" for j in self._jobs.values()) >= self.options.jobs
             if busy and waiting >= self.options.max_queued:
                 full = True
@@ -351,6 +353,11 @@ class Server:
                                  ("max_generations", opts.optimizer.max_generations, self.options.max_generations)):
             if value > cap:
                 raise RequestError("BadRequest", f"options.{name} must be at most {cap} on this server, got {value}")
+        per_candidate = opts.excerpts * opts.excerpt_seconds
+        if per_candidate > self.options.max_candidate_seconds:
+            raise RequestError("BadRequest", f"options.excerpts x options.excerpt_seconds must be at most "
+                                             f"{self.options.max_candidate_seconds:g} s of audio per candidate on this "
+                                             f"server, got {opts.excerpts} x {opts.excerpt_seconds:g} s")
         from .metrics import DEFAULT_METRIC
 
         metric = self.metric(str(o.get("metric", DEFAULT_METRIC)))

@@ -292,3 +292,32 @@ def test_plugin_chatter_stays_out_of_the_console(files, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "DPF" not in run.stderr and "fIsActive" not in run.stderr, run.stderr
     assert (tmp_path / "o.wav").is_file()
+
+
+def test_a_render_worker_that_died_is_named_not_a_broken_pipe(dry_a):
+    import numpy as np
+
+    from stito_server.effects.specs import load_chain
+    from stito_server.engine.render import Clip, ProcessRenderer
+    from stito_server.errors import WorkerCrashed
+
+    chain = load_chain("zam-strip")
+    with ProcessRenderer(chain, workers=1) as renderer:
+        renderer.wait_ready()
+        proc = renderer._workers[0][0]
+        proc.kill()
+        proc.join()
+        with pytest.raises(WorkerCrashed, match="render worker died"):
+            renderer.render(chain.get_vector()[None], [Clip(dry_a[:, :RATE], 0)], RATE)
+    assert not np.isnan(chain.get_vector()).any()
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
+    from stito_server import cli
+
+    def broken() -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_chains", broken)
+    assert cli.main(["chains"]) == 2
+    assert capsys.readouterr().err.strip() == "stito: error: a pipe closed unexpectedly ([Errno 32] Broken pipe)"

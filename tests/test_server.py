@@ -630,3 +630,28 @@ def test_cancel_takes_effect_within_a_generation_of_a_large_population(big_serve
         # no generation finished: the cancel stopped the first one's renders (latency printed, not asserted)
         assert not any(p.get("generation") for p in seen), seen
         print(f"cancel latency at popsize 1200: {latency:.2f} s")
+
+
+def test_cancelled_queued_requests_do_not_fill_the_queue(strict_server, key, dry_a, dry_b):
+    with StitoClient(strict_server.address, key[0], timeout_s=20) as c:
+        long = {**SMALL, "max_generations": 50}
+        running = c.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, long)
+        queued = c.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, long)
+        job_id = c.wait_for(queued, ("progress",), 30).content["job_id"]
+        assert c.request("cancel_request", {"job_id": job_id})["status"] == "ok"
+        third = c.start_match(dry_a, RATE, eq_ref(dry_b, 6.0), RATE, {"spec": EQ_SPEC}, long)
+        outcomes = []
+        for req in (running, queued, third):
+            try:
+                c.wait_match(req, idle_timeout_s=60)
+                outcomes.append("ok")
+            except ServerError as exc:
+                outcomes.append(exc.ename)
+        assert outcomes[1] == "Cancelled" and outcomes[2] != "Busy", outcomes
+
+
+def test_audio_rendered_per_candidate_is_capped(strict_server, key, dry_a, dry_b):
+    with StitoClient(strict_server.address, key[0], timeout_s=20) as c:
+        err = _refusal(c, dry_a, dry_b, {**SMALL, "excerpts": 40, "excerpt_seconds": 4.0})
+        assert (err.ename, err.evalue) == ("BadRequest", "options.excerpts x options.excerpt_seconds must be at most "
+                                                         "120 s of audio per candidate on this server, got 40 x 4 s")

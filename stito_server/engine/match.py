@@ -406,19 +406,22 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
         settings = np.stack([final, start]) if check_whole else final[None]
         if input_audio.seconds > SEQUENTIAL_WHOLE_S:  # one whole-file render at a time: half the peak memory
             parts = [renderer.render(x[None], whole, sr) for x in settings]
-            rendered, errors = np.concatenate([r for r, _ in parts]), [e for _, es in parts for e in es]
+            renders, errors = [r[0, 0] for r, _ in parts], [e for _, es in parts for e in es]
+            del parts
         else:
             rendered, errors = renderer.render(settings, whole, sr)
+            renders = list(rendered[:, 0])
+            del rendered
         dry = dry_job.result()
         lufs = {k: job.result() for k, job in lufs_jobs.items()}
     if errors[0] is not None:
         raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
     whole_sims: dict[str, float] = {}
     if check_whole and errors[1] is None:
-        sims = whole_similarity(rendered[:, 0], metric, target.for_whole(input_audio.samples, opts.excerpt_seconds),
+        sims = whole_similarity(renders, metric, target.for_whole(input_audio.samples, opts.excerpt_seconds),
                                 sr, opts.excerpt_seconds, use_side)
         whole_sims = {"matched": float(sims[0]), "start": float(sims[1])}
-    return rendered[0, 0], rendered[1, 0] if check_whole else None, lufs, dry, whole_sims
+    return renders[0], renders[1] if check_whole else None, lufs, dry, whole_sims
 
 
 def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,

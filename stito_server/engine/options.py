@@ -109,10 +109,11 @@ class MatchOptions:
     ceiling_dbtp: float | None = -1.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise StitoError(f"{f.name} must be a finite number, got {value!r}")
+        for owner in (self, self.optimizer):
+            for f in fields(owner):
+                value = getattr(owner, f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise StitoError(f"{f.name} must be a finite number, got {value!r}")
         if self.loudness not in ("off", "input", "reference"):
             raise StitoError(f"loudness must be off, input or reference, got {self.loudness!r}")
         if self.renderer not in ("auto", "threads", "processes"):

@@ -279,6 +279,16 @@ class ProcessRenderer:
                 proc.kill()
                 raise WorkerCrashed(self._blame(current.value, f"hung for {self.render_timeout_s:g} s", doing))
 
+    def _send(self, worker, message: tuple) -> None:
+        """Send a request to a worker; a worker that has died is a WorkerCrashed naming what it was doing."""
+        proc, conn, current = worker
+        try:
+            conn.send(message)
+        except (BrokenPipeError, EOFError, OSError):
+            proc.join(timeout=1)
+            raise WorkerCrashed(self._blame(current.value, f"died (exit code {proc.exitcode})",
+                                            f"being sent {message[0]!r}")) from None
+
     def _blame(self, index: int, what: str, doing: str) -> str:
         fx = f"effect {self.effect_names[index]!r}" if 0 <= index < len(self.effect_names) else "the chain"
         return f"render worker {what} while {doing}, in {fx} of chain {self.chain_name!r}"
@@ -306,7 +316,7 @@ class ProcessRenderer:
             self._clip_sets[key] = len(self._clip_sets)
             self._clip_refs.append(clips)  # keeps the list alive, so its id is never reused for another
             for w in self._workers:
-                w[1].send(("clips", self._clip_sets[key], [(c.audio, c.preroll) for c in clips], sample_rate))
+                self._send(w, ("clips", self._clip_sets[key], [(c.audio, c.preroll) for c in clips], sample_rate))
         if self._shm is None or np.prod(shape) > np.prod(self._shape):
             if self._shm is not None:
                 self._shm.close()
@@ -314,7 +324,7 @@ class ProcessRenderer:
             self._shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)) * 4)
             self._shape = shape
         for w in self._workers:
-            w[1].send(("shm", self._shm.name, shape))
+            self._send(w, ("shm", self._shm.name, shape))
         out = np.ndarray(shape, np.float32, buffer=self._shm.buf)
         # Worker k takes blocks k, k + workers, ...: each worker's first block is done early, so ``fn``
         # starts while the rest render.
@@ -322,7 +332,7 @@ class ProcessRenderer:
         queues: list[list[int]] = [[] for _ in self._workers]
         for b, rows in enumerate(blocks):
             k = b % len(self._workers)
-            self._workers[k][1].send(("render", self._clip_sets[key], b, rows.tolist(), xs[rows]))
+            self._send(self._workers[k], ("render", self._clip_sets[key], b, rows.tolist(), xs[rows]))
             queues[k].append(b)
         errors: list[str | None] = [None] * len(xs)
         results: list[Any] = [None] * len(blocks)

@@ -87,11 +87,12 @@ class Scorer:
         return float(self.metric.similarity(emb, self.ref, self.use_side).mean())
 
 
-def window_embeddings(outputs: np.ndarray, metric: StyleMetric, sample_rate: int, seconds: float) -> list[Embedding]:
+def window_embeddings(outputs: np.ndarray | list[np.ndarray], metric: StyleMetric, sample_rate: int,
+                      seconds: float) -> list[Embedding]:
     """Each audio's embedding averaged over its consecutive windows (one window if shorter than ``seconds``).
 
     Args:
-        outputs: ``(k, channels, n)`` audio.
+        outputs: ``(k, channels, n)`` audio, or ``k`` arrays ``(channels, n)`` of one shape.
         metric: The metric to embed with.
         sample_rate: In Hz.
         seconds: Window length, in seconds.
@@ -99,12 +100,12 @@ def window_embeddings(outputs: np.ndarray, metric: StyleMetric, sample_rate: int
     Returns:
         ``k`` mean embeddings.
     """
-    k, channels, n = outputs.shape
+    k, (channels, n) = len(outputs), outputs[0].shape
     length = min(int(round(seconds * sample_rate)), n)
     w = n // length
     out = []
     for i in range(k):
-        windows = outputs[i, :, :w * length].reshape(channels, w, length).transpose(1, 0, 2)
+        windows = outputs[i][:, :w * length].reshape(channels, w, length).transpose(1, 0, 2)
         # a few windows at a time: a long file's embedding costs a few windows' memory, not the file's many times
         parts = [metric.embed(np.ascontiguousarray(windows[j:j + WINDOW_CHUNK]), sample_rate)
                  for j in range(0, w, WINDOW_CHUNK)]
@@ -113,12 +114,12 @@ def window_embeddings(outputs: np.ndarray, metric: StyleMetric, sample_rate: int
     return out
 
 
-def whole_similarity(outputs: np.ndarray, metric: StyleMetric, ref: Embedding, sample_rate: int, seconds: float,
-                     use_side: bool) -> np.ndarray:
+def whole_similarity(outputs: np.ndarray | list[np.ndarray], metric: StyleMetric, ref: Embedding, sample_rate: int,
+                     seconds: float, use_side: bool) -> np.ndarray:
     """Similarity of whole renders to the reference, each embedded over consecutive windows (``window_embeddings``).
 
     Args:
-        outputs: ``(k, channels, n)`` renders of the whole input.
+        outputs: ``(k, channels, n)`` renders of the whole input, or ``k`` arrays ``(channels, n)``.
         metric: The match's metric.
         ref: The reference embedding.
         sample_rate: In Hz.
