@@ -121,11 +121,10 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -
     """
     ext = Path(path).suffix.lower().lstrip(".")
     subtype = "FLOAT" if ext in ("wav", "aif", "aiff", "w64", "caf") else None
-    if subtype is None and samples.size and "PCM" in (sf.default_subtype(ext.upper())
-                                                       if ext.upper() in sf.available_formats() else ""):
-        over = max(float(np.max(samples)), -float(np.min(samples)))
-        if over > 1.0:
-            raise AudioError(f"{path}: the audio peaks at {20 * np.log10(over):+.2f} dBFS, above full scale, and "
+    if subtype is None and "PCM" in (sf.default_subtype(ext.upper()) if ext.upper() in sf.available_formats() else ""):
+        level = peak_dbfs(samples)
+        if level > 0:
+            raise AudioError(f"{path}: the audio peaks at {level:+.2f} dBFS, above full scale, and "
                              f".{ext} is written as PCM, which would clip it; turn it down, or write .wav (float)")
     def write(tmp: str) -> None:
         with sf.SoundFile(tmp, "w", sample_rate, samples.shape[0], subtype=subtype) as f:
@@ -156,7 +155,7 @@ def true_peak_dbtp(x: np.ndarray, sample_rate: int, block: int = 1 << 18) -> flo
     from scipy.signal import firwin, upfirdn
 
     x = np.atleast_2d(np.asarray(x))
-    peak = max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0
+    peak = 10 ** (peak_dbfs(x) / 20)  # the sample peak (0 for silence)
     if sample_rate < 96000 and x.size:
         taps = 4 * firwin(48, 0.25, window=("kaiser", 5.0))
         margin, n = 12, x.shape[-1]
@@ -225,7 +224,7 @@ def loudness_lufs(x: np.ndarray, sample_rate: int, gain_db: float = 0.0) -> floa
         LUFS; -inf for audio shorter than one block, or silent.
     """
     from pyloudnorm.iirfilter import IIRfilter
-    from scipy.signal import lfilter, lfilter_zi
+    from scipy.signal import lfilter
 
     x = np.atleast_2d(np.asarray(x))
     n = x.shape[-1]
@@ -241,7 +240,7 @@ def loudness_lufs(x: np.ndarray, sample_rate: int, gain_db: float = 0.0) -> floa
     edges = np.unique(np.concatenate([lower, np.minimum(upper, n)]))
     z = np.zeros(blocks)
     for channel in x:
-        states = [lfilter_zi(b, a) * 0.0 for b, a, _ in coeffs]
+        states = [np.zeros(max(len(a), len(b)) - 1) for b, a, _ in coeffs]  # filters at rest
         at_edge = np.zeros(len(edges))  # sum of squares of the filtered signal before each edge
         total = 0.0
         for start in range(0, n, LOUDNESS_CHUNK):

@@ -146,6 +146,19 @@ def quiet_plugins():
         os.close(saved)
 
 
+def with_chain_quietly(load: Callable[[], Any], use: Callable[[Any], None]) -> None:
+    """Load a chain, hand it to ``use`` and release it, the plugins' chatter on loading and releasing hidden
+    (``quiet_plugins``); this function holds the only reference, so releasing it frees the plugins here."""
+    with quiet_plugins():
+        chain = load()
+    try:
+        use(chain)
+    finally:
+        with quiet_plugins():
+            del chain
+            gc.collect()
+
+
 class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so that every ``finally`` and cleanup runs."""
 
@@ -247,16 +260,10 @@ def cmd_match(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(1)
-    with quiet_plugins():  # plugins' own chatter on loading (DPF warnings), not ours
-        chain = load_chain(args.chain, allow_python=args.allow_python_effects)
-    try:
+    with_chain_quietly(lambda: load_chain(args.chain, allow_python=args.allow_python_effects), lambda chain: (
         run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
                       extra={"input": args.input, "reference": args.reference, "chain": args.chain,
-                             "preset": args.preset})
-    finally:
-        with quiet_plugins():
-            del chain
-            gc.collect()
+                             "preset": args.preset})))
     return 0
 
 
@@ -458,17 +465,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"example pair written: {out / 'input.wav'} (dry), {out / 'reference.wav'} (styled, other notes)")
     opts = MatchOptions(optimizer=OptimizerOptions(popsize=args.popsize, max_generations=args.max_generations, seed=0),
                         loudness="reference")
-    with quiet_plugins():
-        chain = load_chain(args.chain)
-    try:
+    with_chain_quietly(lambda: load_chain(args.chain), lambda chain: (
         run_and_write(Audio(dry, rate, str(out / "input.wav")), Audio(ref, rate, str(out / "reference.wav")),
                       chain, get_metric(DEFAULT_METRIC), opts, str(out / "output.wav"),
                       str(out / "report.json"), str(out / "plot.png"), quiet=False,
                       extra={"input": str(out / "input.wav"), "reference": str(out / "reference.wav"),
-                             "chain": args.chain})
-    finally:
-        with quiet_plugins():
-            del chain
-            gc.collect()
+                             "chain": args.chain})))
     print(f"written: {out / 'output.wav'}, {out / 'report.json'}, {out / 'plot.png'}")
     return 0

@@ -257,10 +257,8 @@ class Server:
         with self._lock:
             waiting = sum(j.state == "queued" and not j.cancel.is_set() for j in self._jobs.values())
             busy = sum(j.state == "running" for j in self._jobs.values()) >= self.options.jobs
-            if busy and waiting >= self.options.max_queued:
-                full = True
-            else:
-                full = False
+            full = busy and waiting >= self.options.max_queued
+            if not full:
                 self._jobs[job.job_id] = job
             position = waiting + busy
         if full:
@@ -296,7 +294,8 @@ class Server:
         self._send(job.identities, new_message("match_reply", content, parent=job.request))
 
     def _timeout_s(self, options: Any) -> float:
-        """A request's ``options.timeout_s``, at most the server's ``--timeout`` (its default), or BadRequest naming it."""
+        """A request's ``options.timeout_s``, at most the server's ``--timeout`` (also its default); BadRequest
+        naming it when it is not a finite number of seconds above 0."""
         value = options.get("timeout_s") if isinstance(options, dict) else None
         if value is None:
             return self.options.job_timeout_s
