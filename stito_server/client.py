@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any, Callable
@@ -11,8 +10,11 @@ import numpy as np
 import zmq
 
 from .errors import ProtocolError, ServerError, ServerTimeout, StitoError
-from .protocol import (DEFAULT_ADDRESS, Message, ReplayGuard, Signer, audio_to_buffer,
-                       buffer_to_audio, deserialize, load_or_create_key, new_message, serialize)
+from .protocol import (DEFAULT_ADDRESS, PROTOCOL_VERSION, Message, ReplayGuard, Signer, audio_to_buffer,
+                       buffer_to_audio, deserialize, load_or_create_key, new_message, secure_socket, serialize)
+
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 class StitoClient:
@@ -36,6 +38,12 @@ class StitoClient:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        secure_socket(self._sock, self.signer.key, "client")
+        # a server holding another key (or none, or an older protocol) fails the CURVE handshake: said at once
+        self._monitor = self._sock.get_monitor_socket(HANDSHAKE_FAILED)
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         try:
             self._sock.connect(address)
         except zmq.ZMQError as exc:
@@ -45,6 +53,8 @@ class StitoClient:
         self._pending: list[Message] = []
 
     def close(self) -> None:
+        self._sock.disable_monitor()
+        self._monitor.close(0)
         self._sock.close(0)
         self._ctx.term()
 
@@ -66,18 +76,20 @@ class StitoClient:
         deadline = time.monotonic() + timeout_s
         while True:
             wait_ms = max(0, int((deadline - time.monotonic()) * 1000)) if not out else 0
-            if not self._sock.poll(wait_ms):
+            ready = dict(self._poller.poll(wait_ms))
+            if self._monitor in ready:
+                self._monitor.recv_multipart()
+                raise ServerError("BadKey", f"the server at {self.address} answered but refused this client's "
+                                  "key at the handshake: the key here (~/.config/stito/key) is not the server's "
+                                  "(its --key-file) — copy the server's key file to this machine — or the server "
+                                  f"speaks another protocol than {PROTOCOL_VERSION} (update both)")
+            if self._sock not in ready:
                 return out
             frames = self._sock.recv_multipart()
             try:
                 out.append(deserialize(frames, self.signer, self.guard))
-            except ProtocolError as exc:
-                if exc.ename == "BadSignature" and _says_bad_signature(frames):
-                    raise ServerError("BadSignature", f"the server at {self.address} answered but refused this "
-                                      "client's signature: the key here (~/.config/stito/key) is not the server's "
-                                      "(its --key-file) — copy the server's key file to this machine — or the "
-                                      "server predates protocol 2.0 (update both)") from None
-                continue  # any other reply we cannot verify is dropped
+            except ProtocolError:
+                continue  # a reply we cannot verify is dropped
 
     def wait_for(self, request: Message, types: tuple[str, ...], timeout_s: float | None = None) -> Message:
         """Wait for the first reply to ``request`` whose type is in ``types`` (others are kept for poll).
@@ -158,15 +170,3 @@ def _checked(content: dict[str, Any]) -> dict[str, Any]:
         raise ServerError(str(content.get("ename", "Error")), str(content.get("evalue", "unknown error")), content)
     return content
 
-
-def _says_bad_signature(frames: list[bytes]) -> bool:
-    """Whether an unverifiable reply reads as the server's ``BadSignature`` refusal of our own message.
-
-    The server signs that refusal with its key, which a client holding another key cannot verify; the content
-    is read (never acted on) only to tell a wrong key from a dead server.
-    """
-    try:
-        content = json.loads(bytes(frames[4]).decode("utf-8"))
-    except (IndexError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(content, dict) and content.get("ename") == "BadSignature"

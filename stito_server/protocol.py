@@ -1,11 +1,13 @@
-"""Wire protocol v1 of stito-server: signed multipart ZeroMQ messages (stdlib + numpy only, no torch/pedalboard).
+"""Wire protocol v3 of stito-server: signed multipart ZeroMQ messages over CURVE (stdlib + numpy; pyzmq only to set up a socket).
 
 See docs/protocol.md. A message on the wire (after any ROUTER identity frames) is::
 
     [b"<IDS|MSG>", signature, header, parent_header, content, buffer_0, buffer_1, ...]
 
 header/parent_header/content are UTF-8 JSON objects; signature is the hex HMAC-SHA256 over the four
-frames header, parent_header, content and every buffer, in order, with the user's key.
+frames header, parent_header, content and every buffer, in order, with the user's key. The connection itself
+is CURVE-encrypted with key pairs derived from the same key (``secure_socket``): a peer without the key never
+gets past the handshake.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = "2.0"
+PROTOCOL_VERSION = "3.0"
 DELIMITER = b"<IDS|MSG>"
 MAX_JSON_BYTES = 1 << 20  # header, parent header and content each
 MAX_BUFFER_BYTES = 1 << 30  # all buffers of one message together (about 46 min of 48 kHz stereo float32)
@@ -96,6 +98,60 @@ class Signer:
 
     def check(self, signature: bytes, frames: list[bytes]) -> bool:
         return hmac.compare_digest(signature, self.sign(frames))
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """The CURVE key pairs of a server and its clients, derived from the shared key (Z85 text, 40 characters).
+
+    Anyone holding the key file derives the same pairs; anyone else cannot complete a connection's handshake,
+    so the server never reads a byte of their messages (protocol 3.0).
+    """
+
+    server_public: bytes
+    server_secret: bytes
+    client_public: bytes
+    client_secret: bytes
+
+
+def curve_keys(key: bytes) -> CurveKeys:
+    """Derive the server's and the clients' CURVE key pairs from the shared key.
+
+    Each secret key is HMAC-SHA256(key, "stito curve server" | "stito curve client"), 32 bytes (Curve25519
+    clamps it); the public keys follow from them.
+    """
+    import zmq  # only here: the rest of the protocol needs no pyzmq
+    from zmq.utils import z85
+
+    def secret(role: bytes) -> bytes:
+        return z85.encode(hmac.new(key, b"stito curve " + role, hashlib.sha256).digest())
+
+    server, client = secret(b"server"), secret(b"client")
+    return CurveKeys(zmq.curve_public(server), server, zmq.curve_public(client), client)
+
+
+def secure_socket(sock: Any, key: bytes, role: str) -> CurveKeys:
+    """Set a ZeroMQ socket up for CURVE with the keys of ``key``; call before bind/connect.
+
+    Args:
+        sock: A ``zmq.Socket`` (the server's ROUTER or a client's DEALER).
+        key: The shared key (the key file's bytes).
+        role: "server" or "client".
+
+    Returns:
+        The derived keys (the server checks the clients' public key against ``client_public``).
+    """
+    keys = curve_keys(key)
+    if role == "server":
+        sock.curve_server = True
+        sock.curve_secretkey, sock.curve_publickey = keys.server_secret, keys.server_public
+        sock.zap_domain = b"stito"
+    elif role == "client":
+        sock.curve_serverkey = keys.server_public
+        sock.curve_secretkey, sock.curve_publickey = keys.client_secret, keys.client_public
+    else:
+        raise ValueError(f"role must be 'server' or 'client', got {role!r}")
+    return keys
 
 
 class ReplayGuard:

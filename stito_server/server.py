@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import ipaddress
 import math
 import queue
@@ -17,18 +18,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import zmq
+from zmq.utils import z85
 
 from . import __version__
 from .errors import CancelledError, JobStopped, ProtocolError, RequestError, StitoError
 from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, PROTOCOL_VERSION, Message, ReplayGuard,
                        Signer, audio_to_buffer, buffer_to_audio, config_dir, deserialize, load_or_create_key,
-                       new_message, serialize, split_identities)
+                       new_message, secure_socket, serialize, split_identities)
 
 if TYPE_CHECKING:
     from .engine.match import ParamChange
 
 POLL_MS = 20
 HEARTBEAT_MS = 2000  # ZMTP heartbeats: a client silent for 5 of these counts as gone
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (RFC 27, ZAP)
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Job:
 
 
 class Server:
-    """Serves protocol v1 on a ROUTER socket. ``serve()`` runs until shutdown; ``stop()`` asks it to end.
+    """Serves the protocol (docs/protocol.md) on a CURVE ROUTER socket. ``serve()`` runs until shutdown; ``stop()`` asks it to end.
 
     ZeroMQ sockets are used only from the thread running ``serve``; job threads hand their messages over
     through a queue.
@@ -104,8 +107,15 @@ class Server:
         self.signer = Signer(load_or_create_key(self.key_path, create=options.key_file is None))
         self.guard = ReplayGuard()
         self._ctx = zmq.Context()
+        # CURVE (protocol 3.0): a peer without the key fails the handshake, before libzmq reads any of its frames;
+        # the ZAP handler (``_authenticate``, answered from ``serve``) admits only the clients' derived key
+        self._zap = self._ctx.socket(zmq.REP)
+        self._zap.setsockopt(zmq.LINGER, 0)
+        self._zap.bind(ZAP_ENDPOINT)
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._client_key = z85.decode(secure_socket(self._sock, self.signer.key, "server").client_public)
+        # one frame above the limit is cut at its header, which declares its size (the peer is disconnected)
         self._sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes + (8 << 20))
         # a message to a peer that has gone (closed, or stopped answering the heartbeats) fails with EHOSTUNREACH
         # instead of vanishing: its jobs are then cancelled, no one is left to take their results (``_flush``)
@@ -135,9 +145,15 @@ class Server:
         """Answer messages until ``stop()`` or a shutdown_request; then end every job and close."""
         self.log(f"{__version__} listening on {self.address} (protocol {PROTOCOL_VERSION}, key {self.key_path}, "
                  f"{self.options.jobs} concurrent job(s), device {self.options.device})")
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._zap, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if self._sock.poll(POLL_MS):
+                ready = dict(poller.poll(POLL_MS))
+                if self._zap in ready:
+                    self._authenticate()
+                if self._sock in ready:
                     self._receive()
                 self._flush()
         finally:
@@ -152,6 +168,7 @@ class Server:
         self._pool.shutdown(wait=True)  # running jobs stop within one candidate's render, queued ones at once
         self._flush()
         self._sock.close(0)
+        self._zap.close(0)
         self._ctx.term()
         self.log("stopped")
 
@@ -174,6 +191,18 @@ class Server:
         self._outbox.put((identities, msg))
 
     # -- receiving -----------------------------------------------------------------------------------
+    def _authenticate(self) -> None:
+        """Answer one ZAP request: admit a CURVE client whose public key is the one derived from the shared key."""
+        frames = self._zap.recv_multipart()
+        request_id = frames[1] if len(frames) > 1 else b""
+        ok = (len(frames) >= 7 and frames[0] == b"1.0" and frames[5] == b"CURVE"
+              and hmac.compare_digest(frames[6], self._client_key))
+        self._zap.send_multipart([b"1.0", request_id, b"200" if ok else b"400",
+                                  b"OK" if ok else b"not the shared key's client", b"", b""])
+        if not ok:
+            address = frames[3].decode("utf-8", "replace") if len(frames) > 3 else "?"
+            self.log(f"refused a connection from {address}: its key is not this server's")
+
     def _receive(self) -> None:
         try:
             frames = self._sock.recv_multipart(copy=False, flags=zmq.NOBLOCK)

@@ -170,13 +170,13 @@ def test_a_wrong_key_is_named_at_once_not_taken_for_a_dead_server(tmp_path, monk
         t0 = time.monotonic()
         with StitoClient(srv.address, b"1" * 64, timeout_s=30) as c, pytest.raises(ServerError) as err:
             c.server_info()
-        assert time.monotonic() - t0 < 5 and err.value.ename == "BadSignature"
+        assert time.monotonic() - t0 < 5 and err.value.ename == "BadKey"
         assert "is not the server's (its --key-file)" in err.value.evalue
         # the CLI, with this machine's own (other) key: one line naming the key, not "is stito-server running?"
         monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
         load_or_create_key(tmp_path / "config" / "stito" / "key")
         _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(tmp_path / "o.wav"),
-                                           "--server", srv.address], "refused this client's signature",
+                                           "--server", srv.address], "refused this client's key at the handshake",
                  ["server-key", "config"])
     finally:
         srv.stop()
@@ -321,3 +321,57 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_chains", broken)
     assert cli.main(["chains"]) == 2
     assert capsys.readouterr().err.strip() == "stito: error: a pipe closed unexpectedly ([Errno 32] Broken pipe)"
+
+
+# --- item 1: a peer without the key cannot make the server buffer anything ---
+
+def _peak_rss_mb(pid: int) -> float:
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+    return int(status["VmHWM"].split()[0]) / 1024
+
+
+def test_an_unauthenticated_peer_cannot_make_the_server_buffer_its_message(tmp_path):
+    """4 frames of 600 MiB each, unsigned, sent by a peer without the key (no CURVE, and CURVE with the wrong
+    key): the server process's peak RSS stays flat and it reads none of it; a key holder is still served."""
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+    import zmq
+
+    from stito_server.client import StitoClient
+    from stito_server.protocol import load_or_create_key, secure_socket
+    from .reaper_emulator.fixtures import free_port
+
+    key_file = tmp_path / "key"
+    key = load_or_create_key(key_file)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "stito_server.server", "--bind", address, "--key-file",
+                             str(key_file), "--workers", "1"], stderr=subprocess.PIPE, text=True)
+    ctx = zmq.Context()
+    try:
+        with StitoClient(address, key, timeout_s=60) as c:
+            assert c.server_info()["status"] == "ok"
+        idle = _peak_rss_mb(proc.pid)
+        frame = np.zeros(600 << 20, np.uint8)  # pages never touched: the sender itself stays small
+        senders = []
+        for how in ("plain", "wrong key"):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            if how == "wrong key":
+                secure_socket(sock, b"0" * 64, "client")
+            sock.connect(address)
+            sock.send_multipart([b"<IDS|MSG>", b"", b"{}", b"{}", b"{}", frame, frame, frame, frame], copy=False)
+            senders.append(sock)
+        time.sleep(3.0)  # time enough to take in 2.4 GB over loopback, were it read
+        for sock in senders:
+            assert not sock.poll(500), "an unauthenticated peer was answered"
+            sock.close(0)
+        with StitoClient(address, key, timeout_s=60) as c:
+            assert c.server_info()["status"] == "ok"  # still serving
+        assert _peak_rss_mb(proc.pid) - idle < 300.0, (idle, _peak_rss_mb(proc.pid))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        ctx.term()

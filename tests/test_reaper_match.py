@@ -12,7 +12,7 @@ import zmq
 
 from stito_server.distances import multi_resolution_stft_distance
 from stito_server.examples import phrase
-from stito_server.protocol import Signer, deserialize, new_message, serialize
+from stito_server.protocol import Signer, deserialize, new_message, secure_socket, serialize
 
 from .reaper_emulator.fixtures import (RATE, SCRIPTS, free_port, plugin, register_marker, running_reaper,
                                        start_server, style_project)
@@ -187,6 +187,7 @@ def test_stalled_server_times_out_without_blocking_ticks(reaper, project, server
     """A real ROUTER on 127.0.0.1 that answers with one signed progress message, then says nothing."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
+    secure_socket(sock, server.key, "server")  # no ZAP handler in this context: libzmq admits any CURVE client
     port = sock.bind_to_random_port("tcp://127.0.0.1")
     settings(reaper, server, effort="preview", idle_timeout_s=1.0, address=f"tcp://127.0.0.1:{port}")
     signer = Signer(server.key)

@@ -20,7 +20,7 @@ from stito_server.effects.specs import chain_from_dict
 from stito_server.engine.match import MatchOptions, match
 from stito_server.metrics import get_metric
 from stito_server.engine.optimize import OptimizerOptions
-from stito_server.protocol import (DELIMITER, Signer, load_or_create_key, new_message, serialize)
+from stito_server.protocol import (DELIMITER, Signer, load_or_create_key, new_message, secure_socket, serialize)
 from stito_server.server import Server, ServerOptions
 
 from .conftest import RATE
@@ -82,7 +82,7 @@ def test_non_loopback_bind_refused_without_key(tmp_path):
 
 def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
     info = client.server_info()
-    assert info["protocol_version"] == "2.0" and info["jobs"]["max_concurrent"] == 2
+    assert info["protocol_version"] == "3.0" and info["jobs"]["max_concurrent"] == 2
     plugins = client.list_plugins()
     assert any(b["name"] == "compressor" for b in plugins["builtins"])
     assert any(p["name"] == "ZamEQ2" for p in plugins["plugins"])
@@ -125,6 +125,7 @@ def test_tampered_unsigned_replayed_and_wrong_key_rejected(server, key, client):
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    secure_socket(sock, key[0], "client")
     sock.connect(server.address)
 
     def ask(frames):
@@ -152,7 +153,7 @@ def test_tampered_unsigned_replayed_and_wrong_key_rejected(server, key, client):
     stale.header["date"] = "2020-01-01T00:00:00+00:00"
     assert ask(serialize(stale, signer))["ename"] == "Replay"
     future = new_message("server_info_request")
-    future.header["version"] = "3.0"
+    future.header["version"] = "4.0"
     assert ask(serialize(future, signer))["ename"] == "BadVersion"
     sock.close(0)
     assert client.server_info()["status"] == "ok"
@@ -221,6 +222,7 @@ def test_a_thousand_hostile_messages_then_still_serving(key, dry_a):
         assert len(msgs) >= 1000
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        secure_socket(sock, key[0], "client")
         sock.connect(srv.address)
         for _, frames in msgs:
             sock.send_multipart(frames)
@@ -501,6 +503,7 @@ def test_the_servers_time_limit_is_the_ceiling_of_a_clients(strict_server, key, 
     signer = Signer(key[0])
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    secure_socket(sock, key[0], "client")
     sock.connect(strict_server.address)
     for token in (b"NaN", b"Infinity", b"-Infinity"):
         msg = new_message("server_info_request", {"timeout_s": 1})
@@ -539,6 +542,7 @@ def _raw_match(address: str, secret: bytes, options_json: bytes, dry_a, dry_b) -
     frames[1] = signer.sign(frames[2:])
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    secure_socket(sock, secret, "client")
     sock.connect(address)
     try:
         sock.send_multipart(frames)
