@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import StitoError
+from .memory import return_large_blocks
 from .engine.options import add_option_arguments, cli_changes, option_values
 from .metrics import DEFAULT_METRIC
 
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[0] in lab:
             return _run_lab(argv[0], lab[argv[0]], argv[1:])
     args = get_parser().parse_args(argv)
+    if args.command == "match":
+        return_large_blocks()  # a long file's peak memory is its arrays', not the allocator's leftovers
     # SIGTERM unwinds like Ctrl-C, so a file being written is removed (save_atomically), not left half-written
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None

@@ -22,6 +22,7 @@ from zmq.utils import z85
 
 from . import __version__
 from .errors import CancelledError, JobStopped, ProtocolError, RequestError, StitoError
+from .memory import return_large_blocks
 from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, PROTOCOL_VERSION, Message, ReplayGuard,
                        Signer, audio_to_buffer, buffer_to_audio, config_dir, deserialize, load_or_create_key,
                        new_message, secure_socket, serialize, split_identities)
@@ -566,6 +567,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
+    return_large_blocks()  # a long file's peak memory is its arrays', not the allocator's leftovers
     for flag, value in (("--timeout", args.timeout), ("--max-audio-minutes", args.max_audio_minutes)):
         if not (math.isfinite(value) and value > 0):
             parser.error(f"{flag} must be a number above 0, got {value:g}")

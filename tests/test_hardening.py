@@ -244,7 +244,7 @@ def test_sigterm_during_a_match_leaves_no_file_at_all(files, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "ref.wav"]  # no output, no hidden temp file
 
 
-# --- item 10: long files (what is done so far: loudness, window embeddings, writing and peaks in chunks) ---
+# --- item 10: long files (streamed renders; loudness, activity, window embeddings, writing and peaks in chunks) ---
 
 @pytest.mark.parametrize("rate", [44100, 48000])
 def test_the_chunked_loudness_meter_gives_pyloudnorms_figure(rate, monkeypatch):
@@ -281,6 +281,80 @@ def test_window_embeddings_in_chunks_equal_one_batch(monkeypatch):
     whole = scoring.window_embeddings(x, metric, RATE, 2.0)
     for a, b in zip(chunked, whole):
         assert np.allclose(a.mid, b.mid, atol=1e-4)
+
+
+def _streamed(chain, x, monkeypatch):
+    from stito_server.effects import chain as chain_module
+
+    with monkeypatch.context() as m:
+        m.setattr(chain_module, "STREAM_ABOVE", 0)  # any length renders as a stream of STREAM_BLOCK blocks
+        m.setattr(chain_module, "STREAM_BLOCK", 16384)
+        return chain.process(x, RATE)
+
+
+@pytest.mark.parametrize("name", ["pedalboard-strip", "zam-strip"])
+def test_a_streamed_render_is_the_whole_render(name, monkeypatch):
+    """Long audio renders block by block through the chain, each effect keeping its state: the same samples as
+    one whole render, compared after the same history (JUCE's reverb ramps from the previous settings). Dragonfly
+    keeps audio across renders, so two whole renders differ too: there, the stream's distance to the whole render
+    is held to that spread (RMS); every other effect, and the mono plugins' one-instance-per-channel streams, exactly."""
+    import numpy as np
+
+    from stito_server.effects.chain import Chain
+    from stito_server.effects.specs import load_chain
+    from stito_server.examples import phrase
+
+    x = phrase(4.0, RATE, seed=8)
+    chain = load_chain(name)
+    assert chain.streams
+    rng = np.random.default_rng(4)
+    rms = lambda d: float(np.sqrt(np.mean(np.square(d, dtype=np.float64))))
+    for trial in range(4):
+        chain.set_vector(rng.uniform(size=len(chain.get_vector())) if trial else chain.get_vector())
+        for fx in chain.effects:
+            one = Chain([fx])
+            one.process(x, RATE)
+            whole, again = one.process(x, RATE), one.process(x, RATE)
+            streamed = _streamed(one, x, monkeypatch)
+            assert streamed.shape == whole.shape and streamed.dtype == np.float32
+            if np.array_equal(whole, again):
+                assert np.array_equal(streamed, whole), (trial, fx.name)
+            else:  # Dragonfly
+                assert fx.name == "reverb" and rms(streamed - whole) <= 3.0 * rms(again - whole), trial
+    if name == "zam-strip":
+        assert [fx.name for fx in chain.effects if getattr(fx, "mono", False)] == ["eq", "delay"]
+
+
+def test_the_activity_of_a_long_file_is_measured_in_blocks(monkeypatch):
+    import numpy as np
+
+    from stito_server.engine import excerpts
+    from stito_server.examples import phrase
+
+    x = phrase(30.0, RATE, seed=9)
+    blocked = excerpts.activity(x)
+    assert len(blocked) > excerpts.ACTIVITY_BLOCK  # more than one block
+    monkeypatch.setattr(excerpts, "ACTIVITY_BLOCK", 10 ** 9)
+    assert np.allclose(blocked, excerpts.activity(x), atol=1e-9)
+
+
+def test_a_long_input_keeps_one_whole_render_and_gets_the_same_match(monkeypatch, dry_a, dry_b):
+    import numpy as np
+
+    from stito_server.audio import Audio
+    from stito_server.effects.specs import load_chain
+    from stito_server.engine import match as match_module
+    from stito_server.examples import styled
+    from stito_server.metrics import get_metric
+
+    opts = match_module.MatchOptions.fast(time_budget_s=None, seed=0, restraint="off", max_generations=3)
+    run = lambda: match_module.match(Audio(dry_a, RATE), Audio(styled(dry_b, RATE), RATE),
+                                     load_chain("pedalboard-strip"), get_metric("stats"), opts)
+    together = run()
+    monkeypatch.setattr(match_module, "SEQUENTIAL_WHOLE_S", 1.0)  # the 6 s input counts as long
+    one_at_a_time = run()
+    assert together.report()["similarity"] == one_at_a_time.report()["similarity"]
+    assert np.array_equal(together.output, one_at_a_time.output)
 
 
 def test_plugin_chatter_stays_out_of_the_console(files, tmp_path):

@@ -42,6 +42,21 @@ class Effect(ABC):
         Returns a new array; ``audio`` is not modified.
         """
 
+    @property
+    def streams(self) -> bool:
+        """Whether ``process_block`` can render a stream (else the chain renders long audio whole)."""
+        return False
+
+    def process_block(self, audio: np.ndarray, sample_rate: int, first: bool) -> np.ndarray:
+        """Render the next ``(2, n)`` float32 block of a stream with the current settings, keeping the effect's
+        state across calls (``first``: from a reset state). The blocks of a stream, joined, equal ``process`` of
+        the whole (``Chain.process`` renders long audio this way, so no effect holds whole-length copies).
+
+        Returns:
+            A new array; ``audio`` is not modified.
+        """
+        raise NotImplementedError(f"effect {self.name!r} cannot render a stream")
+
     @abstractmethod
     def clone(self) -> "Effect":
         """An independent copy with the same settings (a new plugin instance for VST3)."""

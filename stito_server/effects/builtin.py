@@ -200,6 +200,7 @@ class BuiltinEffect(Effect):
         self.params = self.spec.params
         self._x = np.array([p.to_normalized(p.default) for p in self.params])
         self._plugins = [stage.make() for stage in self.spec.stages]
+        self._stream: dict[int, np.ndarray] = {}  # filter states of a stream being rendered (process_block)
 
     def get_normalized(self) -> np.ndarray:
         return self._x.copy()
@@ -215,6 +216,18 @@ class BuiltinEffect(Effect):
         return {p.name: p.from_normalized(v) for p, v in zip(self.params, self._x)}
 
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        return self._render(audio, sample_rate, None)
+
+    @property
+    def streams(self) -> bool:
+        return True
+
+    def process_block(self, audio: np.ndarray, sample_rate: int, first: bool) -> np.ndarray:
+        if first:
+            self._stream = {}
+        return self._render(audio, sample_rate, self._stream)
+
+    def _render(self, audio: np.ndarray, sample_rate: int, stream: dict[int, np.ndarray] | None) -> np.ndarray:
         values = self.values()
         active = []
         for stage, plugin in zip(self.spec.stages, self._plugins):
@@ -223,10 +236,11 @@ class BuiltinEffect(Effect):
             for attr, (pname, convert) in stage.attrs.items():
                 setattr(plugin, attr, convert(values[pname], sample_rate))
             active.append(plugin)
-        wet = run_processors(active, audio, sample_rate)
-        if self.spec.mix is not None:
+        wet = run_processors(active, audio, sample_rate, stream)
+        if self.spec.mix is not None:  # in place on our own render: one whole-length temporary, not three
             m = values[self.spec.mix]
-            wet = (1.0 - m) * audio + m * wet
+            wet = np.multiply(wet, np.float32(m), out=wet, dtype=np.float32)
+            wet += np.float32(1.0 - m) * audio
         return wet.astype(np.float32, copy=False)
 
     def clone(self) -> "BuiltinEffect":

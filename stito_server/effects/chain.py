@@ -12,6 +12,8 @@ from ..errors import RenderError
 from .base import Effect
 
 RUNAWAY_DBFS = 60.0  # a render peaking above this is treated as a failure (feedback blow-up)
+STREAM_BLOCK = 1 << 16  # samples per block of a streamed render (a multiple of pedalboard's 8192-sample buffer)
+STREAM_ABOVE = 1 << 22  # longer audio is rendered as a stream (about 95 s at 44.1 kHz): excerpts render whole
 
 
 @dataclass(frozen=True)
@@ -109,23 +111,53 @@ class Chain:
         for fx, x in zip(self.effects, state):
             fx.set_normalized(x)
 
-    def process(self, audio: np.ndarray, sample_rate: int,
-                on_effect: Callable[[int], None] | None = None) -> np.ndarray:
+    def process(self, audio: np.ndarray, sample_rate: int, on_effect: Callable[[int], None] | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
         """Render ``(channels, n)`` float32 audio (1 or 2 channels) through every effect.
 
-        ``on_effect(i)`` is called before effect ``i`` renders (a crash watchdog records it).
+        ``on_effect(i)`` is called before effect ``i`` renders (a crash watchdog records it). Audio longer than
+        ``STREAM_ABOVE`` samples is rendered ``STREAM_BLOCK`` samples at a time through the whole chain, each
+        effect keeping its state from block to block (``Effect.process_block``), when every effect can: the
+        memory is the output's, not a whole-length copy per effect.
+
+        Args:
+            audio: ``(channels, n)`` float32.
+            sample_rate: In Hz.
+            on_effect: Called with each effect's index before it renders.
+            out: Where to write the render (``audio``'s shape, float32); default a new array.
 
         Returns:
-            A new ``(channels, n)`` float32 array; ``audio`` is not modified.
+            The render ``(channels, n)`` float32 (``out`` when given); ``audio`` is not modified.
 
         Raises:
             RenderError: an effect produced NaN/Inf or runaway level (the message names it).
         """
+        n = audio.shape[-1]
+        if n > STREAM_ABOVE and self.streams:
+            out = np.empty((audio.shape[0], n), np.float32) if out is None else out
+            for start in range(0, n, STREAM_BLOCK):
+                block = slice(start, min(start + STREAM_BLOCK, n))
+                out[:, block] = self._render(audio[:, block], sample_rate, on_effect, start == 0)
+            return out
+        y = self._render(audio, sample_rate, on_effect, None)
+        if out is None:
+            return y
+        out[...] = y
+        return out
+
+    @property
+    def streams(self) -> bool:
+        """Whether every effect can render a stream block by block (``Effect.process_block``)."""
+        return all(fx.streams for fx in self.effects)
+
+    def _render(self, audio: np.ndarray, sample_rate: int, on_effect: Callable[[int], None] | None,
+                first: bool | None) -> np.ndarray:
+        """``audio`` through every effect: whole (``first`` None) or as the next block of a stream."""
         x = to_stereo(np.asarray(audio, dtype=np.float32))
         for i, fx in enumerate(self.effects):
             if on_effect is not None:
                 on_effect(i)
-            x = fx.process(x, sample_rate)
+            x = fx.process(x, sample_rate) if first is None else fx.process_block(x, sample_rate, first)
             if not np.all(np.isfinite(x)):
                 raise RenderError(f"effect {fx.name!r} produced NaN/Inf audio with its current settings")
             if peak_dbfs(x) > RUNAWAY_DBFS:

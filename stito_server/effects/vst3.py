@@ -214,6 +214,25 @@ class VST3Effect(Effect):
         except RuntimeError as exc:
             raise RenderError(f"VST3 plugin {self.name!r} failed to render: {exc}") from None
 
+    @property
+    def streams(self) -> bool:
+        """A plugin that reports latency renders whole (pedalboard compensates it only then)."""
+        return int(getattr(self._plugin, "reported_latency_samples", 1)) == 0
+
+    def process_block(self, audio: np.ndarray, sample_rate: int, first: bool) -> np.ndarray:
+        """The next block of a stream (pedalboard keeps the plugin's state with ``reset=False``). A mono plugin
+        renders each channel on its own instance: this one for the first, a clone with the same settings,
+        made on the stream's first block, for each other (a whole render runs the channels in turn)."""
+        if first:
+            self._twins = [self.clone() for _ in range(audio.shape[0] - 1)] if self.mono else []
+        try:
+            if self.mono:
+                return np.concatenate([fx._plugin.process(audio[c:c + 1], sample_rate, reset=first)
+                                       for c, fx in enumerate([self, *self._twins])], axis=0)
+            return self._plugin.process(audio, sample_rate, reset=first)
+        except RuntimeError as exc:
+            raise RenderError(f"VST3 plugin {self.name!r} failed to render: {exc}") from None
+
     def clone(self) -> "VST3Effect":
         other = VST3Effect.__new__(VST3Effect)
         import pedalboard

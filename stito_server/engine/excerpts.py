@@ -42,6 +42,9 @@ def choose_excerpts(x: np.ndarray, sample_rate: int, seconds: float, count: int,
     return sorted(set(starts))
 
 
+ACTIVITY_BLOCK = 1024  # frames whose spectra are held at once
+
+
 def activity(x: np.ndarray, n_fft: int = 2048, hop: int = 1024, range_db: float = 40.0) -> np.ndarray:
     """Per-frame activity of ``(channels, n)`` audio: how loud and how eventful each frame is.
 
@@ -61,11 +64,18 @@ def activity(x: np.ndarray, n_fft: int = 2048, hop: int = 1024, range_db: float 
     if mono.size < n_fft:
         mono = np.pad(mono, (0, n_fft - mono.size))
     frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop]
-    mag = np.abs(np.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=-1))
-    level = 10 * np.log10(np.mean(mag ** 2, axis=-1) + 1e-12)
+    window = np.hanning(n_fft).astype(np.float32)
+    level, flux = np.empty(len(frames)), np.zeros(len(frames))
+    previous = None  # the last frame's log spectrum, for the flux across a block boundary
+    for start in range(0, len(frames), ACTIVITY_BLOCK):  # spectra a block of frames at a time (long files)
+        mag = np.abs(np.fft.rfft(frames[start:start + ACTIVITY_BLOCK] * window, axis=-1))
+        level[start:start + len(mag)] = 10 * np.log10(np.mean(mag ** 2, axis=-1) + 1e-12)
+        logmag = np.log10(mag + 1e-6)
+        if previous is not None:
+            logmag = np.concatenate([previous, logmag])
+        flux[max(start, 1):start + len(mag)] = np.maximum(np.diff(logmag, axis=0), 0.0).mean(axis=-1)
+        previous = logmag[-1:]
     loud = np.clip((level - (level.max() - range_db)) / range_db, 0.0, 1.0)
-    logmag = np.log10(mag + 1e-6)
-    flux = np.concatenate([[0.0], np.maximum(np.diff(logmag, axis=0), 0.0).mean(axis=-1)])
     scale = max(float(np.percentile(flux, 90)), 1e-9)
     return loud + np.minimum(flux / scale, 1.0)
 

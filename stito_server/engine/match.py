@@ -188,7 +188,7 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
 
 
 FINALISTS = ("start", "mean", "best", "last_best")
-SEQUENTIAL_WHOLE_S = 120.0  # inputs longer than this render the final and the starting settings one after the other
+SEQUENTIAL_WHOLE_S = 120.0  # inputs longer than this keep one whole render in memory at a time
 
 
 @dataclass
@@ -276,14 +276,14 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
                                         [effect_kind(fx.source) for fx in chain.effects], check,
                                         float(pick.validation[0]), floors)
         final = start + opts.amount * (matched - start)
-        output, start_output, lufs, dry, whole_sims = _render_whole(renderer, check, input_audio, reference, final,
-                                                                    start, metric, target, use_side, opts)
-        if whole_sims and whole_sims["matched"] < whole_sims["start"]:
+        output, lufs, dry, whole_sims = _render_whole(renderer, check, input_audio, reference, final, start, metric,
+                                                      target, use_side, opts)
+        if whole_sims and whole_sims["matched"] < whole_sims["start"]:  # the output is the start's render
             warnings.append(
                 f"the matched settings scored {whole_sims['matched']:.3f} on the whole input, below the starting "
                 f"settings' {whole_sims['start']:.3f}, though better on the excerpts (something that builds up "
                 "over time, such as delay feedback, that the excerpts miss); the starting settings were kept")
-            final, output = start.copy(), start_output
+            final = start.copy()
         after = check(final[None])[0]  # the final settings' objective, raw similarity and level on validation
         after_similarity, after_level = check.last_similarity[0], check.last_levels_db[0]
     chain.set_vector(final)
@@ -381,17 +381,18 @@ def _pick(result: OptimizeResult, start: np.ndarray, score: Objective, check: Ob
 
 def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_audio: Audio, reference: Audio,
                   final: np.ndarray, start: np.ndarray, metric: StyleMetric, target: Target, use_side: bool,
-                  opts: MatchOptions) -> tuple[np.ndarray, np.ndarray | None, dict[str, float], float,
-                                              dict[str, float]]:
-    """The whole input rendered with the final settings (and the start's, for the whole-input check).
+                  opts: MatchOptions) -> tuple[np.ndarray, dict[str, float], float, dict[str, float]]:
+    """The whole input rendered with the final settings, checked against the start's on the whole input.
 
     The renders run on the match's workers (some plugins may only reset on their own thread); the
-    measurements that do not need them run beside them.
+    measurements that do not need them run beside them. An input longer than ``SEQUENTIAL_WHOLE_S`` has one
+    whole render alive at a time: the start's is scored and dropped before the final one is rendered (and
+    rendered again in the rare case that it wins).
 
     Returns:
-        The final render ``(channels, n)``, the start's (None when not rendered), the loudness of input and
-        reference, the dry similarity on the validation excerpts and, when checked, the whole-input
-        similarities ``{"matched", "start"}``.
+        The render to output ``(channels, n)`` (the start's when it scored above the final settings' on the
+        whole input: ``whole_sims`` says so), the loudness of input and reference, the dry similarity on the
+        validation excerpts and, when checked, the whole-input similarities ``{"matched", "start"}``.
 
     Raises:
         RenderError: the final settings failed to render the whole input.
@@ -399,29 +400,44 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
     sr = input_audio.sample_rate
     whole = [Clip(input_audio.samples, 0)]
     check_whole = opts.whole_check and not np.array_equal(final, start)
+    target_whole = target.for_whole(input_audio.samples, opts.excerpt_seconds) if check_whole else None
+
+    def score(render: np.ndarray) -> float:
+        return float(whole_similarity([render], metric, target_whole, sr, opts.excerpt_seconds, use_side)[0])
+
+    def render(x: np.ndarray) -> tuple[np.ndarray, str | None]:
+        rendered, errors = renderer.render(x[None], whole, sr)
+        return rendered[0, 0], errors[0]
+
+    start_render, start_error, whole_sims = None, "not rendered", {}
     with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
         dry_job = side.submit(check.dry)
         lufs_jobs = {"input": side.submit(gain_loudness_lufs, input_audio.samples, sr),
                      "reference": side.submit(gain_loudness_lufs, reference.samples, reference.sample_rate)}
-        settings = np.stack([final, start]) if check_whole else final[None]
-        if input_audio.seconds > SEQUENTIAL_WHOLE_S:  # one whole-file render at a time: half the peak memory
-            parts = [renderer.render(x[None], whole, sr) for x in settings]
-            renders, errors = [r[0, 0] for r, _ in parts], [e for _, es in parts for e in es]
-            del parts
-        else:
-            rendered, errors = renderer.render(settings, whole, sr)
-            renders = list(rendered[:, 0])
+        if not check_whole:
+            output, error = render(final)
+        elif input_audio.seconds > SEQUENTIAL_WHOLE_S:  # one whole render alive at a time
+            start_render, start_error = render(start)
+            start_sim = score(start_render) if start_error is None else None
+            start_render = None
+            output, error = render(final)
+        else:  # both at once, on two workers
+            rendered, (error, start_error) = renderer.render(np.stack([final, start]), whole, sr)
+            output, start_render = rendered[0, 0], rendered[1, 0]
             del rendered
+            start_sim = score(start_render) if start_error is None else None
         dry = dry_job.result()
         lufs = {k: job.result() for k, job in lufs_jobs.items()}
-    if errors[0] is not None:
-        raise RenderError(f"the final settings failed to render the whole input: {errors[0]}")
-    whole_sims: dict[str, float] = {}
-    if check_whole and errors[1] is None:
-        sims = whole_similarity(renders, metric, target.for_whole(input_audio.samples, opts.excerpt_seconds),
-                                sr, opts.excerpt_seconds, use_side)
-        whole_sims = {"matched": float(sims[0]), "start": float(sims[1])}
-    return renders[0], renders[1] if check_whole else None, lufs, dry, whole_sims
+    if error is not None:
+        raise RenderError(f"the final settings failed to render the whole input: {error}")
+    if check_whole and start_error is None:
+        whole_sims = {"matched": score(output), "start": start_sim}
+        if whole_sims["matched"] < whole_sims["start"]:
+            if start_render is None:
+                del output  # not two whole renders at once
+                start_render, _ = render(start)
+            output = start_render
+    return output, lufs, dry, whole_sims
 
 
 def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,

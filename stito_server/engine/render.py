@@ -14,6 +14,7 @@ import numpy as np
 from ..audio import peak_dbfs
 from ..effects.chain import Chain
 from ..errors import CancelledError, RenderError, WorkerCrashed
+from ..memory import return_large_blocks
 
 SILENT_DBFS = -90.0
 
@@ -49,10 +50,12 @@ def render_candidate(chain: Chain, x: np.ndarray, clips: list[tuple[np.ndarray, 
     try:
         chain.set_vector(x)
         for c, (audio, pre) in enumerate(clips):
-            y = chain.process(audio, sample_rate, on_effect)[:, pre:]
-            if peak_dbfs(y) < SILENT_DBFS:
+            if pre:
+                out[c] = chain.process(audio, sample_rate, on_effect)[:, pre:]
+            else:  # e.g. the whole input: rendered straight into its place
+                chain.process(audio, sample_rate, on_effect, out=out[c])
+            if peak_dbfs(out[c]) < SILENT_DBFS:
                 raise RenderError(f"chain {chain.name!r} silenced the audio")
-            out[c] = y
     except RenderError as exc:
         return str(exc)
     return None
@@ -404,6 +407,7 @@ def _worker_main(conn, recipe, current) -> None:
     from ..effects.specs import chain_from_dict
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    return_large_blocks()
     silence_plugin_stderr()  # errors reach the parent through the pipe and crashes through the exit code
     spec, state, recreate = recipe
     try:

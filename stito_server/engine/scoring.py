@@ -100,14 +100,16 @@ def window_embeddings(outputs: np.ndarray | list[np.ndarray], metric: StyleMetri
     Returns:
         ``k`` mean embeddings.
     """
-    k, (channels, n) = len(outputs), outputs[0].shape
+    k, n = len(outputs), outputs[0].shape[-1]
     length = min(int(round(seconds * sample_rate)), n)
     w = n // length
     out = []
     for i in range(k):
-        windows = outputs[i][:, :w * length].reshape(channels, w, length).transpose(1, 0, 2)
-        # a few windows at a time: a long file's embedding costs a few windows' memory, not the file's many times
-        parts = [metric.embed(np.ascontiguousarray(windows[j:j + WINDOW_CHUNK]), sample_rate)
+        audio = outputs[i]
+        # a few windows at a time, sliced out of the audio (no reshaped copy of it): a long file's embedding costs
+        # a few windows' memory, not the file's many times
+        parts = [metric.embed(np.stack([audio[:, s * length:(s + 1) * length]
+                                        for s in range(j, min(j + WINDOW_CHUNK, w))]), sample_rate)
                  for j in range(0, w, WINDOW_CHUNK)]
         out.append(metric.average(Embedding(np.concatenate([e.mid for e in parts]),
                                             np.concatenate([e.side for e in parts]))))
