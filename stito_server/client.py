@@ -11,7 +11,8 @@ import zmq
 
 from .errors import ProtocolError, ServerError, ServerTimeout, StitoError
 from .protocol import (DEFAULT_ADDRESS, PROTOCOL_VERSION, Message, ReplayGuard, Signer, audio_to_buffer,
-                       buffer_to_audio, deserialize, load_or_create_key, new_message, secure_socket, serialize)
+                       buffer_to_audio, config_dir, deserialize, load_or_create_key, new_message, secure_socket,
+                       serialize)
 
 HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
@@ -33,11 +34,14 @@ class StitoClient:
         """
         self.address, self.timeout_s = address, timeout_s
         self.signer = Signer(key if key is not None else load_or_create_key(create=False))
+        self.key_source = "the key this client was given" if key is not None else f"the key here ({config_dir() / 'key'})"
         self.guard = ReplayGuard()
         self.session = uuid.uuid4().hex
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        # a send waits at most the reply timeout (an address that never answers a connect would block it for good)
+        self._sock.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
         secure_socket(self._sock, self.signer.key, "client")
         # a server holding another key (or none, or an older protocol) fails the CURVE handshake: said at once
         self._monitor = self._sock.get_monitor_socket(HANDSHAKE_FAILED)
@@ -67,7 +71,11 @@ class StitoClient:
     def send(self, msg_type: str, content: dict[str, Any] | None = None, buffers: list[bytes] | None = None) -> Message:
         """Send a request without waiting; returns the message sent (its msg_id identifies the replies)."""
         msg = new_message(msg_type, content, buffers=buffers, session=self.session)
-        self._sock.send_multipart(serialize(msg, self.signer), copy=False)
+        try:
+            self._sock.send_multipart(serialize(msg, self.signer), copy=False)
+        except zmq.Again:
+            raise ServerTimeout(f"could not send to {self.address} within {self.timeout_s:g} s (no connection); "
+                                "is stito-server running there? Start it with `stito-server`.") from None
         return msg
 
     def poll(self, timeout_s: float = 0.0) -> list[Message]:
@@ -80,7 +88,7 @@ class StitoClient:
             if self._monitor in ready:
                 self._monitor.recv_multipart()
                 raise ServerError("BadKey", f"the server at {self.address} answered but refused this client's "
-                                  "key at the handshake: the key here (~/.config/stito/key) is not the server's "
+                                  f"key at the handshake: {self.key_source} is not the server's "
                                   "(its --key-file) — copy the server's key file to this machine — or the server "
                                   f"speaks another protocol than {PROTOCOL_VERSION} (update both)")
             if self._sock not in ready:

@@ -70,7 +70,9 @@ def chain_from_reaper(fx_list: list[dict[str, Any]], vst3_paths: list[Path] | No
     for pos, fx in enumerate(fx_list):
         if not isinstance(fx, dict):
             raise ChainError(f"FX #{pos + 1} is not an object")
-        index, name = int(fx.get("index", pos)), str(fx.get("name", f"FX {pos + 1}"))
+        index, name = _whole(fx.get("index", pos), f"FX #{pos + 1} index"), str(fx.get("name", f"FX {pos + 1}"))
+        if not isinstance(fx.get("params", []), list):
+            raise ChainError(f"FX #{pos + 1} params must be a list of parameter objects, got {fx['params']!r}")
         if not fx.get("enabled", True) or fx.get("offline", False) or fx.get("exclude", False):
             why = "excluded" if fx.get("exclude", False) else ("offline" if fx.get("offline") else "bypassed")
             skipped.append({"index": index, "name": name, "reason": why})
@@ -112,7 +114,7 @@ def chain_from_reaper(fx_list: list[dict[str, Any]], vst3_paths: list[Path] | No
                 unmapped.append({"fx": fx_index[e], "index": p.get("index"), "name": pname})
                 continue
             i = names[pname]
-            mapping[i] = int(p.get("index", i))
+            mapping[i] = _whole(p.get("index", i), f"parameter {pname!r} index")
             value = p.get("value")
             if isinstance(value, (int, float)) and np.isfinite(value):
                 states[e][i] = min(max(float(value), 0.0), 1.0)
@@ -126,3 +128,11 @@ def chain_from_reaper(fx_list: list[dict[str, Any]], vst3_paths: list[Path] | No
     chain = chain_from_dict(spec, vst3_paths=vst3_paths)
     chain.set_state(states)
     return ReaperChain(chain, fx_index, param_index, skipped, unmapped)
+
+
+def _whole(value: Any, what: str) -> int:
+    """``value`` as a non-negative whole number, or ChainError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0 \
+            or value != int(value):
+        raise ChainError(f"{what} must be a whole number at least 0, got {value!r}")
+    return int(value)

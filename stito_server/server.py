@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hmac
 import ipaddress
+import json
 import math
 import queue
 import signal
@@ -23,7 +24,7 @@ from zmq.utils import z85
 from . import __version__
 from .errors import CancelledError, JobStopped, ProtocolError, RequestError, StitoError
 from .memory import return_large_blocks
-from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, PROTOCOL_VERSION, Message, ReplayGuard,
+from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, MAX_JSON_BYTES, PROTOCOL_VERSION, Message, ReplayGuard,
                        Signer, audio_to_buffer, buffer_to_audio, config_dir, deserialize, load_or_create_key,
                        new_message, secure_socket, serialize, split_identities)
 
@@ -220,7 +221,7 @@ class Server:
         try:
             msg = deserialize(rest, self.signer, self.guard, self.options.max_message_bytes)
         except ProtocolError as exc:
-            self._send(identities, new_message("error_reply", _error(exc.ename, exc.evalue)))
+            self._send(identities, new_message("error_reply", _error(exc.ename, exc.evalue), parent=_claimed(rest)))
             return
         try:
             self._dispatch(identities, msg, peer)
@@ -476,6 +477,20 @@ def build_chain(desc: dict[str, Any], allow_python: bool = False) -> BuiltChain:
     return BuiltChain(chain, list(range(len(chain.effects))), None)
 
 
+def _claimed(frames: list[bytes]) -> Message | None:
+    """The header a refused message claims (msg_id, msg_type, session; unverified), so that the refusal reaches
+    the request it answers: only a peer holding the key gets past the CURVE handshake to send one."""
+    if len(frames) < 3 or len(frames[2]) > MAX_JSON_BYTES:
+        return None
+    try:
+        header = json.loads(bytes(frames[2]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    return Message({k: str(header[k])[:128] for k in ("msg_id", "msg_type", "session") if k in header})
+
+
 def _obj(content: dict[str, Any], key: str) -> dict[str, Any]:
     value = content.get(key)
     if not isinstance(value, dict):
@@ -520,7 +535,10 @@ def check_bind(bind: str, key_file: Path | None) -> None:
                              "machine; give --key-file KEY (copied to the clients, mode 0600) to bind another "
                              "transport")
         return
-    host = bind[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    host, _, port = bind[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")
+    if port != "*" and not (port.isdigit() and 0 <= int(port) <= 65535):
+        raise ValueError(f"--bind {bind}: the port must be 0-65535 (0 or * picks a free one), got {port!r}")
     if host in ("localhost",):
         return
     try:
@@ -572,7 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (math.isfinite(value) and value > 0):
             parser.error(f"{flag} must be a number above 0, got {value:g}")
     for flag, count in (("--max-popsize", args.max_popsize), ("--max-generations", args.max_generations),
-                        ("--max-queued", args.max_queued)):
+                        ("--max-queued", args.max_queued), ("--max-message-mb", args.max_message_mb),
+                        ("--workers", 1 if args.workers is None else args.workers), ("--jobs", args.jobs)):
         if count < 1:
             parser.error(f"{flag} must be at least 1, got {count}")
     opts = ServerOptions(bind=args.bind, jobs=max(1, args.jobs), device="cuda" if args.gpu else args.device,

@@ -176,7 +176,8 @@ def test_a_wrong_key_is_named_at_once_not_taken_for_a_dead_server(tmp_path, monk
         monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
         load_or_create_key(tmp_path / "config" / "stito" / "key")
         _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(tmp_path / "o.wav"),
-                                           "--server", srv.address], "refused this client's key at the handshake",
+                                           "--server", srv.address],
+                 f"refused this client's key at the handshake: the key here ({tmp_path / 'config' / 'stito' / 'key'})",
                  ["server-key", "config"])
     finally:
         srv.stop()
@@ -449,3 +450,68 @@ def test_an_unauthenticated_peer_cannot_make_the_server_buffer_its_message(tmp_p
         proc.terminate()
         proc.communicate(timeout=60)
         ctx.term()
+
+
+# --- the probe re-run (2026-12-04): malformed chain fields, frame-level refusals, server options ---
+
+@pytest.mark.parametrize("field, message", [
+    ('start = "abc"', "effect #1: 'start' must be a table of parameter = value, got 'abc'"),
+    ("ranges = 5", "effect #1: 'ranges' must be a table of parameter = [low, high], got 5"),
+    ("search = 5", "effect #1: 'search' must be a list of parameter names, got 5"),
+    ("exclude = [5]", "effect #1: 'exclude' must list parameter names (strings), got 5"),
+])
+def test_a_malformed_chain_field_is_one_line(files, tmp_path, capsys, field, message):
+    spec = tmp_path / "m.toml"
+    spec.write_text(f'[[effects]]\nbuiltin = "compressor"\n{field}\n')
+    _refused(files, capsys, tmp_path, ["--chain", str(spec), "--out", str(tmp_path / "o.wav")], message, ["m.toml"])
+
+
+def test_malformed_chain_objects_are_named_not_internal_errors():
+    for desc, message in (({"spec": {"effects": [{"builtin": "compressor", "search": 5}]}}, "'search' must be"),
+                          ({"spec": {"effects": ["compressor"]}}, "effect #1 must be a table"),
+                          ({"fx": [{"type": "VST3", "name": "ZamEQ2", "index": "abc"}]}, "FX #1 index must be a whole"),
+                          ({"fx": [{"type": "VST3", "name": "ZamEQ2", "params": 5}]}, "FX #1 params must be a list")):
+        with pytest.raises(ChainError, match=message):
+            build_chain(desc)
+
+
+def test_a_refused_message_reaches_the_request_it_answers(tmp_path, dry_a, dry_b):
+    """TooLarge (and any refusal of the message itself) names the request, so the client says it at once
+    instead of waiting for a reply that never comes."""
+    import threading
+    import time
+
+    from stito_server.client import ServerError, StitoClient
+    from stito_server.protocol import load_or_create_key
+    from stito_server.server import Server, ServerOptions
+
+    key_file = tmp_path / "key"
+    key = load_or_create_key(key_file)
+    srv = Server(ServerOptions(bind="tcp://127.0.0.1:0", workers=1, key_file=key_file, quiet=True,
+                               max_message_bytes=1 << 20))
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    try:
+        with StitoClient(srv.address, key, timeout_s=30) as c:
+            t0 = time.monotonic()
+            req = c.start_match(dry_a, RATE, dry_b, RATE, {"spec": "pedalboard-strip"})  # 2 x 2.3 MB of audio
+            with pytest.raises(ServerError) as err:
+                c.wait_match(req, idle_timeout_s=30)
+            assert err.value.ename == "TooLarge" and time.monotonic() - t0 < 5
+    finally:
+        srv.stop()
+        thread.join(timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-message-mb", "0"], "--max-message-mb must be at least 1, got 0"),
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--bind", "tcp://127.0.0.1:99999"], "the port must be 0-65535"),
+])
+def test_bad_server_options_are_one_line(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "stito_server.server", "--key-file", str(tmp_path / "key"), *args],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -562,6 +562,7 @@ def test_bad_option_values_are_bad_requests_naming_them(server, key, dry_a, dry_
     for options, says in ((b'"seed": -1', "seed must be a whole number at least 0, got -1"),
                           (b'"excerpt_seconds": 1e999', "excerpt_seconds must be a finite number, got inf"),
                           (b'"popsize": 1e999', "options.popsize must be an integer, got inf"),
+                          (b'"popsize": 2.7', "options.popsize must be an integer, got 2.7"),
                           (b'"amount": -1e999', "amount must be a finite number, got -inf"),
                           (b'"timeout_s": 1e999', "options.timeout_s must be a number of seconds above 0, got inf")):
         reply = _raw_match(server.address, key[0], b"{" + small + b", " + options + b"}", dry_a, dry_b)

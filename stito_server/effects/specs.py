@@ -85,7 +85,10 @@ def chain_from_dict(data: dict[str, Any], default_name: str = "custom",
     dims: list[SearchDim] = []
     for e, entry in enumerate(entries):
         where = f"effect #{e + 1}"
+        if not isinstance(entry, dict):
+            raise ChainError(f"{where} must be a table ([[effects]] with keys), got {type(entry).__name__}")
         _check_keys(entry, EFFECT_KEYS, where)
+        _check_types(entry, where)
         fx = _make_effect(entry, where, vst3_paths)
         effects.append(fx)
         fixed = {fx.param_index(n) for n in entry.get("fix", {})}
@@ -148,6 +151,23 @@ def _python_effect(target: str, name: str | None, where: str) -> Effect:
     if not isinstance(fx, Effect):
         raise ChainError(f"{where}: {target!r} returned {type(fx).__name__}, not an Effect")
     return fx
+
+
+FIELD_KINDS = {"fix": (dict, "a table of parameter = value"), "start": (dict, "a table of parameter = value"),
+               "ranges": (dict, "a table of parameter = [low, high]"), "search": (list, "a list of parameter names"),
+               "exclude": (list, "a list of parameter names"), "name": (str, "a string"),
+               "builtin": (str, "a string"), "vst3": (str, "a string"), "python": (str, "a string")}
+
+
+def _check_types(entry: dict[str, Any], where: str) -> None:
+    """Each field of an effect entry is of its kind (a file is data: a wrong type is one clear line, never a crash)."""
+    for key, (kind, says) in FIELD_KINDS.items():
+        if key in entry and not isinstance(entry[key], kind):
+            raise ChainError(f"{where}: '{key}' must be {says}, got {entry[key]!r}")
+    for key in ("search", "exclude"):
+        bad = [n for n in entry.get(key, []) if not isinstance(n, str)]
+        if bad:
+            raise ChainError(f"{where}: '{key}' must list parameter names (strings), got {bad[0]!r}")
 
 
 def _check_keys(data: dict[str, Any], valid: tuple[str, ...], where: str) -> None:

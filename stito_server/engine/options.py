@@ -323,10 +323,13 @@ def wire_changes(options: dict[str, Any]) -> dict[str, Any]:
     changes = {}
     for spec in MATCH_OPTIONS:
         if spec.wire and spec.name in options:
+            value = options[spec.name]
             try:
-                changes[spec.name] = spec.cast(options[spec.name])
+                if spec.cast is int and (isinstance(value, bool) or (isinstance(value, float) and value != int(value))):
+                    raise ValueError("not a whole number")  # 2.7 is not silently 2
+                changes[spec.name] = spec.cast(value)
             except (TypeError, ValueError, OverflowError):
-                raise StitoError(f"options.{spec.name} must be {spec.kind}, got {options[spec.name]!r}") from None
+                raise StitoError(f"options.{spec.name} must be {spec.kind}, got {value!r}") from None
     return changes
 
 
