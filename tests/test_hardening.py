@@ -326,6 +326,31 @@ def test_a_streamed_render_is_the_whole_render(name, monkeypatch):
         assert [fx.name for fx in chain.effects if getattr(fx, "mono", False)] == ["eq", "delay"]
 
 
+def test_worker_renders_handed_over_without_a_copy_equal_the_in_process_ones(dry_a, monkeypatch):
+    """A render this large (any, here) leaves the workers' shared memory as the caller's own array, and the audio
+    reaches the workers as raw bytes: the same samples as rendering in this process, render after render."""
+    import numpy as np
+
+    from stito_server.effects.specs import chain_from_dict
+    from stito_server.engine import render
+
+    monkeypatch.setattr(render, "HANDOVER_BYTES", 0)
+    # no reverb: JUCE's reverb ramps from the previous candidate's settings, which differ between the two renderers
+    chain = chain_from_dict({"name": "t", "effects": [{"builtin": "parametric_eq"}, {"builtin": "compressor"},
+                                                      {"builtin": "delay"}]})
+    xs = np.random.default_rng(2).uniform(0, 1, (3, len(chain)))
+    whole = [render.Clip(dry_a, 0)]
+    with render.Renderer(chain, 1) as here:
+        expected, _ = here.render(xs, whole, RATE)
+    with render.ProcessRenderer(chain, 2) as workers:
+        first, errors = workers.render(xs, whole, RATE)
+        second, _ = workers.render(xs[::-1], whole, RATE)  # a new segment after the hand-over
+        first_again = first.copy()
+    assert errors == [None] * 3 and isinstance(first.base, __import__("mmap").mmap)
+    assert np.array_equal(first, expected) and np.array_equal(second, expected[::-1])
+    assert np.array_equal(first, first_again)  # the workers' later renders did not write into it
+
+
 def test_the_activity_of_a_long_file_is_measured_in_blocks(monkeypatch):
     import numpy as np
 

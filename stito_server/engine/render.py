@@ -61,6 +61,7 @@ def render_candidate(chain: Chain, x: np.ndarray, clips: list[tuple[np.ndarray, 
     return None
 
 
+HANDOVER_BYTES = 64 << 20  # renders this large leave the workers' shared memory without a copy (``_hand_over``)
 MAX_BLOCK_ROWS = 64  # candidates per block at most: what is done per block (embedding) stays short, so a cancel
 # waits for one small block, not for a big population's half (popsize 1200 on one worker: 23 s before)
 
@@ -288,15 +289,19 @@ class ProcessRenderer:
                 proc.kill()
                 raise WorkerCrashed(self._blame(current.value, f"hung for {self.render_timeout_s:g} s", doing))
 
-    def _send(self, worker, message: tuple) -> None:
-        """Send a request to a worker; a worker that has died is a WorkerCrashed naming what it was doing."""
+    def _send(self, worker, message: tuple | np.ndarray, raw: bool = False) -> None:
+        """Send a request to a worker (``raw``: an array's bytes, as they are); a worker that has died is a
+        WorkerCrashed naming what it was doing."""
         proc, conn, current = worker
         try:
-            conn.send(message)
+            if raw:
+                conn.send_bytes(memoryview(message).cast("B"))
+            else:
+                conn.send(message)
         except (BrokenPipeError, EOFError, OSError):
             proc.join(timeout=1)
             raise WorkerCrashed(self._blame(current.value, f"died (exit code {proc.exitcode})",
-                                            f"being sent {message[0]!r}")) from None
+                                            "being sent " + ("audio" if raw else repr(message[0])))) from None
 
     def _blame(self, index: int, what: str, doing: str) -> str:
         fx = f"effect {self.effect_names[index]!r}" if 0 <= index < len(self.effect_names) else "the chain"
@@ -324,8 +329,11 @@ class ProcessRenderer:
         if key not in self._clip_sets:
             self._clip_sets[key] = len(self._clip_sets)
             self._clip_refs.append(clips)  # keeps the list alive, so its id is never reused for another
-            for w in self._workers:
-                self._send(w, ("clips", self._clip_sets[key], [(c.audio, c.preroll) for c in clips], sample_rate))
+            for w in self._workers:  # the audio goes as raw bytes after the message: no pickled copy of a long file
+                self._send(w, ("clips", self._clip_sets[key], [(c.audio.shape, c.preroll) for c in clips],
+                               sample_rate))
+                for c in clips:
+                    self._send(w, np.ascontiguousarray(c.audio, np.float32), raw=True)
         if self._shm is None or np.prod(shape) > np.prod(self._shape):
             if self._shm is not None:
                 self._shm.close()
@@ -352,10 +360,27 @@ class ProcessRenderer:
                 if fn is not None:
                     rows = blocks[b]
                     results[b] = fn(out[rows[0]:rows[-1] + 1])
-            result = out.copy()
+            big = out.nbytes >= HANDOVER_BYTES
+            result = None if big else out.copy()
         finally:
             del out
-        return result, errors, results
+        return self._hand_over(shape) if result is None else result, errors, results
+
+    def _hand_over(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The renders in their shared pages as the caller's own array, not copied (a whole-file render): the
+        segment is mapped once more, then unlinked and dropped here (the next render makes a new one); its pages
+        go when the array and the workers' views do."""
+        import mmap
+
+        shm, self._shm, self._shape = self._shm, None, None
+        fd = getattr(shm, "_fd", -1)  # POSIX shared memory; elsewhere, a copy
+        if fd < 0:
+            result = np.ndarray(shape, np.float32, buffer=shm.buf).copy()
+        else:
+            result = np.ndarray(shape, np.float32, buffer=mmap.mmap(fd, shm.size))
+        shm.close()
+        shm.unlink()
+        return result
 
     def _replies(self, queues: list[list[int]]):
         """Yield (block, errors) as workers finish blocks, in whatever order they finish.
@@ -438,8 +463,13 @@ def _worker_main(conn, recipe, current) -> None:
         kind = msg[0]
         if kind == "stop":
             break
-        if kind == "clips":
-            clip_sets[msg[1]] = (msg[2], msg[3])
+        if kind == "clips":  # each clip's audio follows as raw bytes
+            clips = []
+            for shape, preroll in msg[2]:
+                audio = np.empty(shape, np.float32)
+                conn.recv_bytes_into(memoryview(audio).cast("B"))
+                clips.append((audio, preroll))
+            clip_sets[msg[1]] = (clips, msg[3])
         elif kind == "shm":
             if shm is None or shm.name != msg[1]:
                 if shm is not None:
