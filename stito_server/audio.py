@@ -91,6 +91,10 @@ def validate_audio(audio: Audio, min_seconds: float = 1.0, role: str = "input") 
         raise AudioError(f"{role}{where} contains {int(bad.sum())} NaN/Inf samples; fix or re-export the file")
     if peak_dbfs(x) < SILENCE_DBFS:
         raise AudioError(f"{role}{where} is silent (peak {peak_dbfs(x):.1f} dBFS, below {SILENCE_DBFS:g} dBFS)")
+    swing = float(np.max(x.max(axis=1) - x.min(axis=1))) / 2  # how far any channel moves (no copy of the file)
+    if swing <= 0 or 20 * np.log10(swing) < SILENCE_DBFS:
+        raise AudioError(f"{role}{where} is a constant offset (DC at {peak_dbfs(x):.1f} dBFS) with no sound in it; "
+                         "there is nothing to match")
 
 
 def save_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:

@@ -540,3 +540,14 @@ def test_bad_server_options_are_one_line(tmp_path, args, message):
     run = subprocess.run([sys.executable, "-m", "stito_server.server", "--key-file", str(tmp_path / "key"), *args],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_a_dc_only_file_is_refused_in_one_line(files, tmp_path, capsys):
+    import numpy as np
+
+    dc = write(tmp_path / "dc.wav", np.full((2, 3 * RATE), 0.5, np.float32))
+    rc = main(["match", str(dc), str(files["reference"]), "--chain", "pedalboard-strip", "--out",
+               str(tmp_path / "o.wav"), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "is a constant offset (DC at -6.0 dBFS)" in err, err
+    assert not (tmp_path / "o.wav").exists()
