@@ -242,6 +242,8 @@ def _check_outputs(inputs: list[str], outputs: list[str | None],
             if ext not in formats:
                 raise StitoError(f"{label} {o}: " + (f"unknown audio format .{ext}" if ext else "no file extension")
                                  + f"; use one of {', '.join('.' + f for f in formats)}")
+        if label == "--plot" and o.suffix.lower() != ".png":
+            raise StitoError(f"--plot {o}: the plot is a PNG image; give a file name ending in .png")
 
 
 def cmd_match(args: argparse.Namespace) -> int:

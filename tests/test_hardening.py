@@ -551,3 +551,9 @@ def test_a_dc_only_file_is_refused_in_one_line(files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "is a constant offset (DC at -6.0 dBFS)" in err, err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_plot_that_is_not_a_png_is_refused_before_the_match(files, tmp_path, capsys):
+    _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--out", str(tmp_path / "o.wav"),
+                                       "--plot", str(tmp_path / "o.txt")],
+             f"--plot {tmp_path / 'o.txt'}: the plot is a PNG image; give a file name ending in .png")
