@@ -249,6 +249,7 @@ def _check_outputs(inputs: list[str], outputs: list[str | None],
 def cmd_match(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .effects.specs import load_chain
+    from .engine.match import effect_amounts
     from .engine.options import MatchOptions
     from .metrics import get_metric
 
@@ -265,10 +266,13 @@ def cmd_match(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(1)
-    with_chain_quietly(lambda: load_chain(args.chain, allow_python=args.allow_python_effects), lambda chain: (
+    def run(chain) -> None:
+        effect_amounts(chain, opts.amount)  # an --amount naming no effect fails here, before the progress bar
         run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
                       extra={"input": args.input, "reference": args.reference, "chain": args.chain,
-                             "preset": args.preset})))
+                             "preset": args.preset})
+
+    with_chain_quietly(lambda: load_chain(args.chain, allow_python=args.allow_python_effects), run)
     return 0
 
 

@@ -124,6 +124,15 @@ def test_bad_amount_and_overwriting_input(files, tmp_path, capsys):
     rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
                "--out", str(tmp_path / "o.wav"), "--amount", "1.5"])
     assert rc == 2 and "amount must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    for bad, says in (("reverb_x=0.5", "amount names 'reverb_x', which is no effect of chain 'pedalboard-strip'; "
+                                       "its effects: distortion, parametric_eq, compressor, delay, reverb"),
+                      ("reverb=2", "amount 'reverb=2': give effect=amount with an amount from 0 to 1"),
+                      ("lots", "--amount must be a number from 0 to 1, or effect=amount pairs")):
+        rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+                   "--out", str(tmp_path / "o.wav"), "--amount", bad, *FAST])
+        err = capsys.readouterr().err
+        assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "o.wav").exists()
     before = files["input"].read_bytes()
     rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
                "--out", str(files["input"])])

@@ -150,6 +150,34 @@ def test_amount_blends_from_start_and_mono_rate_preserved(dry_a, dry_b):
     assert not any(p.changed for p in none.parameters) and none.changed() == []
 
 
+def test_amount_per_effect_leaves_an_effect_at_zero_exactly_at_its_start(dry_a, dry_b):
+    from stito_server.engine.match import effect_amounts
+
+    full = match(Audio(dry_a, RATE), Audio(dry_b, RATE), gain_chain(), get_metric("mfcc"),
+                 small(gens=3, excerpt_seconds=2.0, amount="compressor=0"))
+    dims = np.array([d.effect for d in gain_chain().dims])
+    assert np.array_equal(full.vector[dims == 1], full.start_vector[dims == 1])  # the compressor: at its start
+    moved = full.vector[dims == 0] != full.start_vector[dims == 0]
+    assert moved.any() and np.array_equal(full.vector[dims == 0], full.matched_vector[dims == 0])  # the EQ: matched
+    assert full.report()["amounts"] == {"parametric_eq": 1.0, "compressor": 0.0}
+    half = effect_amounts(gain_chain(), "parametric_eq=0.5")
+    assert half == {"parametric_eq": 0.5, "compressor": 1.0} and effect_amounts(gain_chain(), 0.3)["compressor"] == 0.3
+    # REAPER chains name effects "N:Plugin": the plugin name alone is enough when it is unique
+    reaper_like = Chain([BuiltinEffect("gain", "1:ZamEQ2"), BuiltinEffect("gain", "2:ZamCompX2")])
+    assert effect_amounts(reaper_like, "zameq2=0.25") == {"1:ZamEQ2": 0.25, "2:ZamCompX2": 1.0}
+    for bad, says in (("reverb=0.5", "amount names 'reverb', which is no effect of chain 'custom'; its effects: "
+                                     "parametric_eq, compressor"),
+                      ("compressor=1.5", "amount 'compressor=1.5': give effect=amount with an amount from 0 to 1"),
+                      ("compressor", "amount 'compressor': give effect=amount"),
+                      ("compressor=0,compressor=1", "amount names effect 'compressor' twice")):
+        with pytest.raises(StitoError) as err:
+            effect_amounts(gain_chain(), bad)
+        assert says in str(err.value)
+        if "=" in bad and "1.5" in bad:
+            with pytest.raises(StitoError, match="from 0 to 1"):
+                MatchOptions(amount=bad)  # the options refuse it before any chain is known
+
+
 def test_progress_each_generation_and_cancel(dry_a, dry_b):
     seen = []
     match(Audio(dry_a, RATE), Audio(dry_b, RATE), gain_chain(), get_metric("mfcc"),

@@ -40,7 +40,7 @@ def test_wire_options_round_trip_and_bad_values_name_the_option():
     assert "workers" not in sent and sent["start"] == "center" and sent["time_budget_s"] is None
     assert MatchOptions.preset("fast", workers=3, **wire_changes(sent)) == opts
     assert wire_changes({"popsize": "12", "metric": "mfcc"}) == {"popsize": 12}  # request-level keys left alone
-    for key, value, kind in (("popsize", "many", "an integer"), ("amount", [1], "a number"),
+    for key, value, kind in (("popsize", "many", "an integer"), ("amount", [1], "a number or effect=amount list"),
                              ("time_budget_s", "soon", "a number of seconds or null"), ("seed", 1e999, "an integer")):
         with pytest.raises(StitoError) as err:
             wire_changes({key: value})

@@ -262,6 +262,14 @@ def test_settings_dialog_stores_values_and_refuses_a_bad_amount(reaper):
     reaper.run_script(SETTINGS)
     assert "amount = 1.7 is outside 0..1" in reaper.message_boxes[-1][1]
     assert reaper.ext_state[("stito", "amount")] == "0.5"  # nothing saved
+    # per FX, as `stito match --amount`: stored as given; a bad one named, nothing saved
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\nZamEQ2=0.5,Room=1\nfast\n\n120"]
+    reaper.run_script(SETTINGS)
+    assert reaper.ext_state[("stito", "amount")] == "ZamEQ2=0.5,Room=1"
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\nZamEQ2=2\nfast\n\n120"]
+    reaper.run_script(SETTINGS)
+    assert "amount 'ZamEQ2=2': give effect=amount with an amount from 0 to 1" in reaper.message_boxes[-1][1]
+    assert reaper.ext_state[("stito", "amount")] == "ZamEQ2=0.5,Room=1"
 
 
 @pytest.mark.reaper_assumption

@@ -82,7 +82,7 @@ def test_non_loopback_bind_refused_without_key(tmp_path):
 
 def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
     info = client.server_info()
-    assert info["protocol_version"] == "3.0" and info["jobs"]["max_concurrent"] == 2
+    assert info["protocol_version"] == "3.1" and info["jobs"]["max_concurrent"] == 2
     plugins = client.list_plugins()
     assert any(b["name"] == "compressor" for b in plugins["builtins"])
     assert any(p["name"] == "ZamEQ2" for p in plugins["plugins"])
@@ -359,6 +359,21 @@ def test_timeout_when_no_server(key):
         with pytest.raises(Exception, match="is stito-server running"):
             c.server_info()
         assert time.monotonic() - t0 < 3
+
+
+def test_an_amount_per_effect_over_the_socket(client, dry_a, dry_b):
+    spec = {"name": "two", "effects": [{"builtin": "parametric_eq", "search": ["high_shelf_gain_db"]},
+                                       {"builtin": "gain", "name": "trim"}]}
+    req = client.start_match(dry_a, RATE, eq_ref(dry_b, 9.0), RATE, {"spec": spec},
+                             {**SMALL, "amount": "trim=0", "restraint": "off"})
+    report = client.wait_match(req).content["report"]
+    assert report["amounts"] == {"parametric_eq": 1.0, "trim": 0.0}
+    assert report["vector"][1] == report["start_vector"][1] and report["vector"][0] == report["matched_vector"][0]
+    req = client.start_match(dry_a, RATE, dry_b, RATE, {"spec": spec}, {**SMALL, "amount": "reverb=1"})
+    with pytest.raises(ServerError) as err:
+        client.wait_match(req)
+    assert "amount names 'reverb', which is no effect of chain 'two'; its effects: parametric_eq, trim" in \
+        err.value.evalue
 
 
 def test_cli_match_through_server_equals_in_process(server, tmp_path, dry_a, dry_b):

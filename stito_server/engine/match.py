@@ -14,6 +14,7 @@ from ..effects.chain import Chain
 from ..errors import RenderError, StitoError
 from ..metrics.base import StyleMetric
 from .optimize import FAILED_SIMILARITY, OptimizeResult, Progress, Stage, optimize, optimize_by_group
+from ..amounts import parse_amounts
 from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
 from .restraint import Floors, Objective, Verdict, effect_kind, finite_or_none, load_floors, restrain
@@ -81,6 +82,7 @@ class MatchResult:
             ceiling (0 when neither applied).
         true_peak_dbtp: True peak of the output, in dBTP (``audio.true_peak_dbtp``; -inf for silence).
         ceiling_gain_db: How far the output was turned down for ``MatchOptions.ceiling_dbtp`` (0 or negative).
+        amounts: The amount applied per effect, by effect name (``MatchOptions.amount``).
         wall_s: Seconds for the whole match.
         warnings: Things the user should know (e.g. starting settings failed to render).
     """
@@ -102,6 +104,7 @@ class MatchResult:
     warnings: list[str] = field(default_factory=list)
     true_peak_dbtp: float | None = None
     ceiling_gain_db: float = 0.0
+    amounts: dict[str, float] = field(default_factory=dict)
 
     def changed(self) -> list[ParamChange]:
         """The parameters whose value changed."""
@@ -117,6 +120,7 @@ class MatchResult:
             "output_gain_db": self.output_gain_db,
             "true_peak_dbtp": self.true_peak_dbtp,
             "ceiling_gain_db": self.ceiling_gain_db,
+            "amounts": self.amounts,
             "parameters": [asdict(p) for p in self.parameters],
             "vector": self.vector.tolist(),
             "matched_vector": self.matched_vector.tolist(),
@@ -241,6 +245,8 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     warnings: list[str] = []
     before_rows = chain.describe()
     start = _start(chain, opts)
+    amounts = effect_amounts(chain, opts.amount)  # unknown effect names fail here, before any work
+    amount_of_dim = np.array([amounts[chain.effects[d.effect].name] for d in chain.dims])
     floors = _floors(metric, opts, warnings)
     # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
@@ -275,7 +281,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
             matched, verdict = restrain(matched, start, effect_of_dim, [fx.name for fx in chain.effects],
                                         [effect_kind(fx.source) for fx in chain.effects], check,
                                         float(pick.validation[0]), floors)
-        final = start + opts.amount * (matched - start)
+        final = start + amount_of_dim * (matched - start)
         output, lufs, dry, whole_sims = _render_whole(renderer, check, input_audio, reference, final, start, metric,
                                                       target, use_side, opts)
         if whole_sims and whole_sims["matched"] < whole_sims["start"]:  # the output is the start's render
@@ -305,8 +311,32 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         search=result, restraint=verdict, level_change_db=finite_or_none(after_level),
         loudness_lufs=lufs, output_gain_db=gain_db,
         wall_s=time.perf_counter() - t0, warnings=warnings, true_peak_dbtp=finite_or_none(true_peak),
-        ceiling_gain_db=ceiling_db,
+        ceiling_gain_db=ceiling_db, amounts=amounts,
     )
+
+
+def effect_amounts(chain: Chain, amount: float | str) -> dict[str, float]:
+    """The amount of every effect of ``chain``, by name, from ``MatchOptions.amount``.
+
+    A name is an effect's name in the chain ("eq", "1:ZamEQ2") or, case aside, the part after a REAPER chain's
+    "N:" (its FX's plugin name, "ZamEQ2") when only one effect has it; effects not named take 1.
+
+    Raises:
+        StitoError: a name that is no effect's, or that fits several (the valid names are listed).
+    """
+    names = [fx.name for fx in chain.effects]
+    if not isinstance(amount, str):
+        return {n: float(amount) for n in names}
+    out = dict.fromkeys(names, 1.0)
+    for given, value in parse_amounts(amount).items():
+        hits = [n for n in names if n == given] or [
+            n for n in names if given.lower() in (n.lower(), n.split(":", 1)[-1].lower())]
+        if len(hits) != 1:
+            why = "fits several effects" if hits else "is no effect"
+            raise StitoError(f"amount names {given!r}, which {why} of chain {chain.name!r}; its effects: "
+                             f"{', '.join(names)}")
+        out[hits[0]] = value
+    return out
 
 
 def _start(chain: Chain, opts: MatchOptions) -> np.ndarray:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
+from ..amounts import amount_value, parse_amounts
 from ..errors import StitoError
 from .optimize import OptimizerOptions
 
@@ -24,7 +25,8 @@ class MatchOptions:
 
     Attributes:
         optimizer: CMA-ES settings (popsize, generations, sigma0, early stop, seed).
-        amount: Blend from the chain's starting settings (0) to the matched ones (1).
+        amount: Blend from the chain's starting settings (0) to the matched ones (1): one number for every
+            effect, or "effect=amount,..." per effect (``parse_amounts``; effects not named take 1).
         start: "current" starts from the chain's settings, "center" from 0.5 in every coordinate.
         excerpt_seconds: Length of each analysis excerpt of the input, in seconds.
         excerpts: Analysis excerpts every candidate is rendered on.
@@ -82,7 +84,7 @@ class MatchOptions:
     """
 
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
-    amount: float = 1.0
+    amount: float | str = 1.0
     start: str = "current"
     excerpt_seconds: float = 4.0
     excerpts: int = 1
@@ -118,7 +120,9 @@ class MatchOptions:
             raise StitoError(f"loudness must be off, input or reference, got {self.loudness!r}")
         if self.renderer not in ("auto", "threads", "processes"):
             raise StitoError(f"renderer must be auto, threads or processes, got {self.renderer!r}")
-        if not 0.0 <= self.amount <= 1.0:
+        if isinstance(self.amount, str):
+            parse_amounts(self.amount)
+        elif not 0.0 <= self.amount <= 1.0:
             raise StitoError(f"amount must be between 0 and 1, got {self.amount:g}")
         if self.start not in ("current", "center"):
             raise StitoError(f"start must be 'current' or 'center', got {self.start!r}")
@@ -256,7 +260,10 @@ class OptionSpec:
 # and errors) and the report's "options" are all derived from it. A new option is added here (and to
 # MatchOptions or OptimizerOptions, whose validation stays the judge of a value).
 MATCH_OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("amount", float, "a number", "0..1 blend from the starting to the matched settings", "--amount", 1.0),
+    OptionSpec("amount", amount_value, "a number or effect=amount list",
+               "0..1 blend from the starting to the matched settings, for every effect (0.7) or per effect "
+               "(eq=0.5,reverb=1: effects not named take 1; names as in the chain or REAPER's FX names)",
+               "--amount", 1.0, metavar="AMOUNT"),
     OptionSpec("seed", int, "an integer", "random seed (default: %(default)s)", "--seed", 0),
     OptionSpec("max_generations", int, "an integer", "CMA-ES generations at most (default: preset's)",
                "--max-generations"),
@@ -289,7 +296,7 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
                "file is turned down as far as it needs to stay below it", "--ceiling", metavar="DBTP"),
 )
 _CLI_TYPES = {"a number": float, "an integer": int, "a string": str, "a number of seconds or null": float,
-              "a number or null": float}
+              "a number or null": float, "a number or effect=amount list": str}
 
 
 def add_option_arguments(parser: Any) -> None:
@@ -306,6 +313,12 @@ def cli_changes(args: Any) -> dict[str, Any]:
         StitoError: a negative or non-numeric ``--time-budget``.
     """
     changes = {s.name: getattr(args, s.name) for s in MATCH_OPTIONS if getattr(args, s.name) is not None}
+    if "amount" in changes:
+        try:
+            changes["amount"] = amount_value(changes["amount"])
+        except (TypeError, ValueError):
+            raise StitoError(f"--amount must be a number from 0 to 1, or effect=amount pairs such as eq=0.5,reverb=1; "
+                             f"got {changes['amount']!r}") from None
     if "time_budget_s" in changes:
         budget = changes["time_budget_s"]
         if not budget >= 0:

@@ -38,7 +38,8 @@ class Settings:
 
     Attributes:
         address: stito-server endpoint.
-        amount: Match amount, 0 (leave as is) .. 1 (full match).
+        amount: Match amount, 0 (leave as is) .. 1 (full match), for every FX; or per FX as text,
+            "ZamEQ2=0.5,DragonflyRoomReverb=1" (FX not named take 1), as ``stito match --amount``.
         effort: One of EFFORTS.
         skip: Parameters to leave alone: ``;``-separated ``FX:param`` glob patterns (case-insensitive;
             ``FX`` matches the FX's name or its short plugin name; a pattern without ``:`` means any FX);
@@ -49,7 +50,7 @@ class Settings:
     """
 
     address: str = DEFAULT_ADDRESS
-    amount: float = 1.0
+    amount: float | str = 1.0
     effort: str = "fast"
     skip: str = ""
     connect_timeout_s: float = 5.0
@@ -101,7 +102,17 @@ def parse(values: dict[str, str]) -> Settings:
         if text is None or str(text).strip() == "":
             continue
         text = str(text).strip()
-        if f.type in ("float", float):
+        if f.name == "amount" and "=" in text:  # per FX: checked as the server will read it
+            from stito_server.amounts import parse_amounts
+            from stito_server.errors import StitoError
+
+            try:
+                parse_amounts(text)
+            except StitoError as exc:
+                raise UserError(f"stito setting amount: {exc}. Fix it with the 'stito settings' action.") from None
+            s.amount = text
+            continue
+        if f.type in ("float", float, "float | str"):
             try:
                 value = float(text)
             except ValueError:
@@ -110,7 +121,7 @@ def parse(values: dict[str, str]) -> Settings:
             setattr(s, f.name, value)
         else:
             setattr(s, f.name, text)
-    if not 0.0 <= s.amount <= 1.0:
+    if not isinstance(s.amount, str) and not 0.0 <= s.amount <= 1.0:
         raise UserError(f"stito setting amount = {s.amount:g} is outside 0..1 (0 = leave as is, 1 = full match). "
                         "Fix it with the 'stito settings' action.")
     if s.effort not in EFFORTS:

@@ -115,7 +115,7 @@ class MatchJob:
         self.state = "waiting"
         console(f"stito: matching '{self.inp.track_name}' to '{self.ref.track_name}' "
                 f"({x.shape[1] / self.inp.rate:.1f} s vs {r.shape[1] / self.ref.rate:.1f} s, effort "
-                f"{self.settings.effort}, amount {self.settings.amount:g}) at {self.settings.address}")
+                f"{self.settings.effort}, amount {self.settings.amount}) at {self.settings.address}")
         for note in self.inp.notes + self.ref.notes:
             console(f"stito: note: {note}")
 

@@ -18,7 +18,7 @@ if _DIR not in sys.path:
 import stito_config  # noqa: E402  (stdlib only: no C extensions)
 
 FIELDS = ("address", "amount", "effort", "skip", "idle_timeout_s")
-CAPTIONS = ("Server address", "Match amount (0-1)", "Effort (" + "/".join(stito_config.EFFORTS) + ")",
+CAPTIONS = ("Server address", "Match amount (0-1 or FX=0.5 list)", "Effort (" + "/".join(stito_config.EFFORTS) + ")",
             "Leave alone (FX:param; ...)", "Give up after no progress (s)")
 
 
@@ -46,7 +46,7 @@ def run_settings() -> None:
         RPR_ShowMessageBox(f"{exc}\nNothing was saved.", "stito settings", 0)  # noqa: F821
         return
     stito_config.save(settings, RPR_SetExtState)  # noqa: F821
-    RPR_ShowConsoleMsg(f"stito: settings saved: address {settings.address}, amount {settings.amount:g}, "  # noqa: F821
+    RPR_ShowConsoleMsg(f"stito: settings saved: address {settings.address}, amount {settings.amount}, "  # noqa: F821
                        f"effort {settings.effort}, leave alone {settings.skip or '(nothing)'}\n")
 
 
