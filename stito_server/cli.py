@@ -25,7 +25,7 @@ from .memory import return_large_blocks
 from .engine.options import add_option_arguments, cli_changes, option_values
 from .metrics import DEFAULT_METRIC
 
-PRODUCT_COMMANDS = ("match", "plugins", "chains", "demo")
+PRODUCT_COMMANDS = ("match", "apply", "plugins", "chains", "demo")
 LAB_GROUP = "stito.commands"  # entry points of the lab's sub-commands (pyproject.toml)
 
 
@@ -46,6 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output audio file (same rate and channels as the input)")
     m.add_argument("--report", help="write a JSON report here")
     m.add_argument("--plot", help="write a PNG of spectra and the similarity trajectory here")
+    m.add_argument("--save-chain", metavar="FILE.toml",
+                   help="save the matched chain here, every parameter fixed in its units, to render onto other files "
+                        "with `stito apply`")
     m.add_argument("--metric", default=DEFAULT_METRIC,
                    help="style metric: afx (learned encoder), mfcc, mir, or names joined by '+' to score the mean of "
                         "their similarities, e.g. afx+mfcc (default: %(default)s)")
@@ -63,6 +66,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="plugin or built-in effect name (for show)")
 
     sub.add_parser("chains", help="list the shipped chains")
+
+    a = sub.add_parser("apply", help="render a saved match onto files (stems, other takes) without searching",
+                       description="Render each INPUT through a chain saved by `stito match --save-chain`, with the "
+                                   "match's gain and true-peak ceiling, into --out-dir (one WAV per input).")
+    a.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (mono or stereo)")
+    a.add_argument("--chain", required=True, help="a chain saved by `stito match --save-chain`")
+    a.add_argument("--out-dir", required=True, help="folder for the outputs, INPUT's name as .wav (made if missing)")
+    a.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     for name, entry in lab_commands().items():
         sub.add_parser(name, add_help=False, help=f"the lab's `{name}` commands ({entry.value}; "
@@ -92,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "match":
             return cmd_match(args)
+        if args.command == "apply":
+            return cmd_apply(args)
         if args.command == "plugins":
             return cmd_plugins(args)
         if args.command == "chains":
@@ -206,7 +219,7 @@ def _user_error(exc: StitoError) -> int:
 
 
 def _check_outputs(inputs: list[str], outputs: list[str | None],
-                   labels: tuple[str, ...] = ("--out", "--report", "--plot")) -> None:
+                   labels: tuple[str, ...] = ("--out", "--report", "--plot", "--save-chain")) -> None:
     """Refuse, before any work, output paths that would fail or lose something once the match is done.
 
     ``outputs`` are in the order of ``labels``; the first is the audio file. Each must be a new or existing file
@@ -244,6 +257,8 @@ def _check_outputs(inputs: list[str], outputs: list[str | None],
                                  + f"; use one of {', '.join('.' + f for f in formats)}")
         if label == "--plot" and o.suffix.lower() != ".png":
             raise StitoError(f"--plot {o}: the plot is a PNG image; give a file name ending in .png")
+        if label == "--save-chain" and o.suffix.lower() != ".toml":
+            raise StitoError(f"--save-chain {o}: a saved chain is a TOML chain spec; give a file name ending in .toml")
 
 
 def cmd_match(args: argparse.Namespace) -> int:
@@ -253,7 +268,10 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .engine.options import MatchOptions
     from .metrics import get_metric
 
-    _check_outputs([args.input, args.reference], [args.out, args.report, args.plot])
+    _check_outputs([args.input, args.reference], [args.out, args.report, args.plot, args.save_chain])
+    if args.server and args.save_chain:
+        raise StitoError("--save-chain needs the match in this process (the matched plugins live on the server); "
+                         "run without --server, or save the report's parameters (--report)")
     opts = MatchOptions.preset(args.preset, **cli_changes(args))
     input_audio = load_audio(args.input, role="input")
     reference = load_audio(args.reference, role="reference")
@@ -270,7 +288,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         effect_amounts(chain, opts.amount)  # an --amount naming no effect fails here, before the progress bar
         run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
                       extra={"input": args.input, "reference": args.reference, "chain": args.chain,
-                             "preset": args.preset})
+                             "preset": args.preset}, save_chain=args.save_chain)
 
     with_chain_quietly(lambda: load_chain(args.chain, allow_python=args.allow_python_effects), run)
     return 0
@@ -326,8 +344,8 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
 
 
 def run_and_write(input_audio, reference, chain, metric, opts, out: str, report: str | None, plot: str | None,
-                  quiet: bool, extra: dict) -> None:
-    """Run a match with a progress bar, then write output, report and plot (all or nothing)."""
+                  quiet: bool, extra: dict, save_chain: str | None = None) -> None:
+    """Run a match with a progress bar, then write output, report, plot and saved chain (all or nothing)."""
     from tqdm import tqdm
 
     from .engine.match import match
@@ -345,15 +363,22 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
         bar.close()
     data = result.report(**extra, chain_name=chain.name, metric=metric.name, sample_rate=result.sample_rate,
                          options=option_values(opts, wire_only=True))
+    saved = None
+    if save_chain:
+        from .effects.saved import saved_spec
+
+        saved = saved_spec(chain, result.output_gain_db, opts.ceiling_dbtp,
+                           note=f"matched {extra.get('input', 'the input')} to {extra.get('reference', 'the reference')} "
+                                f"with stito {__version__}; render onto other files with `stito apply`")
     write_outputs(input_audio, reference, result.output, result.sample_rate, data, out, report, plot,
-                  title=f"{chain.name} / {metric.name}")
+                  title=f"{chain.name} / {metric.name}", save_chain=save_chain, saved=saved)
     if not quiet:
         print(summary(data, chain.name))
 
 
 def write_outputs(input_audio, reference, output, rate: int, data: dict, out: str, report: str | None,
-                  plot: str | None, title: str) -> None:
-    """Write output audio, JSON report and plot, all or nothing (a failure removes what was written)."""
+                  plot: str | None, title: str, save_chain: str | None = None, saved: dict | None = None) -> None:
+    """Write output audio, JSON report, plot and saved chain, all or nothing (a failure removes what was written)."""
     from .audio import save_atomically, save_audio
     from .plot import save_plot
 
@@ -369,6 +394,11 @@ def write_outputs(input_audio, reference, output, rate: int, data: dict, out: st
             save_plot(plot, input_audio.samples, input_audio.sample_rate, reference.samples, reference.sample_rate,
                       output, data["search"]["trajectory"], title=title)
             written.append(Path(plot))
+        if save_chain and saved is not None:
+            from .effects.saved import write_spec
+
+            write_spec(saved, save_chain)
+            written.append(Path(save_chain))
     except BaseException:
         for w in written:
             w.unlink(missing_ok=True)
@@ -416,6 +446,82 @@ def summary(report: dict, chain_name: str) -> str:
         lines.append(f"level through the chain: {report['level_change_db']:+.1f} dB on the validation excerpts")
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """`stito apply`: a saved match rendered onto each input, without searching."""
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from .effects.saved import load_saved
+
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StitoError(f"--out-dir {out_dir} is a file; give a folder")
+    outputs: dict[Path, str] = {}
+    for name in args.inputs:  # every path checked before any work: nothing half done
+        try:
+            sf.info(name)
+        except (RuntimeError, OSError, sf.LibsndfileError) as exc:
+            raise StitoError(f"input {name}: cannot read it as audio ({' '.join(str(exc).split())})") from None
+        target = out_dir / f"{Path(name).stem}.wav"
+        if target in outputs:
+            raise StitoError(f"inputs {outputs[target]} and {name} would both be written to {target}; "
+                             "apply them in two runs, or rename one")
+        outputs[target] = name
+    parent = next(p for p in (out_dir, *out_dir.resolve().parents) if p.exists())
+    if not os.access(parent, os.W_OK):
+        raise StitoError(f"--out-dir {out_dir}: {parent} is not writable")
+    existing = [str(t) for t in outputs if t.exists()]
+    if existing:
+        raise StitoError(f"{existing[0]} exists" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
+                         + "; stito does not overwrite: remove it or give another --out-dir")
+    for target, name in outputs.items():
+        if target.resolve() == Path(name).resolve():
+            raise StitoError(f"output {target} would be the input itself; give another --out-dir")
+
+    done: list[Path] = []
+
+    def run(saved) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for target, name in tqdm(outputs.items(), desc="applying", unit="file", file=sys.stderr,
+                                 disable=args.quiet, leave=False):
+            _apply_one(saved, name, target)
+            done.append(target)
+        if not args.quiet:
+            print(f"applied {args.chain} to {len(outputs)} file(s) in {out_dir}")
+
+    try:
+        with_chain_quietly(lambda: load_saved(args.chain), run)
+    except (KeyboardInterrupt, _Terminated, StitoError) as exc:
+        if not done:
+            raise
+        # the files already written are complete (each is written atomically); say which, then stop as usual
+        print(f"stito: stopped after {len(done)} of {len(outputs)} file(s) (complete: "
+              f"{', '.join(str(d) for d in done)}); the one being written was removed", file=sys.stderr)
+        if isinstance(exc, StitoError):
+            return _user_error(exc)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    return 0
+
+
+def _apply_one(saved, name: str, target: Path) -> None:
+    """One input through a saved match: the chain, the match's gain, its ceiling; written atomically."""
+    import numpy as np
+
+    from .audio import load_audio, save_audio, true_peak_dbtp
+
+    audio = load_audio(name, role="input")
+    with quiet_plugins():  # some plugins are re-created on each reset here (Dragonfly), which DPF chatters about
+        output = saved.chain.process(audio.samples, audio.sample_rate)
+    gain_db = saved.gain_db
+    if saved.ceiling_dbtp is not None:
+        peak = true_peak_dbtp(output, audio.sample_rate) + gain_db
+        if np.isfinite(peak) and peak > saved.ceiling_dbtp + 1e-6:  # another file may peak higher than the match's
+            gain_db += saved.ceiling_dbtp - peak
+    if gain_db:
+        output = np.multiply(output, np.float32(10 ** (gain_db / 20)), out=output)
+    save_audio(target, output, audio.sample_rate)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

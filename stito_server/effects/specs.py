@@ -13,8 +13,8 @@ from .builtin import BuiltinEffect
 from .chain import Chain, SearchDim
 from .vst3 import VST3Effect, resolve_vst3
 
-EFFECT_KEYS = ("builtin", "vst3", "python", "name", "search", "exclude", "fix", "start", "ranges")
-TOP_KEYS = ("name", "description", "effects")
+EFFECT_KEYS = ("builtin", "vst3", "python", "name", "search", "exclude", "fix", "start", "ranges", "version")
+TOP_KEYS = ("name", "description", "effects", "apply")  # "apply": a saved match's gain (effects/saved.py)
 
 
 def named_chains() -> dict[str, Path]:
@@ -40,6 +40,9 @@ def load_chain(spec: str | Path, vst3_paths: list[Path] | None = None, allow_pyt
         ranges = { Threshold = [-40, 0] }  # search only this range (in units)
         [[effects]]
         builtin = "reverb"                 # see `stito plugins builtins`
+
+    A saved match (``stito match --save-chain``) also has ``version`` on its VST3 effects (another version of the
+    plugin is refused) and an ``[apply]`` table (the gain after the chain, read by ``stito apply``).
 
     Raises:
         ChainError: unknown chain name, unreadable file, unknown key, effect or parameter, bad value.
@@ -135,7 +138,12 @@ def _make_effect(entry: dict[str, Any], where: str, vst3_paths: list[Path] | Non
         return _python_effect(str(entry["python"]), entry.get("name"), where)
     if "builtin" in entry:
         return BuiltinEffect(str(entry["builtin"]), entry.get("name"))
-    return VST3Effect(resolve_vst3(str(entry["vst3"]), vst3_paths), entry.get("name"))
+    fx = VST3Effect(resolve_vst3(str(entry["vst3"]), vst3_paths), entry.get("name"))
+    if "version" in entry and fx.version != entry["version"]:
+        raise ChainError(f"{where}: VST3 plugin {entry['vst3']!r} is version {fx.version or '(none given)'} here, "
+                         f"but the chain was saved with version {entry['version']}; its parameters may mean other "
+                         "things: re-run the match with this version")
+    return fx
 
 
 def _python_effect(target: str, name: str | None, where: str) -> Effect:
@@ -156,7 +164,8 @@ def _python_effect(target: str, name: str | None, where: str) -> Effect:
 FIELD_KINDS = {"fix": (dict, "a table of parameter = value"), "start": (dict, "a table of parameter = value"),
                "ranges": (dict, "a table of parameter = [low, high]"), "search": (list, "a list of parameter names"),
                "exclude": (list, "a list of parameter names"), "name": (str, "a string"),
-               "builtin": (str, "a string"), "vst3": (str, "a string"), "python": (str, "a string")}
+               "builtin": (str, "a string"), "vst3": (str, "a string"), "python": (str, "a string"),
+               "version": (str, "a string")}
 
 
 def _check_types(entry: dict[str, Any], where: str) -> None:

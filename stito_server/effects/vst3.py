@@ -164,6 +164,11 @@ class VST3Effect(Effect):
         self.params = tuple(s.param for s in self._slots)
         self.mono = self._detect_mono()
 
+    @property
+    def version(self) -> str:
+        """The plugin's own version string (a saved match names it: another version may map its values otherwise)."""
+        return str(getattr(self._plugin, "version", "") or "")
+
     def _detect_mono(self) -> bool:
         try:
             self._plugin(np.zeros((2, 64), np.float32), 48000)
