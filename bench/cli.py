@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval|parameters|transfer|ranking|all [--quick]` (into bench/results/); `throughput`, `server`."""
+"""`stito bench classification|retrieval|parameters|transfer|ranking|references|all [--quick]` (into bench/results/); `throughput`, `server`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .common import RESULTS_DIR
 
 TASKS = {"classification": "bench.classification", "retrieval": "bench.retrieval",
          "parameters": "bench.parameters", "transfer": "bench.transfer",
-         "ranking": "bench.setting_ranking"}
+         "ranking": "bench.setting_ranking", "references": "bench.references"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -495,9 +495,10 @@ def _naive_child(settings: dict, argv: Sequence[str]) -> int:
     args = get_parser().parse_args(["match", *argv])
     opts = MatchOptions.paper(seed=args.seed, loudness=args.loudness, workers=1, recreate_plugins=True,
                               pipeline=False, **settings)
-    run_and_write(load_audio(args.input, role="input"), load_audio(args.reference, role="reference"),
+    reference = args.reference[0]  # one reference: the bench's pairs
+    run_and_write(load_audio(args.input, role="input"), load_audio(reference, role="reference"),
                   load_chain(args.chain), get_metric(args.metric), opts, args.out, args.report, None, True,
-                  extra={"input": args.input, "reference": args.reference, "chain": args.chain, "preset": "naive"})
+                  extra={"input": args.input, "reference": reference, "chain": args.chain, "preset": "naive"})
     return 0
 
 

@@ -38,7 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("match", help="match an input's production style to a reference's",
                        description="Search the chain's parameters so the processed INPUT sounds like REFERENCE.")
     m.add_argument("input", help="raw recording (any format soundfile reads; mono or stereo)")
-    m.add_argument("reference", help="audio in the wanted style")
+    m.add_argument("reference", nargs="+", help="audio in the wanted style; several (each from another recording, "
+                   "processed alike) share their processing and average out their content")
     m.add_argument("--chain", required=True, help="shipped chain name (see `stito chains`) or a .toml chain spec")
     m.add_argument("--allow-python-effects", action="store_true",
                    help="let the chain file name Python code (a 'python' effect key), which runs on loading: only "
@@ -268,13 +269,16 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .engine.options import MatchOptions
     from .metrics import get_metric
 
-    _check_outputs([args.input, args.reference], [args.out, args.report, args.plot, args.save_chain])
+    _check_outputs([args.input, *args.reference], [args.out, args.report, args.plot, args.save_chain])
     if args.server and args.save_chain:
         raise StitoError("--save-chain needs the match in this process (the matched plugins live on the server); "
                          "run without --server, or save the report's parameters (--report)")
     opts = MatchOptions.preset(args.preset, **cli_changes(args))
     input_audio = load_audio(args.input, role="input")
-    reference = load_audio(args.reference, role="reference")
+    references = [load_audio(r, role="reference" if len(args.reference) == 1 else f"reference {i + 1}")
+                  for i, r in enumerate(args.reference)]
+    reference = references[0] if len(references) == 1 else references
+    reference_names = args.reference[0] if len(args.reference) == 1 else args.reference
     if args.server:
         return match_on_server(args, opts, input_audio, reference)
     metric = get_metric(args.metric, args.device)
@@ -287,7 +291,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     def run(chain) -> None:
         effect_amounts(chain, opts.amount)  # an --amount naming no effect fails here, before the progress bar
         run_and_write(input_audio, reference, chain, metric, opts, args.out, args.report, args.plot, args.quiet,
-                      extra={"input": args.input, "reference": args.reference, "chain": args.chain,
+                      extra={"input": args.input, "reference": reference_names, "chain": args.chain,
                              "preset": args.preset}, save_chain=args.save_chain)
 
     with_chain_quietly(lambda: load_chain(args.chain, allow_python=args.allow_python_effects), run)
@@ -325,8 +329,9 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
 
     try:
         with StitoClient(args.server) as client:
-            req = client.start_match(input_audio.samples, input_audio.sample_rate, reference.samples,
-                                     reference.sample_rate, {"spec": spec}, options, return_audio=True)
+            refs = reference if isinstance(reference, list) else [reference]
+            req = client.start_match(input_audio.samples, input_audio.sample_rate, [r.samples for r in refs],
+                                     [r.sample_rate for r in refs], {"spec": spec}, options, return_audio=True)
             reply = client.wait_match(req, progress)
             output, rate = client.output_audio(reply)
     except (ServerError, ServerTimeout, FileNotFoundError, PermissionError) as exc:
@@ -335,8 +340,10 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
         for bar in bars:
             bar.close()
     report = reply.content["report"]
-    report.update(input=args.input, reference=args.reference, chain=args.chain, server=args.server)
-    write_outputs(input_audio, reference, output, rate, report, args.out, args.report, args.plot,
+    report.update(input=args.input, reference=args.reference[0] if len(args.reference) == 1 else args.reference,
+                  chain=args.chain, server=args.server)
+    first = reference[0] if isinstance(reference, list) else reference  # the plot shows the first reference
+    write_outputs(input_audio, first, output, rate, report, args.out, args.report, args.plot,
                   title=f"{args.chain} (server)")
     if not args.quiet:
         print(summary(report, args.chain))
@@ -370,7 +377,8 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
         saved = saved_spec(chain, result.output_gain_db, opts.ceiling_dbtp,
                            note=f"matched {extra.get('input', 'the input')} to {extra.get('reference', 'the reference')} "
                                 f"with stito {__version__}; render onto other files with `stito apply`")
-    write_outputs(input_audio, reference, result.output, result.sample_rate, data, out, report, plot,
+    first = reference[0] if isinstance(reference, list) else reference  # the plot shows the first reference
+    write_outputs(input_audio, first, result.output, result.sample_rate, data, out, report, plot,
                   title=f"{chain.name} / {metric.name}", save_chain=save_chain, saved=saved)
     if not quiet:
         print(summary(data, chain.name))
@@ -427,8 +435,13 @@ def summary(report: dict, chain_name: str) -> str:
             effect = p["effect"]
             lines.append(f"  {effect}")
         lines.append(f"    {p['param']:<24} {p['before_text']:>16} -> {p['after_text']}")
+    refs = report.get("references") or []
+    if len(refs) > 1:
+        lines.append(f"{len(refs)} references, combined (each weighted alike); each one's similarity to the combined "
+                     "target: " + ", ".join(f"{r['similarity_to_target']:+.4f}" for r in refs))
     lo, gain = report["loudness_lufs"], report["output_gain_db"]
-    lines.append(f"loudness: input {lo['input']:.1f} LUFS, reference {lo['reference']:.1f} LUFS, "
+    lines.append(f"loudness: input {lo['input']:.1f} LUFS, reference{'s (mean)' if len(refs) > 1 else ''} "
+                 f"{lo['reference']:.1f} LUFS, "
                  f"chain output {lo['chain_output']:.1f} LUFS"
                  + (f", file gained {gain:+.1f} dB to {lo['output']:.1f} LUFS" if gain else ""))
     peak = report.get("true_peak_dbtp")

@@ -140,15 +140,25 @@ class StitoClient:
     def shutdown(self) -> dict[str, Any]:
         return self.request("shutdown_request")
 
-    def start_match(self, input_audio: np.ndarray, input_rate: int, reference: np.ndarray, reference_rate: int,
-                    chain: dict[str, Any], options: dict[str, Any] | None = None,
+    def start_match(self, input_audio: np.ndarray, input_rate: int, reference: np.ndarray | list[np.ndarray],
+                    reference_rate: int | list[int], chain: dict[str, Any], options: dict[str, Any] | None = None,
                     return_audio: bool = False) -> Message:
-        """Send a match_request; returns it (follow it with ``poll``/``wait_match``)."""
+        """Send a match_request; returns it (follow it with ``poll``/``wait_match``).
+
+        ``reference`` may be several arrays (with a rate each, or one for all): up to 3, each from another
+        recording processed alike (protocol 3.2).
+        """
         m_in, b_in = audio_to_buffer(input_audio, input_rate)
-        m_ref, b_ref = audio_to_buffer(reference, reference_rate)
-        content = {"input": {"buffer": 0, **m_in}, "reference": {"buffer": 1, **m_ref}, "chain": chain,
-                   "options": options or {}, "return_audio": return_audio}
-        return self.send("match_request", content, [b_in, b_ref])
+        refs = reference if isinstance(reference, list) else [reference]
+        rates = reference_rate if isinstance(reference_rate, list) else [reference_rate] * len(refs)
+        described, buffers = [], [b_in]
+        for r, rate in zip(refs, rates):
+            meta, buf = audio_to_buffer(r, rate)
+            described.append({"buffer": len(buffers), **meta})
+            buffers.append(buf)
+        content = {"input": {"buffer": 0, **m_in}, "reference": described[0] if len(described) == 1 else described,
+                   "chain": chain, "options": options or {}, "return_audio": return_audio}
+        return self.send("match_request", content, buffers)
 
     def wait_match(self, request: Message, on_progress: Callable[[dict[str, Any]], None] | None = None,
                    idle_timeout_s: float = 60.0) -> Message:

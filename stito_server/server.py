@@ -359,12 +359,19 @@ class Server:
 
         c = job.request.content
         x, x_rate = buffer_to_audio(_obj(c, "input"), job.request.buffers)  # a ProtocolError replies by its name
-        r, r_rate = buffer_to_audio(_obj(c, "reference"), job.request.buffers)
+        given = c.get("reference")  # one {"buffer": ...} object, or a list of them (3.2: several references)
+        if isinstance(given, list) and given and all(isinstance(g, dict) for g in given):
+            refs = [buffer_to_audio(g, job.request.buffers) for g in given]
+        else:
+            refs = [buffer_to_audio(_obj(c, "reference"), job.request.buffers)]
         from .audio import validate_audio
 
         validate_audio(Audio(x, x_rate), role="input")  # fail fast, before any plugin loads
-        validate_audio(Audio(r, r_rate), role="reference")
-        for role, n, rate in (("input", x.shape[-1], x_rate), ("reference", r.shape[-1], r_rate)):
+        for i, (r, r_rate) in enumerate(refs):
+            validate_audio(Audio(r, r_rate), role="reference" if len(refs) == 1 else f"reference {i + 1}")
+        for role, n, rate in (("input", x.shape[-1], x_rate),
+                              *((f"reference {i + 1}" if len(refs) > 1 else "reference", r.shape[-1], r_rate)
+                                for i, (r, r_rate) in enumerate(refs))):
             if n / rate > self.options.max_audio_seconds:
                 raise RequestError("BadRequest", f"the {role} is {n / rate:.0f} s long; this server takes at most "
                                                  f"{self.options.max_audio_seconds:.0f} s")
@@ -404,7 +411,9 @@ class Server:
             return job.cancel.is_set()
 
         try:
-            result = match(Audio(x, x_rate), Audio(r, r_rate), built.chain, metric, opts, progress, cancelled)
+            references = [Audio(r, r_rate) for r, r_rate in refs]
+            result = match(Audio(x, x_rate), references[0] if len(references) == 1 else references, built.chain,
+                           metric, opts, progress, cancelled)
         except CancelledError:
             raise JobStopped(job.reason) from None
         content = {"status": "ok", "job_id": job.job_id, "fx": built.reply_fx(result.parameters),

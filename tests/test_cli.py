@@ -185,3 +185,20 @@ def test_a_lab_command_without_its_extra_says_which_to_install(monkeypatch, caps
     err = capsys.readouterr().err.strip()
     assert err == ("stito: error: `stito bench` needs 'matchering', which is not installed: install the lab's "
                    "extras (pip install -e '.[bench,train]' in a checkout)")
+
+
+def test_several_references_on_the_command_line(files, tmp_path, capsys):
+    from stito_server.examples import phrase, styled
+
+    second = write(tmp_path / "ref2.wav", styled(phrase(6.0, RATE, seed=36), RATE))
+    rc = main(["match", str(files["input"]), str(files["reference"]), str(second), "--chain", "pedalboard-strip",
+               "--out", str(tmp_path / "o.wav"), "--report", str(tmp_path / "r.json"), *FAST])
+    out = capsys.readouterr().out
+    assert rc == 0 and "2 references, combined" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["reference"] == [str(files["reference"]), str(second)] and len(report["references"]) == 2
+    rc = main(["match", str(files["input"]), str(files["reference"]), str(tmp_path / "nope.wav"), "--chain",
+               "pedalboard-strip", "--out", str(tmp_path / "o2.wav"), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and "reference 2" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o2.wav").exists()

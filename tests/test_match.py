@@ -178,6 +178,30 @@ def test_amount_per_effect_leaves_an_effect_at_zero_exactly_at_its_start(dry_a, 
                 MatchOptions(amount=bad)  # the options refuse it before any chain is known
 
 
+def test_several_references_average_their_embeddings_and_one_in_a_list_is_one(dry_a, dry_b):
+    from stito_server.engine.scoring import objective_parts
+    from stito_server.examples import phrase
+
+    refs = [Audio(dry_b, RATE), Audio(phrase(6.0, RATE, seed=33), RATE), Audio(phrase(6.0, RATE, seed=34), RATE)]
+    opts = small(gens=2, excerpt_seconds=2.0)
+    metric = get_metric("stats")
+    single = match(Audio(dry_a, RATE), refs[0], gain_chain(), metric, opts)
+    listed = match(Audio(dry_a, RATE), refs[:1], gain_chain(), metric, opts)
+    assert np.array_equal(single.output, listed.output) and single.report()["references"] == listed.report()["references"]
+    _, _, target, _ = objective_parts(Audio(dry_a, RATE), refs, metric, opts)
+    assert len(target.references) == 3
+    mean = metric.average(type(target.reference)(np.concatenate([e.mid for e in target.references]),
+                                                 np.concatenate([e.side for e in target.references])))
+    assert np.allclose(target.reference.mid, mean.mid) and np.allclose(target.reference.side, mean.side)
+    three = match(Audio(dry_a, RATE), refs, gain_chain(), metric, opts)
+    rows = three.report()["references"]
+    assert len(rows) == 3 and all(r["similarity_to_target"] <= 1.0 for r in rows)
+    assert three.loudness_lufs["reference"] == pytest.approx(np.mean([r["loudness_lufs"] for r in rows]))
+    with pytest.raises(AudioError, match="reference 2"):
+        match(Audio(dry_a, RATE), [refs[0], Audio(np.zeros((2, RATE * 2), np.float32), RATE)], gain_chain(), metric,
+              opts)
+
+
 def test_progress_each_generation_and_cancel(dry_a, dry_b):
     seen = []
     match(Audio(dry_a, RATE), Audio(dry_b, RATE), gain_chain(), get_metric("mfcc"),

@@ -82,7 +82,7 @@ def test_non_loopback_bind_refused_without_key(tmp_path):
 
 def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
     info = client.server_info()
-    assert info["protocol_version"] == "3.1" and info["jobs"]["max_concurrent"] == 2
+    assert info["protocol_version"] == "3.2" and info["jobs"]["max_concurrent"] == 2
     plugins = client.list_plugins()
     assert any(b["name"] == "compressor" for b in plugins["builtins"])
     assert any(p["name"] == "ZamEQ2" for p in plugins["plugins"])
@@ -374,6 +374,17 @@ def test_an_amount_per_effect_over_the_socket(client, dry_a, dry_b):
         client.wait_match(req)
     assert "amount names 'reverb', which is no effect of chain 'two'; its effects: parametric_eq, trim" in \
         err.value.evalue
+
+
+def test_several_references_over_the_socket(client, dry_a, dry_b):
+    from stito_server.examples import phrase
+
+    other = eq_ref(phrase(6.0, RATE, seed=35), 9.0)
+    req = client.start_match(dry_a, RATE, [eq_ref(dry_b, 9.0), other], [RATE, RATE], {"spec": EQ_SPEC}, SMALL)
+    report = client.wait_match(req).content["report"]
+    assert len(report["references"]) == 2 and set(report["references"][0]) == {"loudness_lufs", "similarity_to_target"}
+    assert report["loudness_lufs"]["reference"] == pytest.approx(
+        np.mean([r["loudness_lufs"] for r in report["references"]]))
 
 
 def test_cli_match_through_server_equals_in_process(server, tmp_path, dry_a, dry_b):

@@ -150,3 +150,14 @@ def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
         ref = content_excerpts(r, r_sr, secs, opts.reference_windows)
     return (excerpt_clips(input_audio, ana, secs, opts.preroll_seconds), excerpt_clips(input_audio, val, secs, opts.preroll_seconds),
             excerpt_clips(reference, ref, secs, 0.0))
+
+
+def reference_clips(reference: Audio, opts: MatchOptions, rng: np.random.Generator) -> list[Clip]:
+    """The windows of a further reference (``opts.reference_windows``, chosen as ``plan_excerpts`` chooses the
+    first reference's)."""
+    r, r_sr, secs = reference.samples, reference.sample_rate, opts.excerpt_seconds
+    if opts.excerpt_choice == "random":
+        starts = choose_excerpts(r, r_sr, secs, opts.reference_windows, rng)
+    else:
+        starts = content_excerpts(r, r_sr, secs, opts.reference_windows)
+    return excerpt_clips(reference, starts, secs, 0.0)

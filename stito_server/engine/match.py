@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from ..amounts import parse_amounts
 from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
 from .restraint import Floors, Objective, Verdict, effect_kind, finite_or_none, load_floors, restrain
-from .scoring import Scorer, Target, objective_parts, rendered_seconds, uses_side, whole_similarity
+from .scoring import (Scorer, Target, as_references, objective_parts, rendered_seconds, uses_side,
+                      whole_similarity)
 
 __all__ = ["MatchOptions", "MatchResult", "ParamChange", "make_renderer", "match", "score_settings", "uses_side"]
 
@@ -83,6 +84,8 @@ class MatchResult:
         true_peak_dbtp: True peak of the output, in dBTP (``audio.true_peak_dbtp``; -inf for silence).
         ceiling_gain_db: How far the output was turned down for ``MatchOptions.ceiling_dbtp`` (0 or negative).
         amounts: The amount applied per effect, by effect name (``MatchOptions.amount``).
+        references: Per reference, in order: its integrated loudness (LUFS) and the similarity of its own mean
+            embedding to the target (the mean of all of them): how far each is from the combined target.
         wall_s: Seconds for the whole match.
         warnings: Things the user should know (e.g. starting settings failed to render).
     """
@@ -105,6 +108,7 @@ class MatchResult:
     true_peak_dbtp: float | None = None
     ceiling_gain_db: float = 0.0
     amounts: dict[str, float] = field(default_factory=dict)
+    references: list[dict[str, float]] = field(default_factory=list)
 
     def changed(self) -> list[ParamChange]:
         """The parameters whose value changed."""
@@ -121,6 +125,7 @@ class MatchResult:
             "true_peak_dbtp": self.true_peak_dbtp,
             "ceiling_gain_db": self.ceiling_gain_db,
             "amounts": self.amounts,
+            "references": self.references,
             "parameters": [asdict(p) for p in self.parameters],
             "vector": self.vector.tolist(),
             "matched_vector": self.matched_vector.tolist(),
@@ -146,7 +151,8 @@ def make_renderer(chain: Chain, opts: MatchOptions) -> Renderer | ProcessRendere
     return Renderer(chain, opts.workers, recreate=opts.recreate_plugins)
 
 
-def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric, vectors: np.ndarray,
+def score_settings(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, metric: StyleMetric,
+                   vectors: np.ndarray,
                    options: MatchOptions | None = None) -> dict[str, np.ndarray]:
     """The match objective at given settings, without searching (e.g. to map it over a grid).
 
@@ -156,7 +162,7 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
 
     Args:
         input_audio: The raw recording, ``(channels, n)`` with 1 or 2 channels.
-        reference: Audio in the wanted style.
+        reference: Audio in the wanted style, or several (``match``).
         chain: Effects to render.
         metric: Production-style metric.
         vectors: ``(k, len(chain))`` normalized settings in [0, 1].
@@ -175,7 +181,7 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
         raise StitoError(f"score_settings takes (k, {len(chain)}) settings in [0, 1] for chain {chain.name!r}, "
                          f"got shape {xs.shape}" + ("" if xs.shape[1] != len(chain) else " with values outside"))
     validate_audio(input_audio, role="input")
-    validate_audio(reference, role="reference")
+    reference = _checked_references(reference)
     kept = chain.get_vector()
     try:
         with make_renderer(chain, opts) as renderer:
@@ -192,6 +198,7 @@ def score_settings(input_audio: Audio, reference: Audio, chain: Chain, metric: S
 
 
 FINALISTS = ("start", "mean", "best", "last_best")
+MAX_REFERENCES = 8
 SEQUENTIAL_WHOLE_S = 120.0  # inputs longer than this keep one whole render in memory at a time
 
 
@@ -206,7 +213,7 @@ class _Pick:
     chosen: int
 
 
-def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetric,
+def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, metric: StyleMetric,
           options: MatchOptions | None = None, progress: Callable[[Progress], None] | None = None,
           cancelled: Callable[[], bool] | None = None) -> MatchResult:
     """Search ``chain``'s parameters so the processed input matches the reference's production style.
@@ -220,7 +227,9 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
 
     Args:
         input_audio: The raw recording, ``(channels, n)`` with 1 or 2 channels.
-        reference: Audio in the wanted style, any rate and channel count of 1 or 2.
+        reference: Audio in the wanted style, any rate and channel count of 1 or 2; or several, processed alike
+            (each from another recording): their mean embedding is the target, so what they share (the
+            processing) counts and what differs (their content) averages out; the loudness target is their mean.
         chain: Effects to control; its current settings are the starting point (``start="current"``).
         metric: Production-style metric.
         options: Match settings.
@@ -238,7 +247,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     opts = options or MatchOptions()
     t0 = time.perf_counter()
     validate_audio(input_audio, role="input")
-    validate_audio(reference, role="reference")
+    reference = _checked_references(reference)
     if len(chain) == 0:
         raise StitoError(f"chain {chain.name!r} has no parameters to search")
     sr = input_audio.sample_rate
@@ -252,6 +261,7 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
     with make_renderer(chain, opts) as renderer:
         renderer.cancelled = cancelled  # a cancel takes effect within one candidate, not one generation
         analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
+        to_target = [float(metric.similarity(e, target.reference, use_side)[0]) for e in target.references]
 
         def scorer(clips: list[Clip]) -> Scorer:
             return Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
@@ -312,7 +322,19 @@ def match(input_audio: Audio, reference: Audio, chain: Chain, metric: StyleMetri
         loudness_lufs=lufs, output_gain_db=gain_db,
         wall_s=time.perf_counter() - t0, warnings=warnings, true_peak_dbtp=finite_or_none(true_peak),
         ceiling_gain_db=ceiling_db, amounts=amounts,
+        references=[{"loudness_lufs": float(lufs.get(f"reference {i + 1}", lufs["reference"])),
+                     "similarity_to_target": t} for i, t in enumerate(to_target)],
     )
+
+
+def _checked_references(reference: Audio | Sequence[Audio]) -> list[Audio]:
+    """The references as a list, each checked (``validate_audio``), at most ``MAX_REFERENCES``."""
+    refs = as_references(reference)
+    if len(refs) > MAX_REFERENCES:
+        raise StitoError(f"{len(refs)} references; give at most {MAX_REFERENCES}")
+    for i, ref in enumerate(refs):
+        validate_audio(ref, role="reference" if len(refs) == 1 else f"reference {i + 1}")
+    return refs
 
 
 def effect_amounts(chain: Chain, amount: float | str) -> dict[str, float]:
@@ -409,7 +431,7 @@ def _pick(result: OptimizeResult, start: np.ndarray, score: Objective, check: Ob
     return _Pick(finalists, ana, val, similarity, int(np.argmax(order)))
 
 
-def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_audio: Audio, reference: Audio,
+def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_audio: Audio, reference: list[Audio],
                   final: np.ndarray, start: np.ndarray, metric: StyleMetric, target: Target, use_side: bool,
                   opts: MatchOptions) -> tuple[np.ndarray, dict[str, float], float, dict[str, float]]:
     """The whole input rendered with the final settings, checked against the start's on the whole input.
@@ -443,7 +465,8 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
     with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
         dry_job = side.submit(check.dry)
         lufs_jobs = {"input": side.submit(gain_loudness_lufs, input_audio.samples, sr),
-                     "reference": side.submit(gain_loudness_lufs, reference.samples, reference.sample_rate)}
+                     **{f"reference {i + 1}": side.submit(gain_loudness_lufs, r.samples, r.sample_rate)
+                        for i, r in enumerate(reference)}}
         if not check_whole:
             output, error = render(final)
         elif input_audio.seconds > SEQUENTIAL_WHOLE_S:  # one whole render alive at a time
@@ -458,6 +481,10 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
             start_sim = score(start_render) if start_error is None else None
         dry = dry_job.result()
         lufs = {k: job.result() for k, job in lufs_jobs.items()}
+        per_ref = [lufs.pop(f"reference {i + 1}") for i in range(len(reference))]
+        lufs["reference"] = per_ref[0] if len(per_ref) == 1 else float(np.mean(per_ref))  # LUFS, alike
+        if len(per_ref) > 1:
+            lufs.update({f"reference {i + 1}": v for i, v in enumerate(per_ref)})
     if error is not None:
         raise RenderError(f"the final settings failed to render the whole input: {error}")
     if check_whole and start_error is None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from ..audio import Audio, mid_side
+from ..errors import StitoError
 from ..metrics.base import Embedding, StyleMetric
-from .excerpts import plan_excerpts
+from .excerpts import plan_excerpts, reference_clips
 from .options import MatchOptions
 from .render import Clip, ProcessRenderer, Renderer
 
@@ -146,6 +148,8 @@ class Target:
         input_mean: The input's mean embedding over its analysis and validation excerpts (delta metrics only).
         sample_rate: Of the input, in Hz.
         reference_prior: ``MatchOptions.reference_prior`` (None: the metric's own).
+        references: Each reference's own mean embedding (``reference`` is their mean, each reference weighted
+            alike, when there are several).
     """
 
     metric: StyleMetric
@@ -153,6 +157,7 @@ class Target:
     input_mean: Embedding | None
     sample_rate: int
     reference_prior: float | None = None
+    references: tuple[Embedding, ...] = ()
 
     def for_clips(self, clips: list[Clip]) -> Embedding:
         """The target of renders of ``clips`` (one row, or one per clip)."""
@@ -169,20 +174,34 @@ class Target:
         return self.metric.targets(self.reference, self.input_mean, dry, self.reference_prior)
 
 
-def objective_parts(input_audio: Audio, reference: Audio, metric: StyleMetric,
+def objective_parts(input_audio: Audio, reference: Audio | Sequence[Audio], metric: StyleMetric,
                     opts: MatchOptions) -> tuple[list[Clip], list[Clip], Target, bool]:
     """What the match objective is made of: analysis and validation clips, the target (the reference embedding,
-    the mean over its windows) and whether the side counts; excerpts drawn with ``opts.optimizer.seed``."""
-    analysis, validation, ref_clips = plan_excerpts(input_audio, reference, opts,
-                                                    np.random.default_rng(opts.optimizer.seed))
-    ref_emb = metric.average(metric.embed(np.stack([c.audio for c in ref_clips]), reference.sample_rate))
+    the mean over its windows; with several references, the mean of theirs, each weighted alike: they share their
+    processing, not their content) and whether the side counts; excerpts drawn with ``opts.optimizer.seed``."""
+    refs = as_references(reference)
+    rng = np.random.default_rng(opts.optimizer.seed)
+    analysis, validation, first_clips = plan_excerpts(input_audio, refs[0], opts, rng)
+    per_ref = []
+    for ref, ref_clips in zip(refs, [first_clips] + [reference_clips(r, opts, rng) for r in refs[1:]]):
+        per_ref.append(metric.average(metric.embed(np.stack([c.audio for c in ref_clips]), ref.sample_rate)))
+    ref_emb = per_ref[0] if len(per_ref) == 1 else metric.average(
+        Embedding(np.concatenate([e.mid for e in per_ref]), np.concatenate([e.side for e in per_ref])))
     input_mean = None
     if metric.delta:
         clips = analysis + validation
         input_mean = metric.average(metric.embed(np.stack([c.audio[:, c.preroll:] for c in clips]),
                                                  input_audio.sample_rate))
-    target = Target(metric, ref_emb, input_mean, input_audio.sample_rate, opts.reference_prior)
-    return analysis, validation, target, uses_side(input_audio.samples, reference.samples)
+    target = Target(metric, ref_emb, input_mean, input_audio.sample_rate, opts.reference_prior, tuple(per_ref))
+    return analysis, validation, target, uses_side(input_audio.samples, *(r.samples for r in refs))
+
+
+def as_references(reference: Audio | Sequence[Audio]) -> list[Audio]:
+    """One reference or several, as a list (at least one)."""
+    refs = [reference] if isinstance(reference, Audio) else list(reference)
+    if not refs:
+        raise StitoError("give at least one reference")
+    return refs
 
 
 def rendered_seconds(clips: list[Clip], sample_rate: int) -> float:
