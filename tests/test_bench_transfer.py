@@ -171,7 +171,8 @@ def test_bench_all_runs_every_task_in_order_with_the_same_flags(tmp_path, monkey
     args = bench_parser().parse_args(["bench", "all", "--quick", "--out", str(tmp_path), "--metrics", "mfcc",
                                       "--seed", "3"])
     assert bench_cli.run(args) == 0
-    assert [t for t, _ in calls] == ["classification", "retrieval", "parameters", "transfer", "ranking"]
+    assert [t for t, _ in calls] == ["classification", "retrieval", "parameters", "transfer", "ranking",
+                                       "references"]
     assert all(kw == {"quick": True, "out_dir": tmp_path, "metrics": ("mfcc",), "seed": 3, "cache": None}
                for _, kw in calls)
     out = capsys.readouterr().out
