@@ -207,6 +207,34 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 
 
+def gain_under_ceiling(output: np.ndarray, sample_rate: int, gain_db: float, ceiling_dbtp: float | None,
+                       tolerance_db: float = 0.0) -> tuple[np.ndarray, float, float]:
+    """``output`` gained by ``gain_db``, turned down further as far as it would peak above ``ceiling_dbtp``.
+
+    The true peak moves dB for dB with the gain, so it is measured once, on ``output`` as given. ``output`` is
+    gained in place (pass an array of your own).
+
+    Args:
+        output: ``(channels, n)`` float32.
+        sample_rate: In Hz.
+        gain_db: The gain wanted, in dB.
+        ceiling_dbtp: The true-peak ceiling in dBTP, or None for none.
+        tolerance_db: How far above the ceiling still counts as at it (no further cut).
+
+    Returns:
+        The gained output, the cut the ceiling took (0 or negative, dB; the gain applied is ``gain_db`` plus it)
+        and the output's true peak in dBTP.
+    """
+    peak = true_peak_dbtp(output, sample_rate) + gain_db
+    cut = 0.0
+    if ceiling_dbtp is not None and np.isfinite(peak) and peak > ceiling_dbtp + tolerance_db:
+        cut = ceiling_dbtp - peak
+    total = gain_db + cut
+    if total:
+        output = np.multiply(output, np.float32(10 ** (total / 20)), out=output)
+    return output, cut, peak + cut
+
+
 LOUDNESS_BLOCK_S, LOUDNESS_STEP_S = 0.4, 0.1  # BS.1770-4's gating blocks: 400 ms, 75 % overlap
 LOUDNESS_CHUNK = 1 << 20  # samples filtered at a time: memory is a chunk's, not the file's
 

@@ -489,9 +489,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if existing:
         raise StitoError(f"{existing[0]} exists" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
                          + "; stito does not overwrite: remove it or give another --out-dir")
-    for target, name in outputs.items():
-        if target.resolve() == Path(name).resolve():
-            raise StitoError(f"output {target} would be the input itself; give another --out-dir")
 
     done: list[Path] = []
 
@@ -520,20 +517,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _apply_one(saved, name: str, target: Path) -> None:
     """One input through a saved match: the chain, the match's gain, its ceiling; written atomically."""
-    import numpy as np
-
-    from .audio import load_audio, save_audio, true_peak_dbtp
+    from .audio import gain_under_ceiling, load_audio, save_audio
 
     audio = load_audio(name, role="input")
     with quiet_plugins():  # some plugins are re-created on each reset here (Dragonfly), which DPF chatters about
         output = saved.chain.process(audio.samples, audio.sample_rate)
-    gain_db = saved.gain_db
-    if saved.ceiling_dbtp is not None:
-        peak = true_peak_dbtp(output, audio.sample_rate) + gain_db
-        if np.isfinite(peak) and peak > saved.ceiling_dbtp + 1e-6:  # another file may peak higher than the match's
-            gain_db += saved.ceiling_dbtp - peak
-    if gain_db:
-        output = np.multiply(output, np.float32(10 ** (gain_db / 20)), out=output)
+    # another file may peak higher than the match's own (the match's own output sits at the ceiling: no new cut)
+    output, _, _ = gain_under_ceiling(output, audio.sample_rate, saved.gain_db, saved.ceiling_dbtp, tolerance_db=1e-6)
     save_audio(target, output, audio.sample_rate)
 
 

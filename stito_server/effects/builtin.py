@@ -227,7 +227,7 @@ class BuiltinEffect(Effect):
         return {p.name: p.from_normalized(v) for p, v in zip(self.params, self._x)}
 
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        return self._render(audio, sample_rate, None)
+        return self._render(audio, sample_rate, None, True)
 
     @property
     def streams(self) -> bool:
@@ -236,9 +236,11 @@ class BuiltinEffect(Effect):
     def process_block(self, audio: np.ndarray, sample_rate: int, first: bool) -> np.ndarray:
         if first:
             self._stream = {}
-        return self._render(audio, sample_rate, self._stream)
+        return self._render(audio, sample_rate, self._stream, first)
 
-    def _render(self, audio: np.ndarray, sample_rate: int, stream: dict[int, np.ndarray] | None) -> np.ndarray:
+    def _render(self, audio: np.ndarray, sample_rate: int, stream: dict[int, np.ndarray] | None,
+                first: bool) -> np.ndarray:
+        """``audio`` rendered whole (``stream`` None) or as the next block of a stream (``run_processors``)."""
         values = self.values()
         active = []
         for stage, plugin in zip(self.spec.stages, self._plugins):
@@ -247,11 +249,11 @@ class BuiltinEffect(Effect):
             for attr, (pname, convert) in stage.attrs.items():
                 setattr(plugin, attr, convert(values[pname], sample_rate))
             active.append(plugin)
-        if not stream:  # a whole render, or a stream's first block: from settled settings, whatever came before
+        if first:  # a whole render, or a stream's first block: from settled settings, whatever came before
             for plugin in active:
                 if isinstance(plugin, pb.Reverb):
                     settle_reverb(plugin, sample_rate)
-        wet = run_processors(active, audio, sample_rate, stream)
+        wet = run_processors(active, audio, sample_rate, stream, first)
         if self.spec.mix is not None:  # in place on our own render: one whole-length temporary, not three
             m = values[self.spec.mix]
             wet = np.multiply(wet, np.float32(m), out=wet, dtype=np.float32)

@@ -150,7 +150,7 @@ def _group_key(processor: Processor) -> str | int:
 
 
 def run_processors(processors: list[Processor], audio: np.ndarray, sample_rate: int,
-                   stream: dict[int, np.ndarray] | None = None) -> np.ndarray:
+                   stream: dict[int, np.ndarray] | None = None, first: bool = True) -> np.ndarray:
     """Run ``processors`` in series over ``(channels, samples)`` float32 audio, each from a reset state.
 
     Consecutive pedalboard plugins run as one ``Pedalboard`` and consecutive ``Biquad``s as one cascade (one
@@ -160,26 +160,23 @@ def run_processors(processors: list[Processor], audio: np.ndarray, sample_rate: 
         processors: In order.
         audio: ``(channels, samples)`` float32.
         sample_rate: In Hz.
-        stream: For rendering a stream block by block: {} on its first block (processors start from a reset
-            state), then the same dict on every later block (the filters' states are kept in it, pedalboard
-            plugins keep theirs). None renders ``audio`` as a whole, from a reset state.
+        stream: For rendering a stream block by block: the dict the filters keep their states in from one block
+            to the next (pedalboard plugins keep theirs). None renders ``audio`` as a whole.
+        first: The stream's first block (everything starts from a reset state); a whole render is always first.
 
     Returns:
         A new float32 array (``audio`` itself is never modified or returned).
     """
     out = audio
-    first = not stream
     for i, (key, group) in enumerate(itertools.groupby(processors, key=_group_key)):
         group = list(group)
         if key == "pedalboard":
-            out = pb.Pedalboard(group).process(out, sample_rate, reset=first or stream is None)
+            out = pb.Pedalboard(group).process(out, sample_rate, reset=first)
         elif key == "biquad":
             sos = np.concatenate([f.sos(sample_rate) for f in group])
-            out, state = _sosfilt(sos, out, None if stream is None else stream.get(i))
+            out, state = _sosfilt(sos, out, None if first or stream is None else stream[i])
             if stream is not None:
                 stream[i] = state
         else:
             out = group[0](out, sample_rate)
-    if stream is not None and first:
-        stream[-1] = np.zeros(0)  # marks the stream as started
     return audio.copy() if out is audio else out.astype(np.float32, copy=False)

@@ -134,11 +134,9 @@ def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
         (analysis, validation, reference) clips; input clips carry ``opts.preroll_seconds`` of pre-roll.
     """
     x, sr, secs = input_audio.samples, input_audio.sample_rate, opts.excerpt_seconds
-    r, r_sr = reference.samples, reference.sample_rate
     if opts.excerpt_choice == "random":
         ana = choose_excerpts(x, sr, secs, opts.excerpts, rng)
         val = choose_excerpts(x, sr, secs, opts.validation_excerpts, rng)
-        ref = choose_excerpts(r, r_sr, secs, opts.reference_windows, rng)
     else:
         starts = content_excerpts(x, sr, secs, opts.excerpts + opts.validation_excerpts)
         # analysis zones centred in equal parts of the file (one excerpt: the middle), validation takes the
@@ -147,14 +145,13 @@ def plan_excerpts(input_audio: Audio, reference: Audio, opts: MatchOptions,
         pick = sorted({int(np.floor((i + 0.5) * len(starts) / k)) for i in range(k)})
         ana = [starts[i] for i in pick]
         val = [s for i, s in enumerate(starts) if i not in pick] or ana
-        ref = content_excerpts(r, r_sr, secs, opts.reference_windows)
     return (excerpt_clips(input_audio, ana, secs, opts.preroll_seconds), excerpt_clips(input_audio, val, secs, opts.preroll_seconds),
-            excerpt_clips(reference, ref, secs, 0.0))
+            reference_clips(reference, opts, rng))
 
 
 def reference_clips(reference: Audio, opts: MatchOptions, rng: np.random.Generator) -> list[Clip]:
-    """The windows of a further reference (``opts.reference_windows``, chosen as ``plan_excerpts`` chooses the
-    first reference's)."""
+    """A reference's windows (``opts.reference_windows``, by ``opts.excerpt_choice``; random ones drawn from
+    ``rng``), without pre-roll."""
     r, r_sr, secs = reference.samples, reference.sample_rate, opts.excerpt_seconds
     if opts.excerpt_choice == "random":
         starts = choose_excerpts(r, r_sr, secs, opts.reference_windows, rng)

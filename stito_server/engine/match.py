@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..audio import Audio, gain_loudness_lufs, true_peak_dbtp, validate_audio
+from ..audio import Audio, gain_loudness_lufs, gain_under_ceiling, validate_audio
 from ..effects.chain import Chain
 from ..errors import RenderError, StitoError
 from ..metrics.base import StyleMetric
@@ -464,9 +464,8 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
     start_render, start_error, whole_sims = None, "not rendered", {}
     with ThreadPoolExecutor(1, thread_name_prefix="stito-side") as side:
         dry_job = side.submit(check.dry)
-        lufs_jobs = {"input": side.submit(gain_loudness_lufs, input_audio.samples, sr),
-                     **{f"reference {i + 1}": side.submit(gain_loudness_lufs, r.samples, r.sample_rate)
-                        for i, r in enumerate(reference)}}
+        input_job = side.submit(gain_loudness_lufs, input_audio.samples, sr)
+        ref_jobs = [side.submit(gain_loudness_lufs, r.samples, r.sample_rate) for r in reference]
         if not check_whole:
             output, error = render(final)
         elif input_audio.seconds > SEQUENTIAL_WHOLE_S:  # one whole render alive at a time
@@ -480,9 +479,9 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
             del rendered
             start_sim = score(start_render) if start_error is None else None
         dry = dry_job.result()
-        lufs = {k: job.result() for k, job in lufs_jobs.items()}
-        per_ref = [lufs.pop(f"reference {i + 1}") for i in range(len(reference))]
-        lufs["reference"] = per_ref[0] if len(per_ref) == 1 else float(np.mean(per_ref))  # LUFS, alike
+        per_ref = [job.result() for job in ref_jobs]
+        lufs = {"input": input_job.result(),
+                "reference": per_ref[0] if len(per_ref) == 1 else float(np.mean(per_ref))}  # LUFS, alike
         if len(per_ref) > 1:
             lufs.update({f"reference {i + 1}": v for i, v in enumerate(per_ref)})
     if error is not None:
@@ -511,13 +510,7 @@ def _loudness_gain(output: np.ndarray, lufs: dict[str, float], sample_rate: int,
     gain_db = 0.0
     if opts.loudness != "off" and np.isfinite(lufs["chain_output"]) and np.isfinite(lufs[opts.loudness]):
         gain_db = lufs[opts.loudness] - lufs["chain_output"]
-    # the true peak moves dB for dB with the gain: measured once, on the chain's output
-    peak = true_peak_dbtp(output, sample_rate) + gain_db
-    ceiling_db = 0.0
-    if opts.ceiling_dbtp is not None and np.isfinite(peak) and peak > opts.ceiling_dbtp:
-        ceiling_db = opts.ceiling_dbtp - peak
+    output, ceiling_db, peak = gain_under_ceiling(output, sample_rate, gain_db, opts.ceiling_dbtp)  # our own render
     total = gain_db + ceiling_db
-    if total:
-        output = np.multiply(output, np.float32(10 ** (total / 20)), out=output)  # our own render: in place
     lufs["output"] = lufs["chain_output"] + total
-    return output, total, peak + ceiling_db, ceiling_db
+    return output, total, peak, ceiling_db
