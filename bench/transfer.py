@@ -325,6 +325,30 @@ def stito_match(audio: np.ndarray, reference: np.ndarray, chain_name: str, metri
 
 # --- the benchmark ---
 
+def styled(style: str | None, source: np.ndarray, dry: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The reference and the oracle of one case: ``source`` and ``dry`` through the style's chain.
+
+    A style's chain has every setting fixed, so it has no searchable parameter (``len(chain) == 0``): whether there
+    is a style is asked of ``style``, never of the chain's truth value (which is its length).
+
+    Args:
+        style: One of ``STYLE_NAMES``, or None (the no-style control: ``source`` and ``dry`` as they are).
+        source: ``(2, m)`` float32 clip the reference is made from.
+        dry: ``(2, n)`` float32 input.
+        sample_rate: In Hz.
+
+    Returns:
+        The reference, the oracle and the seconds the oracle took to render.
+    """
+    if style is None:
+        return source, dry, 0.0
+    chain = style_chain(style)
+    reference = chain.process(source, sample_rate)
+    t0 = time.perf_counter()
+    oracle = chain.process(dry, sample_rate)
+    return reference, oracle, time.perf_counter() - t0
+
+
 def run_case(dry: np.ndarray, source: np.ndarray, style: str | None, metric_names: Sequence[str], cfg: dict,
              seed: int, unconstrained: bool = True, sample_rate: int = RATE) -> dict:
     """Every method on one case: transfer ``style`` from ``source`` onto ``dry``.
@@ -344,11 +368,7 @@ def run_case(dry: np.ndarray, source: np.ndarray, style: str | None, metric_name
         ``{method: {measure: value, "similarity": {metric: cosine to the reference}, "wall_s", stito: "moved",
         "accepted", "chain_level_db"}}``.
     """
-    chain = style_chain(style) if style else None
-    reference = chain.process(source, sample_rate) if chain else source
-    oracle_t0 = time.perf_counter()
-    oracle = chain.process(dry, sample_rate) if chain else dry
-    oracle_s = time.perf_counter() - oracle_t0
+    reference, oracle, oracle_s = styled(style, source, dry, sample_rate)
     runs: dict[str, Callable[[], np.ndarray | tuple[np.ndarray, dict]]] = {
         "input": lambda: dry,
         "rule_based": lambda: rule_based(dry, reference, sample_rate),

@@ -11,7 +11,7 @@ from stito_server.audio import loudness_lufs
 from bench import cli as bench_cli
 from bench.common import ClipPool, peak_normalize
 from bench.transfer import (QUICK, STYLE_NAMES, STYLES, crest_db, log_mel_distance, measures,
-                                         method_label, method_names, rule_based, stereo_width, style_chain)
+                                         method_label, method_names, rule_based, stereo_width, style_chain, styled)
 from training.data import corpus
 from stito_server.effects.builtin import BuiltinEffect
 from stito_server.effects.vst3 import find_vst3
@@ -78,6 +78,13 @@ def test_styles_render_and_errors_name_the_styles():
         y = style_chain(style).process(x, RATE)
         assert y.shape == x.shape and np.isfinite(y).all() and np.abs(y).max() > 0.01, style
         assert measures(y, x, RATE)["logmel_db"] > 1.0, style  # every style changes more than the level
+        # the case's reference and oracle go through the style, even one whose chain has nothing left to search
+        # (small_room fixes all five reverb settings: its chain's length, and so its truth value, is 0)
+        reference, oracle, _ = styled(style, x[:, ::-1].copy(), x, RATE)
+        assert measures(oracle, x, RATE)["logmel_db"] > 1.0, style
+        assert measures(reference, x[:, ::-1], RATE)["logmel_db"] > 1.0, style
+    assert len(style_chain("small_room")) == 0
+    assert styled(None, x[:, ::-1], x, RATE)[1] is x
     with pytest.raises(ValueError, match="valid: lowpass, highpass, small_room"):
         style_chain("telephone")
     assert method_names(["stats", "mfcc"]) == [
