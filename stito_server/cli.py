@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .errors import StitoError
 from .memory import return_large_blocks
-from .engine.options import add_option_arguments, cli_changes, option_values
+from .engine.options import add_option_arguments, cli_options, option_values
 from .metrics import DEFAULT_METRIC
 
 PRODUCT_COMMANDS = ("match", "apply", "plugins", "chains", "demo")
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[0] in lab:
             return _run_lab(argv[0], lab[argv[0]], argv[1:])
     args = get_parser().parse_args(argv)
-    if args.command == "match":
+    if args.command in ("match", "apply"):
         return_large_blocks()  # a long file's peak memory is its arrays', not the allocator's leftovers
     # SIGTERM unwinds like Ctrl-C, so a file being written is removed (save_atomically), not left half-written
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
@@ -273,7 +273,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     if args.server and args.save_chain:
         raise StitoError("--save-chain needs the match in this process (the matched plugins live on the server); "
                          "run without --server, or save the report's parameters (--report)")
-    opts = MatchOptions.preset(args.preset, **cli_changes(args))
+    opts = cli_options(args.preset, args)
     input_audio = load_audio(args.input, role="input")
     references = [load_audio(r, role="reference" if len(args.reference) == 1 else f"reference {i + 1}")
                   for i, r in enumerate(args.reference)]

@@ -355,7 +355,7 @@ class Server:
     def _match(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
         from .audio import Audio
         from .engine.match import MatchOptions, match  # the engine (pedalboard, scipy) loads with the first match
-        from .engine.options import wire_changes
+        from .engine.options import option_values, wire_changes
 
         c = job.request.content
         x, x_rate = buffer_to_audio(_obj(c, "input"), job.request.buffers)  # a ProtocolError replies by its name
@@ -418,7 +418,8 @@ class Server:
             raise JobStopped(job.reason) from None
         content = {"status": "ok", "job_id": job.job_id, "fx": built.reply_fx(result.parameters),
                    "similarity": result.similarity, "skipped": built.skipped, "unmapped": built.unmapped,
-                   "report": result.report(chain_name=built.chain.name, metric=metric.name)}
+                   "report": result.report(chain_name=built.chain.name, metric=metric.name,
+                                           options=option_values(opts, wire_only=True))}
         buffers: list[bytes] = []
         if c.get("return_audio", False):
             meta, data = audio_to_buffer(result.output, result.sample_rate)

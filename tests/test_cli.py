@@ -140,6 +140,17 @@ def test_bad_amount_and_overwriting_input(files, tmp_path, capsys):
     assert files["input"].read_bytes() == before
 
 
+def test_a_bad_option_value_is_named_by_its_flag(files, tmp_path, capsys):
+    for flags, says in ((["--excerpt-seconds", "0.1"], "--excerpt-seconds must be above 0.5 s, got 0.1"),
+                        (["--max-generations", "0"], "--max-generations must be at least 1, got 0"),
+                        (["--popsize", "1"], "--popsize must be at least 2, got 1")):
+        rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+                   "--out", str(tmp_path / "o.wav"), *flags])
+        err = capsys.readouterr().err
+        assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "o.wav").exists()
+
+
 def test_plugins_listing_and_show_via_console_script():
     out = subprocess.run([sys.executable, "-m", "stito_server", "plugins", "show", "compressor"],
                          capture_output=True, text=True, check=True).stdout

@@ -99,6 +99,30 @@ def test_match_style_end_to_end(reaper, server, tmp_path):
     assert abs(d_undone - d_before) < 0.05 * d_before, (d_undone, d_before)  # the reverb is not bit-exact
 
 
+@pytest.mark.reaper_assumption
+def test_match_style_with_three_selected_items(reaper, server, tmp_path):
+    # the input and two references, each another phrase through the hidden style, on tracks without FX
+    dry_in = phrase(6.0, RATE, seed=11)
+    inp, _, oracle = style_project(reaper, tmp_path, dry_in, phrase(6.0, RATE, seed=12),
+                                   more_refs=(phrase(6.0, RATE, seed=13),))
+    settings(reaper, server)
+    before_render = inp.render(dry_in, RATE)
+
+    reaper.run_script(MATCH, timeout_s=120)
+
+    assert reaper.errors == [] and reaper.message_boxes == [], (reaper.errors, reaper.message_boxes)
+    assert_ticks_fast(reaper)
+    text = "".join(reaper.console)
+    # both references were read and sent: the server's report combines two
+    assert "matching 'Guitar' (6.0 s) to the mean of 'Reference' (6.0 s), 'Reference 2' (6.0 s)" in text, text
+    assert "2 references, combined (each weighted alike)" in text, text
+    assert "restraint: " in text
+    d_before = multi_resolution_stft_distance(before_render, oracle, RATE)
+    d_after = multi_resolution_stft_distance(inp.render(dry_in, RATE), oracle, RATE)
+    assert d_after <= d_before * 1.02, (d_before, d_after)  # never further from the style (the reverb is not bit-exact)
+    assert [u.name for u in reaper.project.undo] in ([], ["stito: Match Style"])
+
+
 # --- error paths: each shows a message box saying what to do and leaves every FX parameter unchanged ---
 
 CANCEL = SCRIPTS / "stito_cancel_match_style.py"
@@ -125,30 +149,31 @@ def run_expecting_box(reaper, script=MATCH, timeout_s=60.0) -> str:
     return reaper.message_boxes[0][1]
 
 
-@pytest.mark.parametrize("selected", [0, 1, 3])
-def test_not_two_items(reaper, project, tmp_path, selected):
+@pytest.mark.parametrize("selected", [0, 1, 5])
+def test_not_two_to_four_items(reaper, project, tmp_path, selected):
     inp, ref = project
     items = [inp.items[0], ref.items[0]]
-    if selected == 3:
-        items.append(reaper.project.add_item(ref, ref.items[0].takes[0].source.path, position=30.0))
+    for k in range(3 if selected == 5 else 0):
+        items.append(reaper.project.add_item(ref, ref.items[0].takes[0].source.path, position=30.0 + 10 * k))
     for k, item in enumerate(items):
         item.selected = k < selected
     text = run_expecting_box(reaper)
-    assert "Select exactly two items" in text and f"{selected} item(s) are selected" in text
+    assert "Select two to 4 items" in text and "one to 3 references" in text
+    assert f"{selected} item(s) are selected" in text
 
 
 def test_no_fx(reaper, project):
     inp, _ = project
     inp.fx.clear()
-    assert "Neither track ('Guitar', 'Reference') has FX" in run_expecting_box(reaper)
+    assert "None of the items' tracks ('Guitar', 'Reference') has FX" in run_expecting_box(reaper)
 
 
-def test_both_items_on_one_track(reaper, project):
+def test_a_reference_on_the_input_track(reaper, project):
     inp, ref = project
     item = ref.items.pop()
     item.track = inp
     inp.items.append(item)
-    assert "Both items are on track 'Guitar'" in run_expecting_box(reaper)
+    assert "2 selected items are on track 'Guitar'" in run_expecting_box(reaper)
 
 
 def test_ambiguous_when_both_tracks_have_fx_and_no_track_selected(reaper, project):

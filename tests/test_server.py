@@ -104,6 +104,9 @@ def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
                                excerpts=1))
     assert reply.content["report"]["vector"] == pytest.approx(local.vector.tolist(), abs=1e-12)
     assert np.allclose(out, local.output, atol=1e-6)
+    # the report lists the options the match ran with, as an in-process report does
+    options = reply.content["report"]["options"]
+    assert options["popsize"] == 8 and options["max_generations"] == 2 and options["excerpt_seconds"] == 2.0
     # cancel: a long job stops within one generation after the cancel
     req = client.start_match(dry_a, RATE, ref, RATE, {"spec": EQ_SPEC}, {**SMALL, "max_generations": 200})
     job_id = None

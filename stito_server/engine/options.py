@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
@@ -325,6 +326,23 @@ def cli_changes(args: Any) -> dict[str, Any]:
             raise StitoError(f"--time-budget must be a number of seconds above 0, or 0 for no limit; got {budget:g}")
         changes["time_budget_s"] = budget or None  # 0: no limit
     return changes
+
+
+def cli_options(preset: str, args: Any) -> "MatchOptions":
+    """The match options of a command line: ``preset`` with ``cli_changes(args)``; an error names the value by its
+    flag ("--excerpt-seconds must be above 0.5 s"), as the user typed it, not by its field name.
+
+    Raises:
+        StitoError: a bad value or preset.
+    """
+    try:
+        return MatchOptions.preset(preset, **cli_changes(args))
+    except StitoError as exc:
+        text = str(exc)
+        for spec in sorted(MATCH_OPTIONS, key=lambda s: -len(s.name)):  # max_generations before generations
+            # the option a message is about: "NAME must ...", or one of a list "NAME, OTHER and ... must"
+            text = re.sub(rf"(?<![\w.-]){re.escape(spec.name)}(?=,| and | must )", spec.flag, text)
+        raise StitoError(text) from None
 
 
 def wire_changes(options: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,10 @@ def report(track_name: str, rows: list[dict[str, Any]], content: dict[str, Any])
     if sim:
         lines.append(f"  style similarity to the reference: {sim.get('before', float('nan')):.3f} -> "
                      f"{sim.get('after', float('nan')):.3f}")
+    refs = (content.get("report") or {}).get("references") or []
+    if len(refs) > 1:
+        lines.append(f"  {len(refs)} references, combined (each weighted alike); each one's similarity to the "
+                     "combined target: " + ", ".join(f"{float(r['similarity_to_target']):+.4f}" for r in refs))
     restraint = (content.get("report") or {}).get("restraint") or {}
     lines += [f"  {line}" for line in restraint.get("lines", [])]
     for s in content.get("skipped", []):

@@ -48,45 +48,56 @@ class ItemPlan:
         return max(int(round(self.length * self.rate)), 0)
 
 
-def selected_pair() -> tuple[ItemPlan, ItemPlan]:
-    """(input, reference) from the two selected items.
+MAX_REFERENCES = 3  # reference items per match (protocol 3.2 carries up to 3)
 
-    The rule: the input is the item whose track carries the FX chain stito will set. If only one of
-    the two tracks has FX, that one; if both have FX, the one on the selected track (exactly one of
-    the two tracks must be selected); both items on one track is refused (the reference would play
-    through the same FX).
+
+def selected_items() -> tuple[ItemPlan, list[ItemPlan]]:
+    """(input, references) from the selected items: the input and one to ``MAX_REFERENCES`` references.
+
+    The rule: the input is the item whose track carries the FX chain stito will set. If only one of the
+    items' tracks has FX, that one; if several have FX, the one on the selected track (exactly one of those
+    tracks must be selected); every other item is a reference (several references: processed alike, each
+    from another recording; the match's target is their mean). A reference on the input's own track is
+    refused (it would play through the same FX).
 
     Raises:
-        UserError: not exactly two items, no FX, ambiguous, or an item stito cannot read.
+        UserError: not two to four items, no FX, ambiguous, or an item stito cannot read.
     """
     project = reapy.Project()
     items = project.selected_items
-    if len(items) != 2:
-        raise UserError(f"Select exactly two items: the input (on the track whose FX stito should set) and the "
-                        f"reference (the sound to match). {len(items)} item(s) are selected.")
+    if not 2 <= len(items) <= MAX_REFERENCES + 1:
+        raise UserError(f"Select two to {MAX_REFERENCES + 1} items: the input (on the track whose FX stito should "
+                        f"set) and one to {MAX_REFERENCES} references (the sound to match; several: processed alike, "
+                        f"each from another recording). {len(items)} item(s) are selected.")
     plans = [_plan(item.id) for item in items]
-    a, b = plans
-    if a.track == b.track:
-        raise UserError(f"Both items are on track '{a.track_name}'. Move the reference to another track (one "
-                        "whose FX stito should not touch) and run Match Style again.")
-    has_fx = [RPR.TrackFX_GetCount(p.track) > 0 for p in plans]
-    if not any(has_fx):
-        raise UserError(f"Neither track ('{a.track_name}', '{b.track_name}') has FX. Add the FX stito should set "
-                        "(e.g. an EQ and a compressor) to the input item's track and run Match Style again.")
-    if all(has_fx):
-        chosen = [p for p in plans if RPR.IsTrackSelected(p.track)]
-        if len(chosen) != 1:
-            raise UserError(f"Both tracks ('{a.track_name}', '{b.track_name}') have FX, so stito cannot tell which "
-                            "item is the input. Select only the track whose FX stito should set (click its name) "
-                            "and run Match Style again.")
-        inp = chosen[0]
+    with_fx = [p for p in plans if RPR.TrackFX_GetCount(p.track) > 0]
+    names = ", ".join(f"'{n}'" for n in dict.fromkeys(p.track_name for p in plans))
+    if not with_fx:
+        raise UserError(f"None of the items' tracks ({names}) has FX. Add the FX stito should set (e.g. an EQ and a "
+                        "compressor) to the input item's track and run Match Style again.")
+    fx_tracks = list(dict.fromkeys(p.track for p in with_fx))
+    if len(fx_tracks) == 1:
+        track = fx_tracks[0]
     else:
-        inp = a if has_fx[0] else b
-    ref = b if inp is a else a
-    if RPR.TrackFX_GetCount(ref.track) > 0:
-        ref.notes.append(f"the reference track '{ref.track_name}' has FX; stito uses the reference item's own "
-                         "audio, before its track FX")
-    return inp, ref
+        chosen = [t for t in fx_tracks if RPR.IsTrackSelected(t)]
+        if len(chosen) != 1:
+            fx_names = ", ".join(f"'{n}'" for n in dict.fromkeys(p.track_name for p in with_fx))
+            raise UserError(f"Several of the items' tracks ({fx_names}) have FX, so stito cannot tell which item "
+                            "is the input. Select only the track whose FX stito should set (click its name) and "
+                            "run Match Style again.")
+        track = chosen[0]
+    on_track = [p for p in plans if p.track == track]
+    if len(on_track) > 1:
+        raise UserError(f"{len(on_track)} selected items are on track '{on_track[0].track_name}', whose FX stito "
+                        "sets. Keep only the input there: move each reference to another track (one whose FX "
+                        "stito should not touch) and run Match Style again.")
+    inp = on_track[0]
+    refs = [p for p in plans if p is not inp]
+    for ref in refs:
+        if RPR.TrackFX_GetCount(ref.track) > 0:
+            ref.notes.append(f"the reference track '{ref.track_name}' has FX; stito uses the reference item's own "
+                             "audio, before its track FX")
+    return inp, refs
 
 
 def _plan(item: str) -> ItemPlan:

@@ -47,11 +47,11 @@ def defer(code: str) -> None:
 class MatchJob:
     """One Match Style run, advanced by ``step`` from deferred ticks."""
 
-    def __init__(self, settings: Settings, inp: stito_gather.ItemPlan, ref: stito_gather.ItemPlan,
+    def __init__(self, settings: Settings, inp: stito_gather.ItemPlan, refs: list[stito_gather.ItemPlan],
                  fx: list[dict[str, Any]]) -> None:
-        self.settings, self.inp, self.ref, self.fx = settings, inp, ref, fx
+        self.settings, self.inp, self.refs, self.fx = settings, inp, refs, fx
         self.signature = stito_gather.fx_signature(inp.track)
-        self.readers = [stito_gather.AudioReader(inp), stito_gather.AudioReader(ref)]
+        self.readers = [stito_gather.AudioReader(p) for p in [inp, *refs]]
         self.audio: list[Any] = []
         self.client: Any = None
         self.request: Any = None
@@ -107,16 +107,19 @@ class MatchJob:
         except (FileNotFoundError, PermissionError) as exc:
             raise UserError(f"{exc}. Start stito-server once (run `stito-server` in a terminal), then run Match "
                             "Style again. Nothing was changed.") from None
-        x, r = self.audio
+        x, *rs = self.audio
         self.client = StitoClient(self.settings.address, key)
         chain = {"fx": [{k: v for k, v in fx.items() if k != "display_name"} for fx in self.fx]}
-        self.request = self.client.start_match(x, self.inp.rate, r, self.ref.rate, chain, self.settings.options())
+        # one reference goes as one object (any 3.x server), several as a list (protocol 3.2)
+        self.request = self.client.start_match(x, self.inp.rate, rs, [p.rate for p in self.refs], chain,
+                                               self.settings.options())
         self.sent_at = self.last_heard = time.monotonic()
         self.state = "waiting"
-        console(f"stito: matching '{self.inp.track_name}' to '{self.ref.track_name}' "
-                f"({x.shape[1] / self.inp.rate:.1f} s vs {r.shape[1] / self.ref.rate:.1f} s, effort "
-                f"{self.settings.effort}, amount {self.settings.amount}) at {self.settings.address}")
-        for note in self.inp.notes + self.ref.notes:
+        refs = ", ".join(f"'{p.track_name}' ({r.shape[1] / p.rate:.1f} s)" for p, r in zip(self.refs, rs))
+        console(f"stito: matching '{self.inp.track_name}' ({x.shape[1] / self.inp.rate:.1f} s) to "
+                f"{'the mean of ' if len(rs) > 1 else ''}{refs} (effort {self.settings.effort}, amount "
+                f"{self.settings.amount}) at {self.settings.address}")
+        for note in self.inp.notes + [n for p in self.refs for n in p.notes]:
             console(f"stito: note: {note}")
 
     def _wait(self) -> bool:
@@ -194,9 +197,9 @@ def start() -> None:
         return
     try:
         settings = load(RPR.GetExtState)
-        inp, ref = stito_gather.selected_pair()
+        inp, refs = stito_gather.selected_items()
         fx = stito_gather.describe_fx(inp.track, settings)
-        job = MatchJob(settings, inp, ref, fx)
+        job = MatchJob(settings, inp, refs, fx)
     except UserError as exc:
         message(str(exc), exc.title)
         return

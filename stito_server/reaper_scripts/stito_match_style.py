@@ -9,8 +9,9 @@
 #   [nomain] stito_apply.py
 #   [nomain] stito_match.py
 # @about
-#   Select two items: the input (on the track whose FX stito sets) and the reference (the sound to
-#   match). stito-server finds FX parameter values; they are applied in one undo block.
+#   Select the input item (on the track whose FX stito sets) and one to three reference items (the
+#   sound to match; several: processed alike, their mean is the target). stito-server finds FX
+#   parameter values; they are applied in one undo block.
 #   Needs stito-server running (`stito-server`). See docs/reaper-manual-test.md.
 
 import os

@@ -127,18 +127,21 @@ def build_chain(reaper: Reaper, track: Track, eq: dict[str, float] | None = None
 
 
 def style_project(reaper: Reaper, tmp_path: Path, dry_in: np.ndarray, dry_ref: np.ndarray,
-                  room: bool = True) -> tuple[Track, Track, np.ndarray]:
+                  room: bool = True, more_refs: tuple[np.ndarray, ...] = ()) -> tuple[Track, Track, np.ndarray]:
     """Input track (FX at start values, dry item) and reference track (item = dry_ref through the same
-    chain at hidden settings). Returns (input track, reference track, oracle = dry_in at hidden settings)."""
+    chain at hidden settings); each of ``more_refs`` through it too, on tracks "Reference 2", "Reference 3", ...
+    (items selected). Returns (input track, reference track, oracle = dry_in at hidden settings)."""
     p = reaper.project
     hidden = p.add_track("hidden (not in the project's items)")
     build_chain(reaper, hidden, HIDDEN_EQ, HIDDEN_COMP, room)
-    reference = hidden.render(dry_ref, RATE)
+    references = [hidden.render(r, RATE) for r in (dry_ref, *more_refs)]
     oracle = hidden.render(dry_in, RATE)
     p.tracks.remove(hidden)
     inp = p.add_track("Guitar")
     build_chain(reaper, inp, None, None, room)
     ref = p.add_track("Reference")
     p.add_item(inp, write(tmp_path / "input.wav", dry_in), position=0.0)
-    p.add_item(ref, write(tmp_path / "reference.wav", reference), position=10.0)
+    p.add_item(ref, write(tmp_path / "reference.wav", references[0]), position=10.0)
+    for k, audio in enumerate(references[1:], start=2):
+        p.add_item(p.add_track(f"Reference {k}"), write(tmp_path / f"reference{k}.wav", audio), position=10.0 * k)
     return inp, ref, oracle
