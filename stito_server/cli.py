@@ -270,15 +270,23 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .metrics import get_metric
 
     _check_outputs([args.input, *args.reference], [args.out, args.report, args.plot, args.save_chain])
-    if args.server and args.save_chain:
-        raise StitoError("--save-chain needs the match in this process (the matched plugins live on the server); "
-                         "run without --server, or save the report's parameters (--report)")
     opts = cli_options(args.preset, args)
     input_audio = load_audio(args.input, role="input")
     references = [load_audio(r, role="reference" if len(args.reference) == 1 else f"reference {i + 1}")
                   for i, r in enumerate(args.reference)]
     reference = references[0] if len(references) == 1 else references
     reference_names = args.reference[0] if len(args.reference) == 1 else args.reference
+    if args.server and args.save_chain:
+        # the saved chain is written here, from the server's matched positions: the plugins must be here too
+        def load():
+            try:
+                return load_chain(args.chain, allow_python=args.allow_python_effects)
+            except StitoError as exc:
+                raise StitoError(f"--save-chain with --server writes the saved chain on this machine, so the chain's "
+                                 f"plugins must be here as well as on the server: {exc}") from None
+
+        with_chain_quietly(load, lambda chain: match_on_server(args, opts, input_audio, reference, chain))
+        return 0
     if args.server:
         return match_on_server(args, opts, input_audio, reference)
     metric = get_metric(args.metric, args.device)
@@ -298,8 +306,12 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
-def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> int:
-    """`stito match --server`: the same options and result as in-process, computed by stito-server."""
+def match_on_server(args: argparse.Namespace, opts, input_audio, reference, saving=None) -> int:
+    """`stito match --server`: the same options and result as in-process, computed by stito-server.
+
+    ``saving``: the chain loaded here for ``--save-chain``; it takes the server's matched positions (by effect and
+    parameter name) and is written as the saved chain with the other outputs.
+    """
     import tomllib
 
     from tqdm import tqdm
@@ -342,12 +354,38 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference) -> i
     report = reply.content["report"]
     report.update(input=args.input, reference=args.reference[0] if len(args.reference) == 1 else args.reference,
                   chain=args.chain, server=args.server)
+    saved = None
+    if saving is not None:
+        from .effects.saved import saved_spec
+
+        saved = saved_spec(_with_positions(saving, report["parameters"]), report["output_gain_db"], opts.ceiling_dbtp,
+                           note=f"matched {report['input']} to {report['reference']} on {args.server} with stito "
+                                f"{__version__}; render onto other files with `stito apply`")
     first = reference[0] if isinstance(reference, list) else reference  # the plot shows the first reference
     write_outputs(input_audio, first, output, rate, report, args.out, args.report, args.plot,
-                  title=f"{args.chain} (server)")
+                  title=f"{args.chain} (server)", save_chain=args.save_chain, saved=saved)
     if not args.quiet:
         print(summary(report, args.chain))
     return 0
+
+
+def _with_positions(chain, parameters: list[dict]):
+    """``chain`` set to a report's matched positions (``normalized_after``, by effect and parameter name).
+
+    Raises:
+        StitoError: the report and the chain here do not describe the same parameters (another plugin version).
+    """
+    import numpy as np
+
+    rows = {(p["effect"], p["param"]): float(p["normalized_after"]) for p in parameters}
+    for fx in chain.effects:
+        names = [p.name for p in fx.params]
+        missing = [n for n in names if (fx.name, n) not in rows]
+        if missing:
+            raise StitoError(f"the server's {fx.name} has no parameter {missing[0]!r} that this machine's has: the "
+                             "plugins differ between here and the server, so the chain cannot be saved here")
+        fx.set_normalized(np.array([rows[fx.name, n] for n in names]))
+    return chain
 
 
 def run_and_write(input_audio, reference, chain, metric, opts, out: str, report: str | None, plot: str | None,

@@ -401,9 +401,10 @@ def test_cli_match_through_server_equals_in_process(server, tmp_path, dry_a, dry
                     'search = ["high_shelf_gain_db", "peak2_gain_db"]\n')
     args = [str(inp), str(ref), "--chain", str(spec), "--max-generations", "2", "--popsize", "8",
             "--excerpt-seconds", "2", "--excerpts", "1", "--time-budget", "0", "--quiet"]
-    assert main(["match", *args, "--out", str(tmp_path / "local.wav"), "--report", str(tmp_path / "local.json")]) == 0
+    assert main(["match", *args, "--out", str(tmp_path / "local.wav"), "--report", str(tmp_path / "local.json"),
+                 "--save-chain", str(tmp_path / "local.toml")]) == 0
     assert main(["match", *args, "--out", str(tmp_path / "served.wav"), "--report", str(tmp_path / "served.json"),
-                 "--server", server.address]) == 0
+                 "--server", server.address, "--save-chain", str(tmp_path / "served.toml")]) == 0
     local = json.loads((tmp_path / "local.json").read_text())
     served = json.loads((tmp_path / "served.json").read_text())
     assert served["vector"] == pytest.approx(local["vector"], abs=1e-12)
@@ -411,6 +412,17 @@ def test_cli_match_through_server_equals_in_process(server, tmp_path, dry_a, dry
     a, _ = sf.read(str(tmp_path / "local.wav"))
     b, _ = sf.read(str(tmp_path / "served.wav"))
     assert np.allclose(a, b, atol=1e-6)
+    # --save-chain with --server: the saved chain holds the server's matched values, and stito apply renders the
+    # match's output again from it
+    from stito_server.effects.saved import load_saved
+
+    saved, here = load_saved(tmp_path / "served.toml"), load_saved(tmp_path / "local.toml")
+    assert saved.chain.get_vector() == pytest.approx(here.chain.get_vector(), abs=1e-9)
+    assert saved.gain_db == pytest.approx(here.gain_db, abs=1e-9)
+    assert main(["apply", str(inp), "--chain", str(tmp_path / "served.toml"), "--out-dir", str(tmp_path / "applied"),
+                 "--quiet"]) == 0
+    c, _ = sf.read(str(tmp_path / "applied" / "in.wav"))
+    assert np.allclose(c, b, atol=1e-6)
 
 
 def test_job_timeout_stops_the_match(client, dry_a, dry_b):
