@@ -131,7 +131,7 @@ def test_a_lower_ceiling_is_kept_and_a_bad_one_is_refused_before_work(files, tmp
         _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--ceiling", bad, "--out", str(out)],
                  f"ceiling must be a number of dBTP from -60 to 0, got {float(bad)!r}")
     _refused(files, capsys, tmp_path, ["--chain", "pedalboard-strip", "--ceiling", "nan", "--out", str(out)],
-             "ceiling_dbtp must be a finite number, got nan")
+             "--ceiling must be a finite number, got nan")
 
 
 def test_pcm_output_above_full_scale_is_refused_not_clipped(tmp_path):
