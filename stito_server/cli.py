@@ -22,10 +22,10 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .errors import StitoError
 from .memory import return_large_blocks
-from .engine.options import add_option_arguments, cli_options, option_values
+from .engine.options import add_option_arguments, cli_changes, cli_options, option_values
 from .metrics import DEFAULT_METRIC
 
-PRODUCT_COMMANDS = ("match", "apply", "plugins", "chains", "demo")
+PRODUCT_COMMANDS = ("match", "apply", "batch", "plugins", "chains", "demo")
 LAB_GROUP = "stito.commands"  # entry points of the lab's sub-commands (pyproject.toml)
 
 
@@ -76,6 +76,29 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("--out-dir", required=True, help="folder for the outputs, INPUT's name as .wav (made if missing)")
     a.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
+    b = sub.add_parser("batch", help="match many files on Dask distributed (this machine, or a cluster)",
+                       description="Run the jobs of MANIFEST (or one job per file of --inputs) on Dask: each job's "
+                                   "output <id>.wav and report <id>.json go to --out-dir, with batch-summary.csv and "
+                                   ".json. Running the same batch again skips the jobs already written.")
+    b.add_argument("manifest", nargs="?", help="a .csv or .toml manifest of jobs (see the README); or --inputs")
+    b.add_argument("--inputs", metavar="DIR", help="one job per audio file in DIR (instead of a manifest)")
+    b.add_argument("--reference", nargs="+", metavar="REF", help="reference file(s) of every job (a manifest's "
+                   "jobs may give their own)")
+    b.add_argument("--chain", help="chain of every job: a shipped name or a .toml spec (a manifest's jobs may give "
+                   "their own)")
+    b.add_argument("--out-dir", required=True, help="folder for the outputs, reports and summary (made if missing)")
+    b.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (tcp://HOST:8786) whose workers "
+                   "run the jobs; default: a local cluster on this machine")
+    b.add_argument("--workers", dest="batch_workers", type=int, metavar="N",
+                   help="local cluster: worker processes, one job each at a time (default: one per core); each "
+                        "match renders on the cores divided between them")
+    b.add_argument("--metric", default=DEFAULT_METRIC, help="style metric of every job (default: %(default)s)")
+    b.add_argument("--preset", choices=("fast", "paper"), default="fast", help="search settings (default: fast)")
+    b.add_argument("--allow-python-effects", action="store_true",
+                   help="let chain files name Python code (only for files you trust)")
+    add_option_arguments(b, exclude=("workers",))  # every job's options; a manifest's own override them
+    b.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
     for name, entry in lab_commands().items():
         sub.add_parser(name, add_help=False, help=f"the lab's `{name}` commands ({entry.value}; "
                                                    f"`stito {name} --help` lists them)")
@@ -106,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_match(args)
         if args.command == "apply":
             return cmd_apply(args)
+        if args.command == "batch":
+            return cmd_batch(args)
         if args.command == "plugins":
             return cmd_plugins(args)
         if args.command == "chains":
@@ -563,6 +588,69 @@ def _apply_one(saved, name: str, target: Path) -> None:
     # another file may peak higher than the match's own (the match's own output sits at the ceiling: no new cut)
     output, _, _ = gain_under_ceiling(output, audio.sample_rate, saved.gain_db, saved.ceiling_dbtp, tolerance_db=1e-6)
     save_audio(target, output, audio.sample_rate)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """`stito batch`: many matches on Dask, resumable; a summary per job."""
+    from tqdm import tqdm
+
+    from .batch.manifest import folder_jobs, load_manifest
+    from .batch.runner import BatchSettings, dask_modules, run_batch
+
+    if bool(args.manifest) == bool(args.inputs):
+        raise StitoError("give a manifest (a .csv or .toml file of jobs) or --inputs DIR, not both" if args.manifest
+                         else "give a manifest (a .csv or .toml file of jobs) or --inputs DIR with --reference and "
+                              "--chain")
+    settings = BatchSettings(scheduler=args.scheduler, workers=args.batch_workers,
+                             allow_python=args.allow_python_effects)
+    if args.scheduler and args.batch_workers:
+        raise StitoError("--workers sizes the local cluster; with --scheduler, the cluster's own workers run the jobs")
+    dask_modules()  # not installed: say how to install it before reading anything
+    options = {k: v for k, v in cli_changes(args).items()}
+    if "time_budget_s" in options and options["time_budget_s"] is None:
+        options["time_budget_s"] = 0  # the manifest's spelling of "no limit"
+    cli_options(args.preset, args)  # a bad flag value fails here, named by its flag
+    defaults: dict[str, Any] = {"preset": args.preset, "metric": args.metric, "options": options}
+    if args.reference:
+        defaults["reference"] = [str(Path(r).resolve()) for r in args.reference]
+    if args.chain:
+        path = Path(args.chain)
+        defaults["chain"] = str(path.resolve()) if path.suffix or path.is_file() else args.chain
+    if args.inputs:
+        if not args.reference or not args.chain:
+            raise StitoError("--inputs needs --reference and --chain (every job shares them)")
+        jobs = folder_jobs(args.inputs, defaults)
+    else:
+        jobs = load_manifest(args.manifest, defaults)
+    bars: list = []  # the bar appears with the first settled job (an error before it is one line)
+
+    def progress(result, done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="batch", unit="job", file=sys.stderr, disable=args.quiet, leave=False))
+        bars[0].update(done - bars[0].n)
+        if result.status == "failed" and not args.quiet:
+            tqdm.write(f"failed: {result.id}: {result.error}", file=sys.stderr)
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            tqdm.write(line, file=sys.stderr)
+
+    out_dir = Path(args.out_dir)
+    try:
+        summary = run_batch(jobs, out_dir, settings, progress=progress, log=log)
+    except KeyboardInterrupt:
+        for bar in bars:
+            bar.close()
+        print(f"stito: batch interrupted; the jobs finished are kept, nothing partial is left, and "
+              f"{out_dir / 'batch-summary.csv'} says which; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        for bar in bars:
+            bar.close()
+    if not args.quiet:
+        print(f"{summary.line()}; outputs and reports in {out_dir}, summary in {out_dir / 'batch-summary.csv'} "
+              f"and .json")
+    return 1 if summary.counts()["failed"] else 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

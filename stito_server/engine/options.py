@@ -300,9 +300,11 @@ _CLI_TYPES = {"a number": float, "an integer": int, "a string": str, "a number o
               "a number or null": float, "a number or effect=amount list": str}
 
 
-def add_option_arguments(parser: Any) -> None:
-    """Add every option of ``MATCH_OPTIONS`` to an ``argparse`` parser, as its flag."""
+def add_option_arguments(parser: Any, exclude: tuple[str, ...] = ()) -> None:
+    """Add every option of ``MATCH_OPTIONS`` (but those named in ``exclude``) to an ``argparse`` parser, as its flag."""
     for spec in MATCH_OPTIONS:
+        if spec.name in exclude:
+            continue
         parser.add_argument(spec.flag, dest=spec.name, type=_CLI_TYPES[spec.kind], default=spec.cli_default,
                             choices=spec.choices, metavar=spec.metavar, help=spec.help)
 
@@ -313,7 +315,7 @@ def cli_changes(args: Any) -> dict[str, Any]:
     Raises:
         StitoError: a negative or non-numeric ``--time-budget``.
     """
-    changes = {s.name: getattr(args, s.name) for s in MATCH_OPTIONS if getattr(args, s.name) is not None}
+    changes = {s.name: getattr(args, s.name) for s in MATCH_OPTIONS if getattr(args, s.name, None) is not None}
     if "amount" in changes:
         try:
             changes["amount"] = amount_value(changes["amount"])
@@ -368,3 +370,50 @@ def option_values(opts: MatchOptions, wire_only: bool = False) -> dict[str, Any]
     """Every option of ``MATCH_OPTIONS`` as ``opts`` holds it (what a report lists and a client sends)."""
     return {s.name: getattr(opts, s.name) if hasattr(opts, s.name) else getattr(opts.optimizer, s.name)
             for s in MATCH_OPTIONS if s.wire or not wire_only}
+
+
+def option_spec(key: str) -> OptionSpec | None:
+    """The option a key names, by its field name (``time_budget_s``) or its flag without dashes (``time-budget``)."""
+    for spec in MATCH_OPTIONS:
+        if key in (spec.name, spec.flag.lstrip("-")):
+            return spec
+    return None
+
+
+def table_changes(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The match options of a table (a batch manifest's options: TOML values, or CSV cells as text), each cast to its
+    option's type; 0 seconds of time budget is no limit, as on the command line.
+
+    Args:
+        table: Option names (field or flag spelling) to values; empty text cells are left out by the caller.
+        where: Where the table is, for error messages ("manifest.csv row 3").
+
+    Raises:
+        StitoError: an unknown option (the valid ones listed) or a value that is not of its option's kind.
+    """
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        spec = option_spec(key)
+        if spec is None or not spec.wire:
+            valid = ", ".join(s.name for s in MATCH_OPTIONS if s.wire)
+            raise StitoError(f"{where}: unknown option {key!r}; valid: {valid}")
+        try:
+            cast = _CLI_TYPES[spec.kind] if isinstance(value, str) and spec.kind != "a string" else spec.cast
+            if spec.name == "amount":
+                cast = amount_value
+            if cast is int and isinstance(value, float) and value != int(value):
+                raise ValueError("not a whole number")
+            if isinstance(value, bool):
+                raise ValueError("not a number or text")
+            changes[spec.name] = cast(value)
+        except (TypeError, ValueError, OverflowError):
+            raise StitoError(f"{where}: option {key} must be {spec.kind}, got {value!r}") from None
+        if spec.choices and changes[spec.name] not in spec.choices:
+            raise StitoError(f"{where}: option {key} must be one of {', '.join(spec.choices)}, got {value!r}")
+    if "time_budget_s" in changes:
+        budget = changes["time_budget_s"]
+        if not budget >= 0:
+            raise StitoError(f"{where}: option time_budget_s must be a number of seconds above 0, or 0 for no limit; "
+                             f"got {budget:g}")
+        changes["time_budget_s"] = budget or None
+    return changes

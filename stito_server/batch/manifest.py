@@ -1,0 +1,244 @@
+"""BatchJob: one match of a batch, read from a manifest (CSV or TOML) or built from a folder of inputs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from .. import __version__
+from ..engine.options import table_changes
+from ..errors import StitoError
+
+PRESETS = ("fast", "paper")
+JOB_KEYS = ("id", "input", "reference", "chain", "preset", "metric")  # the rest of a row or table: match options
+REFERENCE_SEPARATOR = ";"  # several references in one CSV cell
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3", ".w64", ".caf")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One match of a batch: an input matched to its references through a chain, written as ``<id>.wav`` and
+    ``<id>.json`` (its report) in the batch's output folder.
+
+    Attributes:
+        id: The job's name, unique in the batch (the input file's stem unless the manifest gives one).
+        input: The input audio file (absolute path: workers read it from shared storage).
+        references: One to three reference files (absolute paths).
+        chain: A shipped chain name or a .toml chain spec (absolute path).
+        preset: "fast" (the default) or "paper".
+        metric: The style metric (``stito match --metric``).
+        options: Match options changed from the preset (``MatchOptions`` field names, cast).
+        where: Where the job was given ("jobs.csv row 3"), for messages.
+        problem: Why the job cannot run (a missing file, a bad option), found before the batch starts; None: none.
+    """
+
+    id: str
+    input: str
+    references: tuple[str, ...]
+    chain: str
+    preset: str = "fast"
+    metric: str = "mfcc"
+    options: dict[str, Any] = field(default_factory=dict)
+    where: str = ""
+    problem: str | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of everything the job's output depends on: the bytes of its input, references and chain file, its
+        settings and stito's version (sha256 hex). A finished job whose report holds it is skipped when run again."""
+        digest = hashlib.sha256()
+        for path in (self.input, *self.references):
+            digest.update(_file_hash(path).encode())
+        chain_path = Path(self.chain)
+        chain = _file_hash(self.chain) if chain_path.suffix == ".toml" or chain_path.is_file() else self.chain
+        settings = {"chain": chain, "preset": self.preset, "metric": self.metric, "options": self.options,
+                    "version": __version__}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+
+def _file_hash(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_manifest(path: str | Path, defaults: dict[str, Any] | None = None) -> list[BatchJob]:
+    """The jobs of a manifest file.
+
+    CSV: a header row, one job per row; columns ``input`` (required), ``reference`` (several separated by ';'),
+    ``chain``, ``id``, ``preset``, ``metric``, and any match option by name (``seed``, ``time_budget_s`` or
+    ``time-budget``, ``amount``, ...); an empty cell takes the default. TOML: top-level keys give every job's
+    defaults (``reference`` a string or a list, an ``[options]`` table), each ``[[job]]`` table one job (its own
+    ``options`` table on top). Relative paths are relative to the manifest's folder.
+
+    Args:
+        path: A .csv or .toml manifest.
+        defaults: Every job's defaults before the manifest's (``reference``, ``chain``, ``preset``, ``metric``,
+            ``options``), e.g. from the command line.
+
+    Raises:
+        StitoError: an unreadable manifest, an unknown column or key, a job without input, reference or chain, or
+            two jobs with the same id (named with their rows). A missing file or a bad option value is a problem of
+            its job (``BatchJob.problem``), not of the batch.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise StitoError(f"manifest {p} not found" if not p.exists() else f"manifest {p} is not a file")
+    base = p.resolve().parent
+    defaults = dict(defaults or {})
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StitoError(f"cannot read manifest {p}: {exc}") from None
+    if p.suffix.lower() == ".csv":
+        entries = _csv_entries(text, p.name)
+    elif p.suffix.lower() == ".toml":
+        entries, top = _toml_entries(text, p.name)
+        defaults = _merged(defaults, top, base)
+    else:
+        raise StitoError(f"manifest {p}: give a .csv or .toml file (got {p.suffix or 'no extension'!r})")
+    if not entries:
+        raise StitoError(f"manifest {p} lists no jobs")
+    return _unique([_job(_merged(defaults, entry, base), where) for where, entry in entries])
+
+
+def folder_jobs(inputs: str | Path, defaults: dict[str, Any]) -> list[BatchJob]:
+    """One job per audio file in a folder (not its sub-folders), sorted by name: ``stito batch --inputs DIR``.
+
+    Raises:
+        StitoError: the folder is missing or holds no audio file (the extensions looked for listed).
+    """
+    folder = Path(inputs)
+    if not folder.is_dir():
+        raise StitoError(f"--inputs {folder} is not a folder")
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
+                   and not f.name.startswith("."))
+    if not files:
+        raise StitoError(f"--inputs {folder} holds no audio file ({', '.join(AUDIO_SUFFIXES)})")
+    return _unique([_job({**defaults, "input": str(f.resolve())}, str(f)) for f in files])
+
+
+def _csv_entries(text: str, name: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = list(csv.reader(text.splitlines()))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        return []
+    header = [h.strip() for h in rows[0]]
+    if "input" not in header:
+        raise StitoError(f"manifest {name}: the header row has no 'input' column (it has: {', '.join(header)})")
+    entries = []
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) > len(header):
+            raise StitoError(f"manifest {name} row {number}: {len(row)} cells under a header of {len(header)}")
+        entry: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        for key, cell in zip(header, row):
+            if not cell.strip():
+                continue
+            if key == "reference":
+                entry[key] = [r.strip() for r in cell.split(REFERENCE_SEPARATOR) if r.strip()]
+            elif key in JOB_KEYS:
+                entry[key] = cell.strip()
+            else:
+                options[key] = cell.strip()
+        entry["options"] = options
+        entries.append((f"{name} row {number}", entry))
+    return entries
+
+
+def _toml_entries(text: str, name: str) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StitoError(f"cannot read manifest {name}: {exc}") from None
+    jobs = data.pop("job", [])
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise StitoError(f"manifest {name}: 'job' must be [[job]] tables")
+    for where, table in [(f"manifest {name}", data)] + [(f"manifest {name} job {k + 1}", j) for k, j in enumerate(jobs)]:
+        unknown = sorted(set(table) - set(JOB_KEYS) - {"options"})
+        if unknown:
+            raise StitoError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(JOB_KEYS)}, options "
+                             "(a table of match options)")
+        if not isinstance(table.get("options", {}), dict):
+            raise StitoError(f"{where}: 'options' must be a table of match options")
+    return [(f"{name} job {k + 1}", j) for k, j in enumerate(jobs)], data
+
+
+def _merged(defaults: dict[str, Any], entry: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``entry`` over ``defaults`` (options merged key by key), its paths made absolute against ``base``."""
+    out = {**defaults, **{k: v for k, v in entry.items() if k != "options"}}
+    out["options"] = {**defaults.get("options", {}), **entry.get("options", {})}
+    for key in ("input", "chain"):
+        if key in entry and isinstance(entry[key], str):
+            out[key] = _absolute(entry[key], base, is_chain=key == "chain")
+    if "reference" in entry:
+        refs = entry["reference"]
+        refs = [refs] if isinstance(refs, str) else refs
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise StitoError("'reference' must be a file name or a list of file names")
+        out["reference"] = [_absolute(r, base) for r in refs]
+    return out
+
+
+def _absolute(path: str, base: Path, is_chain: bool = False) -> str:
+    """A path against the manifest's folder; a chain without an extension that is no file there is a shipped name."""
+    p = Path(path).expanduser()
+    if is_chain and not p.suffix and not (base / p).is_file():
+        return path
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _job(entry: dict[str, Any], where: str) -> BatchJob:
+    for key in ("input", "reference", "chain"):
+        if not entry.get(key):
+            raise StitoError(f"{where}: no {key} (give it for the job, in the manifest's defaults, or on the command "
+                             f"line as --{key})")
+    for key in ("input", "chain", "preset", "metric", "id"):
+        if key in entry and not isinstance(entry[key], str):
+            raise StitoError(f"{where}: {key} must be text, got {entry[key]!r}")
+    refs = tuple(entry["reference"])
+    job = BatchJob(id=entry.get("id") or Path(entry["input"]).stem, input=entry["input"], references=refs,
+                   chain=entry["chain"], preset=entry.get("preset", "fast"), metric=entry.get("metric", "mfcc"),
+                   where=where)
+    if "/" in job.id or job.id.startswith("."):
+        raise StitoError(f"{where}: id {job.id!r} must be a plain file name (no '/', not starting with '.')")
+    return replace(job, **_checked(job, entry.get("options", {})))
+
+
+def _checked(job: BatchJob, options: dict[str, Any]) -> dict[str, Any]:
+    """The job's cast options, or its problem: what can be known before any worker starts."""
+    from ..engine.options import MatchOptions
+
+    try:
+        if job.preset not in PRESETS:
+            raise StitoError(f"unknown preset {job.preset!r}; valid: {', '.join(PRESETS)}")
+        changes = table_changes(options, job.where)
+        MatchOptions.preset(job.preset, **changes)  # a bad value (an amount above 1) is found here
+        if len(job.references) > 3:
+            raise StitoError(f"{len(job.references)} references; a match takes one to three")
+        for role, path in [("input", job.input)] + [("reference", r) for r in job.references]:
+            if not Path(path).is_file():
+                raise StitoError(f"{role} {path} not found")
+        chain = Path(job.chain)
+        if (chain.suffix or chain.is_absolute()) and not chain.is_file():
+            raise StitoError(f"chain file {job.chain} not found")
+    except StitoError as exc:
+        return {"options": {}, "problem": " ".join(str(exc).split())}
+    return {"options": changes}
+
+
+def _unique(jobs: Iterable[BatchJob]) -> list[BatchJob]:
+    seen: dict[str, BatchJob] = {}
+    for job in jobs:
+        if job.id in seen:
+            raise StitoError(f"{seen[job.id].where} and {job.where} have the same id {job.id!r} (their outputs would "
+                             "share a name): give one an 'id'")
+        seen[job.id] = job
+    return list(seen.values())

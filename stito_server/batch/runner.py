@@ -1,0 +1,364 @@
+"""run_batch: a batch of matches on Dask distributed (a LocalCluster, or a user's scheduler), resumable and safe."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import RenderError, StitoError
+from .manifest import BatchJob
+from .summary import JobResult, BatchSummary
+
+SUMMARY_NAME = "batch-summary"  # <out-dir>/batch-summary.csv and .json
+INSTALL_HINT = ("stito batch runs on Dask distributed, which is not installed: pip install 'stito[batch]' "
+                "(in a checkout: pip install -e '.[batch]', which `make setup` does)")
+
+
+def dask_modules():
+    """``(dask, distributed)``, or a StitoError that says how to install them."""
+    try:
+        import dask
+        import distributed
+    except ImportError:
+        raise StitoError(INSTALL_HINT) from None
+    return dask, distributed
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Where and how a batch runs.
+
+    Attributes:
+        scheduler: A Dask scheduler's address (``tcp://HOST:8786``) whose workers run the jobs; None: a
+            ``LocalCluster`` on this machine.
+        workers: Worker processes of the LocalCluster (one thread each); None: one per core.
+        match_workers: Render workers of each match; None: the cores shared out between the LocalCluster's workers
+            (``cores // workers``, at least 1); with ``scheduler``, each match takes one per core of its machine.
+        allow_python: Chains may name Python effects (``stito match --allow-python-effects``).
+        retries: Dask retries of a job whose match raised an error other than a user error (a crashed render
+            worker, a lost worker), on whichever worker is free.
+    """
+
+    scheduler: str | None = None
+    workers: int | None = None
+    match_workers: int | None = None
+    allow_python: bool = False
+    retries: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "match_workers"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise StitoError(f"{name} must be a whole number at least 1, got {value!r}")
+        if self.scheduler is not None and not self.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+            raise StitoError(f"scheduler {self.scheduler!r}: give a Dask scheduler address such as tcp://HOST:8786")
+
+
+def outputs_of(job: BatchJob, out_dir: Path) -> tuple[Path, Path]:
+    """``(<out-dir>/<id>.wav, <out-dir>/<id>.json)``: a job's output audio and report."""
+    return out_dir / f"{job.id}.wav", out_dir / f"{job.id}.json"
+
+
+def plan(jobs: list[BatchJob], out_dir: Path) -> tuple[list[tuple[BatchJob, str]], list[JobResult]]:
+    """Which jobs run and which are already settled, before any work.
+
+    Returns:
+        ``(to_run, settled)``: jobs to run with their fingerprints; results of jobs skipped (finished earlier with
+        the same fingerprint) or failed before starting (their ``problem``).
+
+    Raises:
+        StitoError: an output would overwrite an input, or an output file exists that this batch did not write for
+            that job with these settings (nothing is overwritten: the message names it).
+    """
+    inputs = {Path(p).resolve(): job.id for job in jobs for p in (job.input, *job.references)}
+    to_run, settled, stale = [], [], []
+    for job in jobs:
+        if job.id == SUMMARY_NAME:
+            raise StitoError(f"{job.where}: id {SUMMARY_NAME!r} is the batch summary's name; give the job another id")
+        out, report = outputs_of(job, out_dir)
+        for path in (out, report):
+            if path.resolve() in inputs:
+                raise StitoError(f"{job.where}: output {path} is an input of job {inputs[path.resolve()]!r}; stito "
+                                 "never overwrites its inputs: give another --out-dir")
+        if job.problem:
+            settled.append(JobResult.of(job, "failed", error=job.problem))
+            continue
+        fingerprint = job.fingerprint()
+        made_by = _fingerprint_in(report)
+        if made_by == fingerprint and out.is_file():
+            settled.append(JobResult.finished(job, "skipped", _read_json(report), out, report))
+        elif (made_by is not None and made_by != fingerprint) or (out.exists() and made_by is None):
+            stale.append(out if made_by is None else report)
+        else:
+            to_run.append((job, fingerprint))
+    if stale:
+        raise StitoError(f"{stale[0]} exists and is not this batch's output for its job (another input or other "
+                         f"settings)" + (f", and {len(stale) - 1} more" if len(stale) > 1 else "")
+                         + "; stito does not overwrite: remove them or give another --out-dir")
+    return to_run, settled
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _fingerprint_in(report: Path) -> str | None:
+    data = _read_json(report) if report.exists() else None
+    if data is None:
+        return None if not report.exists() else ""  # a report that is not ours: stale
+    batch = data.get("batch") if isinstance(data, dict) else None
+    return batch.get("fingerprint", "") if isinstance(batch, dict) else ""
+
+
+def run_job(job: BatchJob, out_dir: str, fingerprint: str, match_workers: int | None,
+            allow_python: bool) -> dict[str, Any]:
+    """Run one job on a Dask worker (or anywhere): the match, then its report and output written atomically.
+
+    The report is written first and the output after it, so an output file always has its report (a job stopped
+    between the two leaves a report without output, which the next run re-does).
+
+    Returns:
+        ``JobResult`` fields as a dict: "done", or "failed" with the error for a user error (a bad file, a chain that
+        does not load here: retrying cannot help).
+
+    Raises:
+        Exception: anything else (a crashed render worker): Dask retries the job.
+    """
+    from ..audio import load_audio, save_atomically, save_audio
+    from ..effects.specs import load_chain
+    from ..engine.match import effect_amounts, match
+    from ..engine.options import MatchOptions, option_values
+    from ..metrics import get_metric
+
+    worker = _worker_address()
+    out, report_path = outputs_of(job, Path(out_dir))
+    started = time.perf_counter()
+    chain = None
+    try:
+        opts = MatchOptions.preset(job.preset, **job.options, workers=match_workers)
+        audio = load_audio(job.input, role="input")
+        refs = [load_audio(r, role="reference" if len(job.references) == 1 else f"reference {i + 1}")
+                for i, r in enumerate(job.references)]
+        metric = get_metric(job.metric)
+        if "torch" in sys.modules:  # as stito match: torch's own threads would oversubscribe the render workers
+            import torch
+
+            torch.set_num_threads(1)
+        chain = load_chain(job.chain, allow_python=allow_python)
+        effect_amounts(chain, opts.amount)
+        result = match(audio, refs[0] if len(refs) == 1 else refs, chain, metric, opts)
+        data = result.report(input=job.input, reference=job.references[0] if len(refs) == 1 else list(job.references),
+                             chain=job.chain, preset=job.preset, chain_name=chain.name, metric=metric.name,
+                             sample_rate=result.sample_rate, options=option_values(opts, wire_only=True),
+                             batch={"id": job.id, "fingerprint": fingerprint, "worker": worker})
+        text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
+        save_atomically(report_path, lambda tmp: Path(tmp).write_text(text))
+        try:
+            save_audio(out, result.output, result.sample_rate)
+        except BaseException:
+            report_path.unlink(missing_ok=True)
+            raise
+    except RenderError:
+        raise  # a crashed or failing render: Dask retries the job
+    except StitoError as exc:
+        return asdict(JobResult.of(job, "failed", error=" ".join(str(exc).split()), worker=worker,
+                                   wall_s=time.perf_counter() - started))
+    finally:
+        del chain
+        gc.collect()  # the plugins of this job released before the next job loads its own
+    return asdict(JobResult.finished(job, "done", data, out, report_path, worker=worker,
+                                     wall_s=time.perf_counter() - started))
+
+
+def _json_default(x: Any) -> Any:
+    import numpy as np
+
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"cannot serialise {type(x).__name__}")
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "local"
+
+
+def check_worker(chains: list[str], allow_python: bool) -> dict[str, str]:
+    """On a worker: each chain loaded (its plugins found and instantiated), "ok" or the error naming what is
+    missing."""
+    from ..effects.specs import load_chain
+
+    out = {}
+    for spec in chains:
+        try:
+            chain = load_chain(spec, allow_python=allow_python)
+            del chain
+            out[spec] = "ok"
+        except StitoError as exc:
+            out[spec] = " ".join(str(exc).split())
+    gc.collect()
+    return out
+
+
+@contextmanager
+def dask_client(settings: BatchSettings) -> Iterator[Any]:
+    """A Dask client: of a LocalCluster on 127.0.0.1 (``settings.workers`` processes, one thread each, not daemonic
+    so that a match may start its own worker processes; a job whose worker dies is retried once), or connected to
+    ``settings.scheduler``."""
+    import logging
+
+    dask, distributed = dask_modules()
+    config = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": settings.retries,
+              "distributed.worker.preload": ["stito_server.batch.worker_setup"]}
+    with dask.config.set(config):
+        if settings.scheduler:
+            try:
+                client = distributed.Client(settings.scheduler, timeout="15s")
+            except (OSError, TimeoutError) as exc:
+                raise StitoError(f"--scheduler {settings.scheduler}: no Dask scheduler answers there ({exc})") from None
+            try:
+                yield client
+            finally:
+                client.close()
+            return
+        cluster = distributed.LocalCluster(n_workers=settings.workers or os.cpu_count() or 1, threads_per_worker=1,
+                                           processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                           silence_logs=logging.ERROR)
+        client = distributed.Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+
+
+def run_batch(jobs: list[BatchJob], out_dir: str | Path, settings: BatchSettings | None = None,
+              progress: Callable[[JobResult, int, int], None] | None = None,
+              log: Callable[[str], None] | None = None) -> BatchSummary:
+    """Run a batch's jobs on Dask and write each job's output and report, then the batch summary, under ``out_dir``.
+
+    Jobs finished by an earlier run with the same fingerprint are skipped; a job that fails (a bad file, a chain
+    whose plugins are missing, a match that fails after a retry) fails alone and the summary says why. Every file
+    is written whole under a temporary name and renamed; a run stopped with Ctrl-C keeps the jobs finished, writes
+    the summary, and leaves no partial file (run it again to resume).
+
+    Args:
+        jobs: From ``load_manifest`` or ``folder_jobs``.
+        out_dir: The output folder (made if missing).
+        settings: Where and how the jobs run (default: a LocalCluster with one worker per core).
+        progress: Called with each settled job and the counts ``(settled, total)``.
+        log: Called with lines worth showing (workers that cannot load a chain).
+
+    Raises:
+        StitoError: an output would overwrite an input or a file this batch did not write; Dask is not installed;
+            the scheduler does not answer.
+        KeyboardInterrupt: after the summary of what finished is written.
+    """
+    settings = settings or BatchSettings()
+    out = Path(out_dir).absolute()  # workers elsewhere write to the same path on shared storage
+    if out.exists() and not out.is_dir():
+        raise StitoError(f"--out-dir {out} is a file; give a folder")
+    to_run, settled = plan(jobs, out)
+    dask_modules()
+    out.mkdir(parents=True, exist_ok=True)
+    summary = BatchSummary(jobs=list(settled), total=len(jobs))
+    started = time.perf_counter()
+    count = [0]
+
+    def settle(result: JobResult) -> None:
+        summary.add(result)
+        count[0] += 1
+        if progress:
+            progress(result, count[0], len(jobs))
+
+    for result in settled:
+        count[0] += 1
+        if progress:
+            progress(result, count[0], len(jobs))
+    interrupted = False
+    try:
+        if to_run:
+            with dask_client(settings) as client:
+                summary.workers = _submit_and_collect(client, to_run, out, settings, settle, log)
+    except KeyboardInterrupt:
+        interrupted = True
+        _remove_partials(out, [job for job, _ in to_run])
+        finished = {r.id for r in summary.jobs}
+        for job, fingerprint in to_run:
+            if job.id in finished:
+                continue
+            output, report = outputs_of(job, out)
+            if _fingerprint_in(report) == fingerprint and output.is_file():  # it finished as the batch stopped
+                summary.add(JobResult.finished(job, "done", _read_json(report), output, report))
+            else:
+                summary.add(JobResult.of(job, "interrupted", error="the batch was stopped before this job finished"))
+        raise
+    finally:
+        summary.wall_s = time.perf_counter() - started
+        summary.interrupted = interrupted
+        summary.write(out / f"{SUMMARY_NAME}.csv", out / f"{SUMMARY_NAME}.json")
+    return summary
+
+
+def _submit_and_collect(client: Any, to_run: list[tuple[BatchJob, str]], out: Path, settings: BatchSettings,
+                        settle: Callable[[JobResult], None], log: Callable[[str], None] | None) -> dict[str, Any]:
+    """Check every worker's plugins, submit the jobs (each preferring workers that load its chain) and settle each
+    as it finishes; returns the workers' check results."""
+    _, distributed = dask_modules()
+    chains = sorted({job.chain for job, _ in to_run})
+    checks: dict[str, dict[str, str]] = client.run(check_worker, chains, settings.allow_python)
+    for address, result in sorted(checks.items()):
+        for chain, verdict in result.items():
+            if verdict != "ok" and log:
+                log(f"worker {address} cannot load chain {chain}: {verdict}; its jobs go to the other workers")
+    match_workers = settings.match_workers
+    if match_workers is None and settings.scheduler is None:
+        match_workers = max(1, (os.cpu_count() or 1) // max(1, len(checks)))
+    futures = {}
+    for job, fingerprint in to_run:
+        able = [a for a, result in checks.items() if result.get(job.chain) == "ok"]
+        if not able:
+            first = next(iter(sorted(checks.items())), ("(no worker)", {job.chain: "no worker is connected"}))
+            settle(JobResult.of(job, "failed", error=f"no worker can load chain {job.chain} ({first[0]}: "
+                                                     f"{first[1].get(job.chain)})"))
+            continue
+        future = client.submit(run_job, job, str(out), fingerprint, match_workers, settings.allow_python,
+                               key=f"stito-{job.id}-{fingerprint[:16]}", pure=False, retries=settings.retries,
+                               **({"workers": able, "allow_other_workers": True} if len(able) < len(checks) else {}))
+        futures[future] = job
+    try:
+        for future in distributed.as_completed(list(futures)):
+            job = futures[future]
+            if future.status == "finished":
+                settle(JobResult(**future.result()))
+            else:
+                exc = future.exception()
+                settle(JobResult.of(job, "failed", error=f"{type(exc).__name__}: {' '.join(str(exc).split())} "
+                                                         f"(after {settings.retries} retr"
+                                                         f"{'y' if settings.retries == 1 else 'ies'})"))
+    except BaseException:
+        client.cancel(list(futures), force=True)
+        raise
+    return checks
+
+
+def _remove_partials(out: Path, jobs: list[BatchJob]) -> None:
+    """Temporary files of unfinished writes (``save_atomically``'s ``.<name>.<pid>.<hex><suffix>``) of these jobs."""
+    for job in jobs:
+        for name in (f"{job.id}.wav", f"{job.id}.json"):
+            for tmp in out.glob(f".{name}.*"):
+                tmp.unlink(missing_ok=True)

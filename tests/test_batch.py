@@ -1,0 +1,258 @@
+"""`stito batch` on real Dask processes on 127.0.0.1: mixed jobs, resume, a killed worker, Ctrl-C, the same output as
+`stito match`, and the manifest's errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stito_server.batch.manifest import folder_jobs, load_manifest
+from stito_server.batch.runner import BatchSettings, run_batch
+from stito_server.cli import main
+from stito_server.errors import StitoError
+from stito_server.examples import phrase, styled
+
+from .conftest import write
+
+RATE = 44100
+QUICK = ["--max-generations", "3", "--popsize", "8", "--excerpt-seconds", "2", "--time-budget", "0"]
+QUICK_OPTIONS = {"max_generations": 3, "popsize": 8, "excerpt_seconds": 2.0, "time_budget_s": 0}
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    """Four 4 s inputs, a styled reference from another phrase, a file that is not audio."""
+    d = tmp_path_factory.mktemp("batch")
+    for i in range(4):
+        write(d / f"in{i}.wav", phrase(4.0, RATE, seed=40 + i), RATE)
+    write(d / "ref.wav", styled(phrase(4.0, RATE, seed=49), RATE), RATE)
+    (d / "bad.wav").write_text("not audio")
+    return d
+
+
+def _manifest(d: Path, name: str, rows: list[str]) -> Path:
+    path = d / name
+    path.write_text("input,reference,chain,max_generations,popsize,excerpt_seconds,time_budget_s\n"
+                    + "".join(f"{r},pedalboard-strip,3,8,2,0\n" for r in rows))
+    return path
+
+
+def test_mixed_good_and_bad_jobs_report_the_bad_and_write_the_good_then_resume_skips(files, tmp_path, capsys):
+    manifest = _manifest(files, "mixed.csv", ["in0.wav,ref.wav", "bad.wav,ref.wav", "in1.wav,missing.wav",
+                                              "in2.wav,ref.wav"])
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out-dir", str(out), "--workers", "2"]) == 1  # some failed: exit 1
+    printed = capsys.readouterr()
+    assert "4 of 4 jobs: 2 done, 2 failed" in printed.out
+    assert "failed: bad: cannot read input file" in printed.err and "failed: in1: reference" in printed.err
+    rows = {r["id"]: r for r in json.loads((out / "batch-summary.json").read_text())["jobs"]}
+    assert {k: r["status"] for k, r in rows.items()} == {"in0": "done", "bad": "failed", "in1": "failed",
+                                                         "in2": "done"}
+    assert "missing.wav not found" in rows["in1"]["error"]
+    for job in ("in0", "in2"):
+        audio, rate = sf.read(out / f"{job}.wav", dtype="float32")
+        assert rate == RATE and audio.shape == (4 * RATE, 2) and np.abs(audio).max() > 0.01
+        report = json.loads((out / f"{job}.json").read_text())
+        assert report["batch"]["id"] == job and report["batch"]["worker"].startswith("tcp://127.0.0.1:")
+        assert rows[job]["similarity_matched"] >= rows[job]["similarity_start"] - 1e-9
+        assert rows[job]["wall_s"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["batch-summary.csv", "batch-summary.json", "in0.json", "in0.wav",
+                                                     "in2.json", "in2.wav"]  # nothing for the failed jobs
+    csv_lines = (out / "batch-summary.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("id,status,input,references,chain,output,report,similarity_start")
+    assert len(csv_lines) == 5
+    # run again: the finished jobs are skipped (their files untouched), the failed ones tried again
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("in*")}
+    assert main(["batch", str(manifest), "--out-dir", str(out), "--workers", "1", "--quiet"]) == 1
+    summary = json.loads((out / "batch-summary.json").read_text())
+    assert summary["counts"] == {"done": 0, "skipped": 2, "failed": 2, "interrupted": 0}
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("in*")} == stamps
+    # the same ids with other settings: refused, nothing overwritten
+    changed = _manifest(files, "changed.csv", ["in0.wav,ref.wav"])
+    changed.write_text(changed.read_text().replace(",3,8,2,0", ",4,8,2,0"))
+    assert main(["batch", str(changed), "--out-dir", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "in0.json exists and is not this batch's output for its job" in err and "does not overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("in*")} == stamps
+
+
+def test_a_batch_job_gives_the_same_output_as_stito_match(files, tmp_path):
+    single = tmp_path / "single.wav"
+    assert main(["match", str(files / "in3.wav"), str(files / "ref.wav"), "--chain", "pedalboard-strip", "--seed", "5",
+                 "--out", str(single), "--quiet", *QUICK]) == 0
+    assert main(["batch", "--inputs", str(files), "--reference", str(files / "ref.wav"), "--chain",
+                 "pedalboard-strip", "--seed", "5", "--out-dir", str(tmp_path / "out"), "--workers", "1", "--quiet",
+                 *QUICK]) == 1  # bad.wav and ref.wav itself are in the folder too: bad.wav fails
+    summary = json.loads((tmp_path / "out" / "batch-summary.json").read_text())
+    assert {j["id"]: j["status"] for j in summary["jobs"]} == {**{f"in{i}": "done" for i in range(4)}, "ref": "done",
+                                                              "bad": "failed"}
+    a, _ = sf.read(single, dtype="float32")
+    b, _ = sf.read(tmp_path / "out" / "in3.wav", dtype="float32")
+    assert np.array_equal(a, b)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_workers(address: str, n: int, timeout_s: float = 60.0) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="20s") as client:
+        client.wait_for_workers(n, timeout=timeout_s)
+
+
+def test_a_worker_killed_mid_batch_loses_no_job(files, tmp_path):
+    """The real distributed path: `dask scheduler` and two `dask worker` processes on 127.0.0.1; one worker's PID is
+    killed (SIGKILL) when the first job has finished; its job is run again on the other worker."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+           "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1", "--no-nanny",
+                                           "--host", "127.0.0.1", "--no-dashboard"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _wait_for_workers(address, 2)
+        jobs = load_manifest(_manifest(files, "four.csv", [f"in{i}.wav,ref.wav" for i in range(4)]))
+        victim = procs[1]
+        killed: list[str] = []
+
+        def progress(result, done, total):
+            if not killed:
+                victim.send_signal(signal.SIGKILL)
+                killed.append(result.worker)
+
+        summary = run_batch(jobs, tmp_path / "out", BatchSettings(scheduler=address, match_workers=1),
+                            progress=progress)
+        assert victim.wait(timeout=10) == -signal.SIGKILL
+        assert summary.counts() == {"done": 4, "skipped": 0, "failed": 0, "interrupted": 0}
+        assert len(summary.workers) == 2  # both were checked before the jobs started
+        survivors = {r.worker for r in summary.jobs[1:]}
+        assert len(survivors) == 1  # after the kill, one worker ran everything left
+        for i in range(4):
+            assert sf.info(str(tmp_path / "out" / f"in{i}.wav")).frames == 4 * RATE
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_ctrl_c_keeps_finished_jobs_leaves_nothing_partial_and_the_next_run_resumes(files, tmp_path):
+    manifest = files / "slow.csv"
+    manifest.write_text("input,reference,chain,id,max_generations,popsize,excerpt_seconds,time_budget_s\n"
+                        + "".join(f"in{i % 4}.wav,ref.wav,pedalboard-strip,job{i},6,8,2,0\n" for i in range(8)))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(VENV_BIN / "stito"), "batch", str(manifest), "--out-dir", str(out), "--workers", "2",
+                             "--quiet"], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("job*.wav")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the batch ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert "batch interrupted" in err.decode() and "Traceback" not in err.decode()
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith(".")]  # no temporary file left
+    outputs = [n for n in names if n.endswith(".wav")]
+    assert outputs and all(n.replace(".wav", ".json") in names for n in outputs)
+    for n in outputs:
+        assert sf.info(str(out / n)).frames == 4 * RATE
+    summary = json.loads((out / "batch-summary.json").read_text())
+    assert summary["interrupted"] and summary["counts"]["interrupted"] == 8 - len(outputs)
+    assert summary["counts"]["done"] == len(outputs)
+    assert main(["batch", str(manifest), "--out-dir", str(out), "--workers", "2", "--quiet"]) == 0
+    again = json.loads((out / "batch-summary.json").read_text())
+    assert again["counts"] == {"done": 8 - len(outputs), "skipped": len(outputs), "failed": 0, "interrupted": 0}
+
+
+def test_manifest_formats_and_their_errors(files, tmp_path):
+    toml = tmp_path / "jobs.toml"
+    toml.write_text(f'chain = "pedalboard-strip"\nreference = ["{files / "ref.wav"}"]\n[options]\nseed = 3\n'
+                    f'[[job]]\ninput = "{files / "in0.wav"}"\n'
+                    f'[[job]]\ninput = "{files / "in1.wav"}"\nid = "take2"\npreset = "paper"\n'
+                    f'options = {{ "time-budget" = 0, amount = "eq=0.5" }}\n')
+    jobs = load_manifest(toml)
+    assert [(j.id, j.preset, j.problem) for j in jobs] == [("in0", "fast", None), ("take2", "paper", None)]
+    assert jobs[0].options == {"seed": 3} and jobs[1].options == {"seed": 3, "time_budget_s": None, "amount": "eq=0.5"}
+    assert jobs[0].references == (str(files / "ref.wav"),)
+    # relative paths are the manifest's folder's; several references in one cell
+    rel = files / "rel.csv"
+    rel.write_text("input,reference,chain,amount\nin0.wav,ref.wav;in3.wav,pedalboard-strip,1.5\n")
+    (job,) = load_manifest(rel)
+    assert job.references == (str(files / "ref.wav"), str(files / "in3.wav"))
+    assert job.problem == "amount must be between 0 and 1, got 1.5"
+    bad_key = tmp_path / "k.csv"
+    bad_key.write_text(f"input,reference,chain,sead\n{files / 'in0.wav'},{files / 'ref.wav'},pedalboard-strip,1\n")
+    (job,) = load_manifest(bad_key)
+    assert job.problem.startswith("k.csv row 2: unknown option 'sead'; valid: amount, seed,")
+    with pytest.raises(StitoError, match=r"k2.csv row 2: no chain \(give it for the job"):
+        (tmp_path / "k2.csv").write_text(f"input,reference\n{files / 'in0.wav'},{files / 'ref.wav'}\n")
+        load_manifest(tmp_path / "k2.csv")
+    with pytest.raises(StitoError, match=r"d.csv row 2 and d.csv row 3 have the same id 'in0'"):
+        (tmp_path / "d.csv").write_text("input,reference,chain\n" + f"{files / 'in0.wav'},x.wav,c\n" * 2)
+        load_manifest(tmp_path / "d.csv")
+    with pytest.raises(StitoError, match=r"unknown key 'jobs'; valid: id, input, reference, chain, preset, metric"):
+        (tmp_path / "t.toml").write_text("[[jobs]]\ninput = 'a.wav'\n")
+        load_manifest(tmp_path / "t.toml")
+    with pytest.raises(StitoError, match=r"give a .csv or .toml file"):
+        (tmp_path / "m.json").write_text("{}")
+        load_manifest(tmp_path / "m.json")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StitoError, match=r"--inputs .*empty holds no audio file \(.wav, .flac"):
+        folder_jobs(tmp_path / "empty", {})
+
+
+def test_outputs_never_overwrite_inputs_and_bad_command_lines_are_one_line(files, tmp_path, capsys):
+    assert main(["batch", "--inputs", str(files), "--reference", str(files / "ref.wav"), "--chain", "pedalboard-strip",
+                 "--out-dir", str(files)]) == 2
+    err = capsys.readouterr().err
+    assert "is an input of job" in err and "never overwrites its inputs" in err and err.count("\n") == 1
+    assert not (files / "batch-summary.csv").exists()
+    for argv, message in (
+            ([], "give a manifest (a .csv or .toml file of jobs) or --inputs DIR with --reference and --chain"),
+            (["--inputs", str(files)], "--inputs needs --reference and --chain"),
+            (["--inputs", str(files), "--reference", "r.wav", "--chain", "c", "--workers", "0"],
+             "workers must be a whole number at least 1, got 0"),
+            (["--inputs", str(files), "--reference", "r.wav", "--chain", "c", "--scheduler", "127.0.0.1:1"],
+             "give a Dask scheduler address such as tcp://HOST:8786"),
+            (["--inputs", str(files), "--reference", "r.wav", "--chain", "c", "--excerpt-seconds", "0.1"],
+             "--excerpt-seconds must be above 0.5 s")):
+        assert main(["batch", *argv, "--out-dir", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_without_dask_stito_batch_says_how_to_install_it(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError, as uninstalled
+    assert main(["batch", "--inputs", str(files), "--reference", str(files / "ref.wav"), "--chain", "pedalboard-strip",
+                 "--out-dir", str(tmp_path / "o")]) == 2
+    assert "pip install 'stito[batch]'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
