@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch pinned first so pip takes the CPU wheel on this machine, not a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,reaper,bench,train]'
+	$(PY) -m pip install -q -e '.[test,reaper,bench,train,batch]'
 	touch $(STAMP)
 
 plugins: .plugins/.installed

@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval|parameters|transfer|ranking|references|all [--quick]` (into bench/results/); `throughput`, `server`."""
+"""`stito bench classification|retrieval|parameters|transfer|ranking|references|all [--quick]` (into bench/results/); `throughput`, `speed`, `batch`, `server`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from .speed import add_arguments as add_speed_arguments
 
     add_speed_arguments(sub.add_parser("speed", help="match speed: fast preset vs naive paper settings vs Matchering"))
+    from .batch import add_arguments as add_batch_arguments
+
+    add_batch_arguments(sub.add_parser("batch", help="stito batch throughput: LocalCluster 1 and 2 workers, dask "
+                                                     "worker processes, a plain loop"))
     s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
     s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
     return p
@@ -48,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         from .server import run_server_bench
 
         return run_server_bench(args.repeats)
+    if args.bench_task == "batch":
+        from .batch import run_args as run_batch_args
+
+        return run_batch_args(args)
     if args.bench_task == "speed":
         from .speed import run_args
 

@@ -86,6 +86,8 @@ def get_parser() -> argparse.ArgumentParser:
                    "jobs may give their own)")
     b.add_argument("--chain", help="chain of every job: a shipped name or a .toml spec (a manifest's jobs may give "
                    "their own)")
+    b.add_argument("--apply", metavar="FILE.toml", help="render this saved match (`stito match --save-chain`) onto "
+                   "every input instead of matching: `stito apply` on the batch path")
     b.add_argument("--out-dir", required=True, help="folder for the outputs, reports and summary (made if missing)")
     b.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (tcp://HOST:8786) whose workers "
                    "run the jobs; default: a local cluster on this machine")
@@ -580,13 +582,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _apply_one(saved, name: str, target: Path) -> None:
     """One input through a saved match: the chain, the match's gain, its ceiling; written atomically."""
-    from .audio import gain_under_ceiling, load_audio, save_audio
+    from .audio import load_audio, save_audio
 
     audio = load_audio(name, role="input")
     with quiet_plugins():  # some plugins are re-created on each reset here (Dragonfly), which DPF chatters about
-        output = saved.chain.process(audio.samples, audio.sample_rate)
-    # another file may peak higher than the match's own (the match's own output sits at the ceiling: no new cut)
-    output, _, _ = gain_under_ceiling(output, audio.sample_rate, saved.gain_db, saved.ceiling_dbtp, tolerance_db=1e-6)
+        output = saved.render(audio.samples, audio.sample_rate)
     save_audio(target, output, audio.sample_rate)
 
 
@@ -616,9 +616,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.chain:
         path = Path(args.chain)
         defaults["chain"] = str(path.resolve()) if path.suffix or path.is_file() else args.chain
+    if args.apply:
+        if args.reference or args.chain:
+            raise StitoError("--apply renders a saved match without searching: give it without --reference and "
+                             "--chain")
+        defaults["apply"] = str(Path(args.apply).resolve())
     if args.inputs:
-        if not args.reference or not args.chain:
-            raise StitoError("--inputs needs --reference and --chain (every job shares them)")
+        if not args.apply and (not args.reference or not args.chain):
+            raise StitoError("--inputs needs --reference and --chain (every job shares them), or --apply")
         jobs = folder_jobs(args.inputs, defaults)
     else:
         jobs = load_manifest(args.manifest, defaults)

@@ -218,7 +218,7 @@ def test_manifest_formats_and_their_errors(files, tmp_path):
     with pytest.raises(StitoError, match=r"d.csv row 2 and d.csv row 3 have the same id 'in0'"):
         (tmp_path / "d.csv").write_text("input,reference,chain\n" + f"{files / 'in0.wav'},x.wav,c\n" * 2)
         load_manifest(tmp_path / "d.csv")
-    with pytest.raises(StitoError, match=r"unknown key 'jobs'; valid: id, input, reference, chain, preset, metric"):
+    with pytest.raises(StitoError, match=r"unknown key 'jobs'; valid: id, input, reference, chain, apply, preset, metric"):
         (tmp_path / "t.toml").write_text("[[jobs]]\ninput = 'a.wav'\n")
         load_manifest(tmp_path / "t.toml")
     with pytest.raises(StitoError, match=r"give a .csv or .toml file"):
@@ -256,3 +256,29 @@ def test_without_dask_stito_batch_says_how_to_install_it(files, tmp_path, capsys
                  "--out-dir", str(tmp_path / "o")]) == 2
     assert "pip install 'stito[batch]'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_stito_apply_on_the_batch_path_gives_the_same_files(files, tmp_path):
+    saved = tmp_path / "m.toml"
+    assert main(["match", str(files / "in0.wav"), str(files / "ref.wav"), "--chain", "pedalboard-strip", "--out",
+                 str(tmp_path / "m.wav"), "--save-chain", str(saved), "--quiet", *QUICK]) == 0
+    stems = tmp_path / "stems"
+    stems.mkdir()
+    for i in (1, 2):
+        (stems / f"stem{i}.wav").write_bytes((files / f"in{i}.wav").read_bytes())
+    assert main(["apply", str(stems / "stem1.wav"), str(stems / "stem2.wav"), "--chain", str(saved), "--out-dir",
+                 str(tmp_path / "applied"), "--quiet"]) == 0
+    assert main(["batch", "--inputs", str(stems), "--apply", str(saved), "--out-dir", str(tmp_path / "batch"),
+                 "--workers", "2", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "batch" / "batch-summary.json").read_text())
+    assert summary["counts"]["done"] == 2 and all(j["chain"] == str(saved) for j in summary["jobs"])
+    for i in (1, 2):
+        a, _ = sf.read(tmp_path / "applied" / f"stem{i}.wav", dtype="float32")
+        b, _ = sf.read(tmp_path / "batch" / f"stem{i}.wav", dtype="float32")
+        assert np.array_equal(a, b)
+        report = json.loads((tmp_path / "batch" / f"stem{i}.json").read_text())
+        assert report["applied"] == str(saved) and report["batch"]["id"] == f"stem{i}"
+    # a saved match is given alone: with --chain it is refused in one line
+    assert main(["batch", "--inputs", str(stems), "--apply", str(saved), "--chain", "pedalboard-strip", "--out-dir",
+                 str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

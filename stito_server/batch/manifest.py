@@ -15,7 +15,7 @@ from ..engine.options import table_changes
 from ..errors import StitoError
 
 PRESETS = ("fast", "paper")
-JOB_KEYS = ("id", "input", "reference", "chain", "preset", "metric")  # the rest of a row or table: match options
+JOB_KEYS = ("id", "input", "reference", "chain", "apply", "preset", "metric")  # the rest of a row or table: match options
 REFERENCE_SEPARATOR = ";"  # several references in one CSV cell
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3", ".w64", ".caf")
 
@@ -29,12 +29,14 @@ class BatchJob:
         id: The job's name, unique in the batch (the input file's stem unless the manifest gives one).
         input: The input audio file (absolute path: workers read it from shared storage).
         references: One to three reference files (absolute paths).
-        chain: A shipped chain name or a .toml chain spec (absolute path).
+        chain: A shipped chain name or a .toml chain spec (absolute path); for an ``apply`` job, the saved match.
         preset: "fast" (the default) or "paper".
         metric: The style metric (``stito match --metric``).
         options: Match options changed from the preset (``MatchOptions`` field names, cast).
         where: Where the job was given ("jobs.csv row 3"), for messages.
         problem: Why the job cannot run (a missing file, a bad option), found before the batch starts; None: none.
+        apply: Render the saved match ``chain`` (``stito match --save-chain``) onto the input without searching, as
+            ``stito apply`` does (no references, no options).
     """
 
     id: str
@@ -46,6 +48,7 @@ class BatchJob:
     options: dict[str, Any] = field(default_factory=dict)
     where: str = ""
     problem: str | None = None
+    apply: bool = False
 
     def fingerprint(self) -> str:
         """A hash of everything the job's output depends on: the bytes of its input, references and chain file, its
@@ -73,7 +76,8 @@ def load_manifest(path: str | Path, defaults: dict[str, Any] | None = None) -> l
     """The jobs of a manifest file.
 
     CSV: a header row, one job per row; columns ``input`` (required), ``reference`` (several separated by ';'),
-    ``chain``, ``id``, ``preset``, ``metric``, and any match option by name (``seed``, ``time_budget_s`` or
+    ``chain``, ``apply`` (a saved match to render instead of matching), ``id``, ``preset``, ``metric``, and any match
+    option by name (``seed``, ``time_budget_s`` or
     ``time-budget``, ``amount``, ...); an empty cell takes the default. TOML: top-level keys give every job's
     defaults (``reference`` a string or a list, an ``[options]`` table), each ``[[job]]`` table one job (its own
     ``options`` table on top). Relative paths are relative to the manifest's folder.
@@ -174,8 +178,15 @@ def _toml_entries(text: str, name: str) -> tuple[list[tuple[str, dict[str, Any]]
 def _merged(defaults: dict[str, Any], entry: dict[str, Any], base: Path) -> dict[str, Any]:
     """``entry`` over ``defaults`` (options merged key by key), its paths made absolute against ``base``."""
     out = {**defaults, **{k: v for k, v in entry.items() if k != "options"}}
+    if out.get("apply") and not entry.get("apply") and ("reference" in entry or "chain" in entry):
+        out.pop("apply")  # a job's own reference and chain win over a default saved match
     out["options"] = {**defaults.get("options", {}), **entry.get("options", {})}
-    for key in ("input", "chain"):
+    if entry.get("apply"):  # a saved match replaces the defaults' reference and chain
+        if "reference" in entry or "chain" in entry:
+            raise StitoError("a job gives apply (a saved match to render) or reference and chain (a match), not both")
+        out.pop("reference", None)
+        out.pop("chain", None)
+    for key in ("input", "chain", "apply"):
         if key in entry and isinstance(entry[key], str):
             out[key] = _absolute(entry[key], base, is_chain=key == "chain")
     if "reference" in entry:
@@ -196,6 +207,8 @@ def _absolute(path: str, base: Path, is_chain: bool = False) -> str:
 
 
 def _job(entry: dict[str, Any], where: str) -> BatchJob:
+    if entry.get("apply"):
+        return _apply_job(entry, where)
     for key in ("input", "reference", "chain"):
         if not entry.get(key):
             raise StitoError(f"{where}: no {key} (give it for the job, in the manifest's defaults, or on the command "
@@ -210,6 +223,19 @@ def _job(entry: dict[str, Any], where: str) -> BatchJob:
     if "/" in job.id or job.id.startswith("."):
         raise StitoError(f"{where}: id {job.id!r} must be a plain file name (no '/', not starting with '.')")
     return replace(job, **_checked(job, entry.get("options", {})))
+
+
+def _apply_job(entry: dict[str, Any], where: str) -> BatchJob:
+    """A job that renders a saved match onto its input (``stito apply``'s work, on the batch path)."""
+    if not isinstance(entry.get("input"), str) or not entry["input"]:
+        raise StitoError(f"{where}: no input (give it for the job)")
+    if not isinstance(entry["apply"], str):
+        raise StitoError(f"{where}: apply must be a file name, got {entry['apply']!r}")
+    job = BatchJob(id=entry.get("id") or Path(entry["input"]).stem, input=entry["input"], references=(),
+                   chain=entry["apply"], where=where, apply=True)
+    missing = [f"{role} {path} not found" for role, path in (("input", job.input), ("saved match", job.chain))
+               if not Path(path).is_file()]
+    return replace(job, problem=missing[0]) if missing else job
 
 
 def _checked(job: BatchJob, options: dict[str, Any]) -> dict[str, Any]:

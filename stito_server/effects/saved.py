@@ -6,7 +6,10 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..errors import ChainError
 from .chain import Chain
@@ -30,6 +33,23 @@ class SavedMatch:
     chain: Chain
     gain_db: float
     ceiling_dbtp: float | None
+
+    def render(self, samples: "np.ndarray", sample_rate: int) -> "np.ndarray":
+        """The saved match on other audio: the chain, the match's gain, and its ceiling (another file may peak higher
+        than the match's own, whose output sat at the ceiling: that one gets no new cut).
+
+        Args:
+            samples: ``(channels, samples)`` float32; not modified.
+            sample_rate: In Hz.
+
+        Returns:
+            ``(channels, samples)`` float32.
+        """
+        from ..audio import gain_under_ceiling
+
+        output = self.chain.process(samples, sample_rate)
+        output, _, _ = gain_under_ceiling(output, sample_rate, self.gain_db, self.ceiling_dbtp, tolerance_db=1e-6)
+        return output
 
 
 def saved_spec(chain: Chain, gain_db: float, ceiling_dbtp: float | None, note: str = "") -> dict[str, Any]:
