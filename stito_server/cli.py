@@ -21,7 +21,9 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import StitoError
-from .memory import return_large_blocks
+from .memory import allocator_for, fast_allocator, single_threaded_blas
+
+single_threaded_blas()  # before numpy loads (engine.options imports it): a match is parallel over candidates itself
 from .engine.options import add_option_arguments, cli_changes, cli_options, option_values
 from .metrics import DEFAULT_METRIC
 
@@ -121,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[0] in lab:
             return _run_lab(argv[0], lab[argv[0]], argv[1:])
     args = get_parser().parse_args(argv)
-    if args.command in ("match", "apply"):
-        return_large_blocks()  # a long file's peak memory is its arrays', not the allocator's leftovers
+    if args.command in ("match", "apply", "batch"):
+        fast_allocator()  # a long file switches to return_large_blocks once its length is known (allocator_for)
     # SIGTERM unwinds like Ctrl-C, so a file being written is removed (save_atomically), not left half-written
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
@@ -301,6 +303,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     input_audio = load_audio(args.input, role="input")
     references = [load_audio(r, role="reference" if len(args.reference) == 1 else f"reference {i + 1}")
                   for i, r in enumerate(args.reference)]
+    allocator_for(max(a.samples.shape[-1] for a in (input_audio, *references)))
     reference = references[0] if len(references) == 1 else references
     reference_names = args.reference[0] if len(args.reference) == 1 else args.reference
     if args.server and args.save_chain:
@@ -537,9 +540,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise StitoError(f"--out-dir {out_dir} is a file; give a folder")
     outputs: dict[Path, str] = {}
+    longest = 0
     for name in args.inputs:  # every path checked before any work: nothing half done
         try:
-            sf.info(name)
+            longest = max(longest, sf.info(name).frames)
         except (RuntimeError, OSError, sf.LibsndfileError) as exc:
             raise StitoError(f"input {name}: cannot read it as audio ({' '.join(str(exc).split())})") from None
         target = out_dir / f"{Path(name).stem}.wav"
@@ -550,6 +554,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     parent = next(p for p in (out_dir, *out_dir.resolve().parents) if p.exists())
     if not os.access(parent, os.W_OK):
         raise StitoError(f"--out-dir {out_dir}: {parent} is not writable")
+    allocator_for(longest)
     existing = [str(t) for t in outputs if t.exists()]
     if existing:
         raise StitoError(f"{existing[0]} exists" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")

@@ -23,7 +23,9 @@ from zmq.utils import z85
 
 from . import __version__
 from .errors import CancelledError, JobStopped, ProtocolError, RequestError, StitoError
-from .memory import return_large_blocks
+from .memory import fast_allocator, return_large_blocks, single_threaded_blas
+
+single_threaded_blas()  # before numpy loads: a match is parallel over candidates itself (memory.py)
 from .protocol import (DEFAULT_ADDRESS, MAX_BUFFER_BYTES, MAX_JSON_BYTES, PROTOCOL_VERSION, Message, ReplayGuard,
                        Signer, audio_to_buffer, buffer_to_audio, config_dir, deserialize, load_or_create_key,
                        new_message, secure_socket, serialize, split_identities)
@@ -375,6 +377,10 @@ class Server:
             if n / rate > self.options.max_audio_seconds:
                 raise RequestError("BadRequest", f"the {role} is {n / rate:.0f} s long; this server takes at most "
                                                  f"{self.options.max_audio_seconds:.0f} s")
+        from .effects.chain import STREAM_ABOVE
+
+        if max(a.shape[-1] for a in (x, *(r for r, _ in refs))) > STREAM_ABOVE:
+            return_large_blocks()  # a long file's peak memory is its arrays', not the allocator's leftovers
         o = c.get("options", {})
         if not isinstance(o, dict):
             raise RequestError("BadRequest", f"options must be an object, got {type(o).__name__}")
@@ -595,7 +601,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
-    return_large_blocks()  # a long file's peak memory is its arrays', not the allocator's leftovers
+    fast_allocator()  # until a long file comes (_match): then return_large_blocks, for good
     for flag, value in (("--timeout", args.timeout), ("--max-audio-minutes", args.max_audio_minutes)):
         if not (math.isfinite(value) and value > 0):
             parser.error(f"{flag} must be a number above 0, got {value:g}")

@@ -282,3 +282,24 @@ def test_stito_apply_on_the_batch_path_gives_the_same_files(files, tmp_path):
     assert main(["batch", "--inputs", str(stems), "--apply", str(saved), "--chain", "pedalboard-strip", "--out-dir",
                  str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_a_plugin_that_crashes_its_worker_fails_its_job_only(files, tmp_path):
+    """A Python effect that kills its process (SIGSEGV) when its gain goes above +6 dB, rendered in the Dask worker's
+    own threads: the worker dies, the job is run once more on a restarted worker, dies again and fails; the other
+    jobs are written."""
+    crash = tmp_path / "crash.toml"
+    crash.write_text('[[effects]]\npython = "tests.crashing_effect:make"\nname = "crashing_gain"\nsearch = ["gain_db"]\n')
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("input,reference,chain,id,max_generations,popsize,excerpt_seconds,time_budget_s\n"
+                        f"{files / 'in0.wav'},{files / 'ref.wav'},{crash},crashing,3,8,2,0\n"
+                        + "".join(f"{files / f'in{i}.wav'},{files / 'ref.wav'},pedalboard-strip,good{i},3,8,2,0\n"
+                                  for i in (1, 2)))
+    jobs = load_manifest(manifest)
+    summary = run_batch(jobs, tmp_path / "out", BatchSettings(workers=2, allow_python=True))
+    status = {r.id: r for r in summary.jobs}
+    assert status["good1"].status == status["good2"].status == "done"
+    assert status["crashing"].status == "failed"
+    assert "KilledWorker" in status["crashing"].error and "after 1 retry" in status["crashing"].error
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "batch-summary.csv", "batch-summary.json", "good1.json", "good1.wav", "good2.json", "good2.wav"]

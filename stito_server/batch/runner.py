@@ -140,6 +140,8 @@ def run_job(job: BatchJob, out_dir: str, fingerprint: str, match_workers: int | 
     from ..engine.options import MatchOptions, option_values
     from ..metrics import get_metric
 
+    from ..memory import allocator_for
+
     worker = _worker_address()
     out, report_path = outputs_of(job, Path(out_dir))
     started = time.perf_counter()
@@ -155,6 +157,7 @@ def run_job(job: BatchJob, out_dir: str, fingerprint: str, match_workers: int | 
         audio = load_audio(job.input, role="input")
         refs = [load_audio(r, role="reference" if len(job.references) == 1 else f"reference {i + 1}")
                 for i, r in enumerate(job.references)]
+        allocator_for(max(a.samples.shape[-1] for a in (audio, *refs)))  # as stito match (memory.py)
         metric = get_metric(job.metric)
         if "torch" in sys.modules:  # as stito match: torch's own threads would oversubscribe the render workers
             import torch
@@ -185,8 +188,11 @@ def _apply(job: BatchJob) -> tuple[dict[str, Any], Any, int]:
     from ..audio import load_audio
     from ..effects.saved import load_saved
 
+    from ..memory import allocator_for
+
     saved = load_saved(job.chain)
     audio = load_audio(job.input, role="input")
+    allocator_for(audio.samples.shape[-1])
     try:
         output = saved.render(audio.samples, audio.sample_rate)
     finally:
@@ -258,10 +264,13 @@ def dask_client(settings: BatchSettings) -> Iterator[Any]:
     dask, distributed = dask_modules()
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers: glibc then gives memory back after nearly every
     # large free, and the renders' arrays are faulted in again on every candidate (measured: 6.4 s instead of 4.1 s a
-    # job). The render buffers' peak is bounded by the engine itself (memory.py), so the variable is left unset.
+    # job). It is left unset, and each job sets the allocator itself (memory.allocator_for), as stito match does.
     config = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": settings.retries,
               "distributed.worker.preload": ["stito_server.batch.worker_setup"],
-              "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+              "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+              # one job at a time per worker thread, none queued on it: a worker that dies (a plugin crashing in a
+              # render thread) then takes only its running job with it, which alone counts the failure
+              "distributed.scheduler.worker-saturation": 1.0}
     with dask.config.set(config):
         if settings.scheduler:
             try:

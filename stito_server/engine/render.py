@@ -12,9 +12,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..audio import peak_dbfs
-from ..effects.chain import Chain
+from ..effects.chain import STREAM_ABOVE, Chain
 from ..errors import CancelledError, RenderError, WorkerCrashed
-from ..memory import return_large_blocks
+from ..memory import fast_allocator, return_large_blocks
 
 SILENT_DBFS = -90.0
 
@@ -438,7 +438,7 @@ def _worker_main(conn, recipe, current) -> None:
     from ..effects.specs import chain_from_dict
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
-    return_large_blocks()
+    fast_allocator()  # until it is handed a long file (below)
     silence_plugin_stderr()  # errors reach the parent through the pipe and crashes through the exit code
     spec, state, recreate = recipe
     try:
@@ -464,6 +464,8 @@ def _worker_main(conn, recipe, current) -> None:
         if kind == "stop":
             break
         if kind == "clips":  # each clip's audio follows as raw bytes
+            if any(shape[-1] > STREAM_ABOVE for shape, _ in msg[2]):
+                return_large_blocks()  # a long file's peak memory is its arrays', not the allocator's leftovers
             clips = []
             for shape, preroll in msg[2]:
                 audio = np.empty(shape, np.float32)
