@@ -199,9 +199,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Overhead of the batch path against the plain loop (LocalCluster of 1 worker, cluster start and "
                   f"per-worker chain check included): {local1['overhead_per_job_s']:+.2f} s per job "
                   f"({local1['wall_s']:.1f} s vs {loop['wall_s']:.1f} s for {report['jobs']} jobs).", "",
-              "With the default 6.5 s search budget a match takes about the same wall time whatever cores it is given: "
-              "on one machine, workers that share its cores finish more jobs per minute by giving each match fewer "
-              "generations (column 'generations/match'); on several machines each match keeps its own cores."]
+              f"On one machine the workers share its {report['cores']} cores: with 2 workers each match renders on "
+              f"{max(1, report['cores'] // 2)} core(s) and takes longer (job wall {report['rows'][2]['job_wall_s']:.2f} "
+              f"s against {local1['job_wall_s']:.2f} s), so jobs per minute rise only by what a single match leaves "
+              f"idle ({report['rows'][2]['throughput_vs_local1']:.2f}x); the 6.5 s budget may also cut a shared match's "
+              "generations (column 'generations/match'). What Dask adds is machines: on several, each worker's match "
+              "keeps its own cores."]
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,8 @@ _API = {
     "StyleMetric": "metrics", "get_metric": "metrics", "metric_names": "metrics", "DEFAULT_METRIC": "metrics",
     "StitoError": "errors", "AudioError": "errors", "ChainError": "errors", "RenderError": "errors",
     "CancelledError": "errors",
+    "run_batch": "batch.runner", "BatchSettings": "batch.runner", "BatchJob": "batch.manifest",
+    "load_manifest": "batch.manifest", "folder_jobs": "batch.manifest",
 }
 __all__ = sorted(_API)
 

@@ -10,7 +10,8 @@ import stito_server
 
 PINNED_API = ["AudioError", "Audio", "CancelledError", "Chain", "ChainError", "DEFAULT_METRIC", "MatchOptions",
               "MatchResult", "OptimizerOptions", "ParamChange", "RenderError", "StitoError", "StyleMetric", "get_metric",
-              "load_audio", "load_chain", "match", "metric_names", "named_chains", "save_audio", "score_settings"]
+              "load_audio", "load_chain", "match", "metric_names", "named_chains", "save_audio", "score_settings",
+              "run_batch", "BatchSettings", "BatchJob", "load_manifest", "folder_jobs"]
 
 
 def test_public_api_is_pinned_and_each_name_is_its_modules_object():
