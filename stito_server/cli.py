@@ -393,7 +393,7 @@ def match_on_server(args: argparse.Namespace, opts, input_audio, reference, savi
                                 f"{__version__}; render onto other files with `stito apply`")
     first = reference[0] if isinstance(reference, list) else reference  # the plot shows the first reference
     write_outputs(input_audio, first, output, rate, report, args.out, args.report, args.plot,
-                  title=f"{args.chain} (server)", save_chain=args.save_chain, saved=saved)
+                  title=f"{args.chain} (server)", save_chain=args.save_chain, saved=saved, presets_of=saving)
     if not args.quiet:
         print(summary(report, args.chain))
     return 0
@@ -447,14 +447,16 @@ def run_and_write(input_audio, reference, chain, metric, opts, out: str, report:
                                 f"with stito {__version__}; render onto other files with `stito apply`")
     first = reference[0] if isinstance(reference, list) else reference  # the plot shows the first reference
     write_outputs(input_audio, first, result.output, result.sample_rate, data, out, report, plot,
-                  title=f"{chain.name} / {metric.name}", save_chain=save_chain, saved=saved)
+                  title=f"{chain.name} / {metric.name}", save_chain=save_chain, saved=saved, presets_of=chain)
     if not quiet:
         print(summary(data, chain.name))
 
 
 def write_outputs(input_audio, reference, output, rate: int, data: dict, out: str, report: str | None,
-                  plot: str | None, title: str, save_chain: str | None = None, saved: dict | None = None) -> None:
-    """Write output audio, JSON report, plot and saved chain, all or nothing (a failure removes what was written)."""
+                  plot: str | None, title: str, save_chain: str | None = None, saved: dict | None = None,
+                  presets_of=None) -> None:
+    """Write output audio, JSON report, plot and saved chain (with ``presets_of``'s VST3 plugins' ``.vstpreset`` files
+    beside it), all or nothing (a failure removes what was written)."""
     from .audio import save_atomically, save_audio
     from .plot import save_plot
 
@@ -471,10 +473,12 @@ def write_outputs(input_audio, reference, output, rate: int, data: dict, out: st
                       output, data["search"]["trajectory"], title=title)
             written.append(Path(plot))
         if save_chain and saved is not None:
-            from .effects.saved import write_spec
+            from .effects.saved import write_presets, write_spec
 
             write_spec(saved, save_chain)
             written.append(Path(save_chain))
+            if presets_of is not None:
+                written += write_presets(presets_of, save_chain)
     except BaseException:
         for w in written:
             w.unlink(missing_ok=True)

@@ -82,6 +82,37 @@ def saved_spec(chain: Chain, gain_db: float, ceiling_dbtp: float | None, note: s
     return {"name": f"{chain.name}-matched", "description": note, APPLY_KEY: apply, "effects": effects}
 
 
+def preset_paths(chain: Chain, path: str | Path) -> dict[str, Path]:
+    """Where ``write_presets`` puts each VST3 effect's preset: beside the saved chain ``DIR/NAME.toml``, as
+    ``DIR/NAME.<effect>.vstpreset`` (by effect name)."""
+    p = Path(path)
+    return {fx.name: p.with_name(f"{p.stem}.{fx.name}.vstpreset") for fx in chain.effects if isinstance(fx, VST3Effect)}
+
+
+def write_presets(chain: Chain, path: str | Path) -> list[Path]:
+    """Write each VST3 effect's current state as a ``.vstpreset`` beside the saved chain ``path`` (``preset_paths``),
+    each atomically, so that a DAW can load the matched settings into its own instance of the plugin.
+
+    Returns:
+        The files written.
+    """
+    from ..audio import save_atomically
+
+    written = []
+    targets = preset_paths(chain, path)
+    try:
+        for fx in chain.effects:
+            if fx.name in targets:
+                data = fx.preset_data()
+                save_atomically(targets[fx.name], lambda tmp: Path(tmp).write_bytes(data))
+                written.append(targets[fx.name])
+    except BaseException:
+        for w in written:
+            w.unlink(missing_ok=True)
+        raise
+    return written
+
+
 def write_spec(spec: dict[str, Any], path: str | Path) -> None:
     """Write a spec (strings, finite numbers, tables and lists of tables) as TOML, atomically."""
     from ..audio import save_atomically

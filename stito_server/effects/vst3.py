@@ -210,6 +210,15 @@ class VST3Effect(Effect):
 
         return self._plugin._reload_type == pedalboard.ExternalPluginReloadType.ClearsAudioOnReset
 
+    def preset_data(self) -> bytes:
+        """The plugin's current state as a VST3 preset file (``.vstpreset``: its class ID, component and controller
+        state), as pedalboard's ``VST3Plugin.preset_data`` writes it; any VST3 host loads it.
+
+        A parameter set from here reaches the plugin's processor only with the next block it processes (measured with
+        ZamEQ2: the state read before one still holds the old value), so a block of silence is processed first."""
+        self.process(np.zeros((2, 256), np.float32), 48000)
+        return bytes(self._plugin.preset_data)
+
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         try:
             if self.mono:
