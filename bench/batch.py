@@ -11,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -101,11 +102,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _distributed(jobs: list[BatchJob], out: Path, workers: int = 2) -> tuple[list[JobResult], float, float]:
-    """`dask scheduler` and ``workers`` `dask worker` processes (one thread, no nanny) on 127.0.0.1, started here.
+@contextmanager
+def dask_processes(workers: int = 2) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """A `dask scheduler` and ``workers`` `dask worker` processes (one thread each, no nanny, non-daemonic, a job
+    retried once) on 127.0.0.1, started from this venv and ready when yielded; all stopped on leaving.
 
-    Returns:
-        ``(results, wall_s of the batch, seconds the cluster took to start)``.
+    Yields:
+        ``(scheduler address, the worker processes)``.
     """
     from distributed import Client
 
@@ -113,7 +116,6 @@ def _distributed(jobs: list[BatchJob], out: Path, workers: int = 2) -> tuple[lis
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
-    t0 = time.perf_counter()
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
@@ -123,18 +125,30 @@ def _distributed(jobs: list[BatchJob], out: Path, workers: int = 2) -> tuple[lis
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(workers, timeout=120)
-        started = time.perf_counter() - t0
-        cores = os.cpu_count() or 1
-        results, wall = _batch(jobs, out, BatchSettings(scheduler=address, match_workers=max(1, cores // workers)))
-        return results, wall, started
+        yield address, procs[1:]
     finally:
         for p in reversed(procs):
-            p.terminate()
+            if p.poll() is None:
+                p.terminate()
         for p in procs:
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _distributed(jobs: list[BatchJob], out: Path, workers: int = 2) -> tuple[list[JobResult], float, float]:
+    """The jobs on ``dask_processes(workers)``, each match on the cores divided between the workers.
+
+    Returns:
+        ``(results, wall_s of the batch, seconds the cluster took to start)``.
+    """
+    t0 = time.perf_counter()
+    with dask_processes(workers) as (address, _):
+        started = time.perf_counter() - t0
+        cores = os.cpu_count() or 1
+        results, wall = _batch(jobs, out, BatchSettings(scheduler=address, match_workers=max(1, cores // workers)))
+    return results, wall, started
 
 
 def run(quick: bool = False, jobs: int | None = None, out_dir: Path | None = None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -102,36 +101,14 @@ def test_a_batch_job_gives_the_same_output_as_stito_match(files, tmp_path):
     assert np.array_equal(a, b)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_workers(address: str, n: int, timeout_s: float = 60.0) -> None:
-    from distributed import Client
-
-    with Client(address, timeout="20s") as client:
-        client.wait_for_workers(n, timeout=timeout_s)
-
-
 def test_a_worker_killed_mid_batch_loses_no_job(files, tmp_path):
     """The real distributed path: `dask scheduler` and two `dask worker` processes on 127.0.0.1; one worker's PID is
     killed (SIGKILL) when the first job has finished; its job is run again on the other worker."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
-           "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        for _ in range(2):
-            procs.append(subprocess.Popen([str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1", "--no-nanny",
-                                           "--host", "127.0.0.1", "--no-dashboard"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait_for_workers(address, 2)
+    from bench.batch import dask_processes
+
+    with dask_processes(2) as (address, workers):
         jobs = load_manifest(_manifest(files, "four.csv", [f"in{i}.wav,ref.wav" for i in range(4)]))
-        victim = procs[1]
+        victim = workers[0]
         killed: list[str] = []
 
         def progress(result, done, total):
@@ -142,21 +119,12 @@ def test_a_worker_killed_mid_batch_loses_no_job(files, tmp_path):
         summary = run_batch(jobs, tmp_path / "out", BatchSettings(scheduler=address, match_workers=1),
                             progress=progress)
         assert victim.wait(timeout=10) == -signal.SIGKILL
-        assert summary.counts() == {"done": 4, "skipped": 0, "failed": 0, "interrupted": 0}
-        assert len(summary.workers) == 2  # both were checked before the jobs started
-        survivors = {r.worker for r in summary.jobs[1:]}
-        assert len(survivors) == 1  # after the kill, one worker ran everything left
-        for i in range(4):
-            assert sf.info(str(tmp_path / "out" / f"in{i}.wav")).frames == 4 * RATE
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    assert summary.counts() == {"done": 4, "skipped": 0, "failed": 0, "interrupted": 0}
+    assert len(summary.workers) == 2  # both were checked before the jobs started
+    survivors = {r.worker for r in summary.jobs[1:]}
+    assert len(survivors) == 1  # after the kill, one worker ran everything left
+    for i in range(4):
+        assert sf.info(str(tmp_path / "out" / f"in{i}.wav")).frames == 4 * RATE
 
 
 def test_ctrl_c_keeps_finished_jobs_leaves_nothing_partial_and_the_next_run_resumes(files, tmp_path):
