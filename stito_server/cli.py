@@ -606,6 +606,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from .batch.manifest import folder_jobs, load_manifest
     from .batch.runner import BatchSettings, dask_modules, run_batch
 
+    if not args.manifest and any(r.lower().endswith((".csv", ".toml")) for r in args.reference or ()):
+        raise StitoError("a .csv or .toml file was taken as a --reference: give the manifest before the options "
+                         "(stito batch jobs.csv --reference REF ... --out-dir DIR)")
     if bool(args.manifest) == bool(args.inputs):
         raise StitoError("give a manifest (a .csv or .toml file of jobs) or --inputs DIR, not both" if args.manifest
                          else "give a manifest (a .csv or .toml file of jobs) or --inputs DIR with --reference and "
@@ -652,12 +655,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     try:
         summary = run_batch(jobs, out_dir, settings, progress=progress, log=log)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as exc:
         for bar in bars:
             bar.close()
-        print(f"stito: batch interrupted; the jobs finished are kept, nothing partial is left, and "
-              f"{out_dir / 'batch-summary.csv'} says which; run the same command again to resume", file=sys.stderr)
-        return 130
+        summary_file = out_dir / "batch-summary.csv"
+        said = f"{summary_file} says which" if summary_file.exists() else "no job had started"
+        print(f"stito: batch {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'terminated'}; the jobs "
+              f"finished are kept, nothing partial is left ({said}); run the same command again to resume",
+              file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     finally:
         for bar in bars:
             bar.close()

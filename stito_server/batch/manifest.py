@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import __version__
-from ..engine.options import table_changes
+from ..engine.options import MATCH_OPTIONS, option_spec, table_changes
 from ..errors import StitoError
+from ..metrics import DEFAULT_METRIC
 
 PRESETS = ("fast", "paper")
 JOB_KEYS = ("id", "input", "reference", "chain", "apply", "preset", "metric")  # the rest of a row or table: match options
@@ -44,32 +46,44 @@ class BatchJob:
     references: tuple[str, ...]
     chain: str
     preset: str = "fast"
-    metric: str = "mfcc"
+    metric: str = DEFAULT_METRIC
     options: dict[str, Any] = field(default_factory=dict)
     where: str = ""
     problem: str | None = None
     apply: bool = False
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, hashes: dict[str, str] | None = None) -> str:
         """A hash of everything the job's output depends on: the bytes of its input, references and chain file, its
-        settings and stito's version (sha256 hex). A finished job whose report holds it is skipped when run again."""
+        settings and stito's version (sha256 hex). A finished job whose report holds it is skipped when run again.
+
+        Args:
+            hashes: Files' hashes by path, filled as they are read (a batch's shared reference is read once).
+        """
+        hashes = {} if hashes is None else hashes
         digest = hashlib.sha256()
         for path in (self.input, *self.references):
-            digest.update(_file_hash(path).encode())
+            digest.update(_file_hash(path, hashes).encode())
         chain_path = Path(self.chain)
-        chain = _file_hash(self.chain) if chain_path.suffix == ".toml" or chain_path.is_file() else self.chain
+        chain = _file_hash(self.chain, hashes) if chain_path.suffix == ".toml" or chain_path.is_file() else self.chain
         settings = {"chain": chain, "preset": self.preset, "metric": self.metric, "options": self.options,
                     "version": __version__}
         digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return digest.hexdigest()
 
 
-def _file_hash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _file_hash(path: str, hashes: dict[str, str]) -> str:
+    if path not in hashes:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        hashes[path] = digest.hexdigest()
+    return hashes[path]
+
+
+# The command line's defaults of the match options (loudness "reference", ...): a job from a manifest read here gets
+# the same settings, output and fingerprint as from `stito batch`, and as `stito match` with the same flags.
+CLI_DEFAULTS = {s.name: s.cli_default for s in MATCH_OPTIONS if s.wire and s.cli_default is not None}
 
 
 def load_manifest(path: str | Path, defaults: dict[str, Any] | None = None) -> list[BatchJob]:
@@ -98,19 +112,19 @@ def load_manifest(path: str | Path, defaults: dict[str, Any] | None = None) -> l
     base = p.resolve().parent
     defaults = dict(defaults or {})
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV may begin with a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise StitoError(f"cannot read manifest {p}: {exc}") from None
     if p.suffix.lower() == ".csv":
         entries = _csv_entries(text, p.name)
     elif p.suffix.lower() == ".toml":
         entries, top = _toml_entries(text, p.name)
-        defaults = _merged(defaults, top, base)
+        defaults = _merged(defaults, top, base, f"manifest {p.name}")
     else:
         raise StitoError(f"manifest {p}: give a .csv or .toml file (got {p.suffix or 'no extension'!r})")
     if not entries:
         raise StitoError(f"manifest {p} lists no jobs")
-    return _unique([_job(_merged(defaults, entry, base), where) for where, entry in entries])
+    return _unique([_job(_merged(defaults, entry, base, where), where) for where, entry in entries])
 
 
 def folder_jobs(inputs: str | Path, defaults: dict[str, Any]) -> list[BatchJob]:
@@ -122,23 +136,27 @@ def folder_jobs(inputs: str | Path, defaults: dict[str, Any]) -> list[BatchJob]:
     folder = Path(inputs)
     if not folder.is_dir():
         raise StitoError(f"--inputs {folder} is not a folder")
+    references = {Path(r).resolve() for r in defaults.get("reference", [])}
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
-                   and not f.name.startswith("."))
+                   and not f.name.startswith(".") and f.resolve() not in references)  # not a reference to itself
     if not files:
-        raise StitoError(f"--inputs {folder} holds no audio file ({', '.join(AUDIO_SUFFIXES)})")
-    return _unique([_job({**defaults, "input": str(f.resolve())}, str(f)) for f in files])
+        raise StitoError(f"--inputs {folder} holds no audio file ({', '.join(AUDIO_SUFFIXES)}) but the references")
+    return _unique([_job({**defaults, "input": str(f.resolve())}, str(f)) for f in files], fix="rename one")
 
 
 def _csv_entries(text: str, name: str) -> list[tuple[str, dict[str, Any]]]:
-    rows = list(csv.reader(text.splitlines()))
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    reader = csv.reader(io.StringIO(text, newline=""))  # a quoted cell may hold a line break
+    rows = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
     if not rows:
         return []
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     if "input" not in header:
         raise StitoError(f"manifest {name}: the header row has no 'input' column (it has: {', '.join(header)})")
+    for key in header:
+        if key not in JOB_KEYS:
+            _check_option_key(key, f"manifest {name}: column")
     entries = []
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in rows[1:]:
         if len(row) > len(header):
             raise StitoError(f"manifest {name} row {number}: {len(row)} cells under a header of {len(header)}")
         entry: dict[str, Any] = {}
@@ -172,10 +190,20 @@ def _toml_entries(text: str, name: str) -> tuple[list[tuple[str, dict[str, Any]]
                              "(a table of match options)")
         if not isinstance(table.get("options", {}), dict):
             raise StitoError(f"{where}: 'options' must be a table of match options")
+        for key in table.get("options", {}):
+            _check_option_key(key, f"{where}: option")
     return [(f"{name} job {k + 1}", j) for k, j in enumerate(jobs)], data
 
 
-def _merged(defaults: dict[str, Any], entry: dict[str, Any], base: Path) -> dict[str, Any]:
+def _check_option_key(key: str, what: str) -> None:
+    """A manifest's column or option key that is no job key must name a match option (else the batch stops)."""
+    spec = option_spec(key)
+    if spec is None or not spec.wire:
+        raise StitoError(f"{what} {key!r} is neither a job key ({', '.join(JOB_KEYS)}) nor a match option ("
+                         + ", ".join(s.name for s in MATCH_OPTIONS if s.wire) + ")")
+
+
+def _merged(defaults: dict[str, Any], entry: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
     """``entry`` over ``defaults`` (options merged key by key), its paths made absolute against ``base``."""
     out = {**defaults, **{k: v for k, v in entry.items() if k != "options"}}
     if out.get("apply") and not entry.get("apply") and ("reference" in entry or "chain" in entry):
@@ -183,7 +211,8 @@ def _merged(defaults: dict[str, Any], entry: dict[str, Any], base: Path) -> dict
     out["options"] = {**defaults.get("options", {}), **entry.get("options", {})}
     if entry.get("apply"):  # a saved match replaces the defaults' reference and chain
         if "reference" in entry or "chain" in entry:
-            raise StitoError("a job gives apply (a saved match to render) or reference and chain (a match), not both")
+            raise StitoError(f"{where}: a job gives apply (a saved match to render) or reference and chain (a match), "
+                             "not both")
         out.pop("reference", None)
         out.pop("chain", None)
     for key in ("input", "chain", "apply"):
@@ -193,7 +222,7 @@ def _merged(defaults: dict[str, Any], entry: dict[str, Any], base: Path) -> dict
         refs = entry["reference"]
         refs = [refs] if isinstance(refs, str) else refs
         if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
-            raise StitoError("'reference' must be a file name or a list of file names")
+            raise StitoError(f"{where}: 'reference' must be a file name or a list of file names")
         out["reference"] = [_absolute(r, base) for r in refs]
     return out
 
@@ -217,12 +246,19 @@ def _job(entry: dict[str, Any], where: str) -> BatchJob:
         if key in entry and not isinstance(entry[key], str):
             raise StitoError(f"{where}: {key} must be text, got {entry[key]!r}")
     refs = tuple(entry["reference"])
-    job = BatchJob(id=entry.get("id") or Path(entry["input"]).stem, input=entry["input"], references=refs,
-                   chain=entry["chain"], preset=entry.get("preset", "fast"), metric=entry.get("metric", "mfcc"),
-                   where=where)
-    if "/" in job.id or job.id.startswith("."):
-        raise StitoError(f"{where}: id {job.id!r} must be a plain file name (no '/', not starting with '.')")
-    return replace(job, **_checked(job, entry.get("options", {})))
+    job = BatchJob(id=_id(entry, where), input=entry["input"], references=refs, chain=entry["chain"],
+                   preset=entry.get("preset", "fast"), metric=entry.get("metric", DEFAULT_METRIC), where=where)
+    return replace(job, **_checked(job, {**CLI_DEFAULTS, **entry.get("options", {})}))
+
+
+def _id(entry: dict[str, Any], where: str) -> str:
+    """The job's id (default: the input's file name without extension), a plain file name."""
+    if "id" in entry and not isinstance(entry["id"], str):
+        raise StitoError(f"{where}: id must be text, got {entry['id']!r}")
+    job_id = entry.get("id") or Path(entry["input"]).stem
+    if "/" in job_id or "\\" in job_id or job_id.startswith("."):
+        raise StitoError(f"{where}: id {job_id!r} must be a plain file name (no '/' or '\\', not starting with '.')")
+    return job_id
 
 
 def _apply_job(entry: dict[str, Any], where: str) -> BatchJob:
@@ -231,8 +267,8 @@ def _apply_job(entry: dict[str, Any], where: str) -> BatchJob:
         raise StitoError(f"{where}: no input (give it for the job)")
     if not isinstance(entry["apply"], str):
         raise StitoError(f"{where}: apply must be a file name, got {entry['apply']!r}")
-    job = BatchJob(id=entry.get("id") or Path(entry["input"]).stem, input=entry["input"], references=(),
-                   chain=entry["apply"], where=where, apply=True)
+    job = BatchJob(id=_id(entry, where), input=entry["input"], references=(), chain=entry["apply"], where=where,
+                   apply=True)
     missing = [f"{role} {path} not found" for role, path in (("input", job.input), ("saved match", job.chain))
                if not Path(path).is_file()]
     return replace(job, problem=missing[0]) if missing else job
@@ -260,11 +296,11 @@ def _checked(job: BatchJob, options: dict[str, Any]) -> dict[str, Any]:
     return {"options": changes}
 
 
-def _unique(jobs: Iterable[BatchJob]) -> list[BatchJob]:
+def _unique(jobs: Iterable[BatchJob], fix: str = "give one an 'id'") -> list[BatchJob]:
     seen: dict[str, BatchJob] = {}
     for job in jobs:
         if job.id in seen:
             raise StitoError(f"{seen[job.id].where} and {job.where} have the same id {job.id!r} (their outputs would "
-                             "share a name): give one an 'id'")
+                             f"share a name): {fix}")
         seen[job.id] = job
     return list(seen.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import glob
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ def dask_modules():
     try:
         import dask
         import distributed
+        import threadpoolctl  # noqa: F401  (each job's BLAS pools)
     except ImportError:
         raise StitoError(INSTALL_HINT) from None
     return dask, distributed
@@ -77,8 +79,11 @@ def plan(jobs: list[BatchJob], out_dir: Path) -> tuple[list[tuple[BatchJob, str]
         StitoError: an output would overwrite an input, or an output file exists that this batch did not write for
             that job with these settings (nothing is overwritten: the message names it).
     """
+    from .. import __version__
+
     inputs = {Path(p).resolve(): job.id for job in jobs for p in (job.input, *job.references)}
     to_run, settled, stale = [], [], []
+    hashes: dict[str, str] = {}
     for job in jobs:
         if job.id == SUMMARY_NAME:
             raise StitoError(f"{job.where}: id {SUMMARY_NAME!r} is the batch summary's name; give the job another id")
@@ -90,7 +95,7 @@ def plan(jobs: list[BatchJob], out_dir: Path) -> tuple[list[tuple[BatchJob, str]
         if job.problem:
             settled.append(JobResult.of(job, "failed", error=job.problem))
             continue
-        fingerprint = job.fingerprint()
+        fingerprint = job.fingerprint(hashes)
         made_by = _fingerprint_in(report)
         if made_by == fingerprint and out.is_file():
             settled.append(JobResult.finished(job, "skipped", _read_json(report), out, report))
@@ -99,8 +104,13 @@ def plan(jobs: list[BatchJob], out_dir: Path) -> tuple[list[tuple[BatchJob, str]
         else:
             to_run.append((job, fingerprint))
     if stale:
-        raise StitoError(f"{stale[0]} exists and is not this batch's output for its job (another input or other "
-                         f"settings)" + (f", and {len(stale) - 1} more" if len(stale) > 1 else "")
+        old = (_read_json(stale[0]) or {}).get("batch", {}) if stale[0].suffix == ".json" else {}
+        why = ("it was made by stito " + str(old.get("version")) + f", this is {__version__}"
+               if isinstance(old, dict) and old.get("version") not in (None, __version__) else
+               "it was made from another input or with other settings" if stale[0].suffix == ".json" else
+               "it has no report: stito did not write it")
+        raise StitoError(f"{stale[0]} exists and is not this batch's output for its job ({why})"
+                         + (f"; and {len(stale) - 1} more" if len(stale) > 1 else "")
                          + "; stito does not overwrite: remove them or give another --out-dir")
     return to_run, settled
 
@@ -134,13 +144,21 @@ def run_job(job: BatchJob, out_dir: str, fingerprint: str, match_workers: int | 
     Raises:
         Exception: anything else (a crashed render worker): Dask retries the job.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # BLAS pools of one thread, as in stito match (memory.single_threaded_blas)
+        return _run_job(job, out_dir, fingerprint, match_workers, allow_python)
+
+
+def _run_job(job: BatchJob, out_dir: str, fingerprint: str, match_workers: int | None,
+             allow_python: bool) -> dict[str, Any]:
+    from .. import __version__
     from ..audio import load_audio
     from ..effects.specs import load_chain
     from ..engine.match import effect_amounts, match
     from ..engine.options import MatchOptions, option_values
-    from ..metrics import get_metric
-
     from ..memory import allocator_for
+    from ..metrics import get_metric
 
     worker = _worker_address()
     out, report_path = outputs_of(job, Path(out_dir))
@@ -149,7 +167,7 @@ def run_job(job: BatchJob, out_dir: str, fingerprint: str, match_workers: int | 
     try:
         if job.apply:
             data, output, rate = _apply(job)
-            data["batch"] = {"id": job.id, "fingerprint": fingerprint, "worker": worker}
+            data["batch"] = {"id": job.id, "fingerprint": fingerprint, "worker": worker, "version": __version__}
             _write(data, output, rate, out, report_path)
             return asdict(JobResult.finished(job, "done", None, out, report_path, worker=worker,
                                              wall_s=time.perf_counter() - started))
@@ -169,7 +187,7 @@ def run_job(job: BatchJob, out_dir: str, fingerprint: str, match_workers: int | 
         data = result.report(input=job.input, reference=job.references[0] if len(refs) == 1 else list(job.references),
                              chain=job.chain, preset=job.preset, chain_name=chain.name, metric=metric.name,
                              sample_rate=result.sample_rate, options=option_values(opts, wire_only=True),
-                             batch={"id": job.id, "fingerprint": fingerprint, "worker": worker})
+                             batch={"id": job.id, "fingerprint": fingerprint, "worker": worker, "version": __version__})
         _write(data, result.output, result.sample_rate, out, report_path)
     except RenderError:
         raise  # a crashed or failing render: Dask retries the job
@@ -248,8 +266,8 @@ def check_worker(chains: list[str], allow_python: bool) -> dict[str, str]:
                 out[spec] = ("this worker is a daemonic process, which cannot start the render processes the chain "
                              "needs (a plugin that renders only on a main thread): start `dask worker` with "
                              "DASK_DISTRIBUTED__WORKER__DAEMON=False, or with --no-nanny")
-        except StitoError as exc:
-            out[spec] = " ".join(str(exc).split())
+        except Exception as exc:  # a plugin that fails to load in another way is reported the same, not raised
+            out[spec] = " ".join(str(exc).split()) if isinstance(exc, StitoError) else f"{type(exc).__name__}: {exc}"
     gc.collect()
     return out
 
@@ -267,10 +285,7 @@ def dask_client(settings: BatchSettings) -> Iterator[Any]:
     # job). It is left unset, and each job sets the allocator itself (memory.allocator_for), as stito match does.
     config = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": settings.retries,
               "distributed.worker.preload": ["stito_server.batch.worker_setup"],
-              "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-              # one job at a time per worker thread, none queued on it: a worker that dies (a plugin crashing in a
-              # render thread) then takes only its running job with it, which alone counts the failure
-              "distributed.scheduler.worker-saturation": 1.0}
+              "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     with dask.config.set(config):
         if settings.scheduler:
             try:
@@ -313,15 +328,18 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, settings: BatchSettings
     Raises:
         StitoError: an output would overwrite an input or a file this batch did not write; Dask is not installed;
             the scheduler does not answer.
-        KeyboardInterrupt: after the summary of what finished is written.
+        KeyboardInterrupt: (and any other exception once jobs have started) after the summary of what finished is
+            written, the unfinished jobs marked "interrupted".
     """
     settings = settings or BatchSettings()
     out = Path(out_dir).absolute()  # workers elsewhere write to the same path on shared storage
     if out.exists() and not out.is_dir():
         raise StitoError(f"--out-dir {out} is a file; give a folder")
+    parent = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(parent, os.W_OK):
+        raise StitoError(f"--out-dir {out}: {parent} is not writable")
     to_run, settled = plan(jobs, out)
     dask_modules()
-    out.mkdir(parents=True, exist_ok=True)
     summary = BatchSummary(jobs=list(settled), total=len(jobs))
     started = time.perf_counter()
     count = [0]
@@ -336,38 +354,42 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, settings: BatchSettings
         count[0] += 1
         if progress:
             progress(result, count[0], len(jobs))
-    interrupted = False
+    running = not to_run  # whether the summary is written: no folder or summary for a cluster that never came up
     try:
         if to_run:
             with dask_client(settings) as client:
+                out.mkdir(parents=True, exist_ok=True)
+                running = True
                 summary.workers = _submit_and_collect(client, to_run, out, settings, settle, log)
-    except KeyboardInterrupt:
-        interrupted = True
-        _remove_partials(out, [job for job, _ in to_run])
-        finished = {r.id for r in summary.jobs}
-        for job, fingerprint in to_run:
-            if job.id in finished:
-                continue
-            output, report = outputs_of(job, out)
-            if _fingerprint_in(report) == fingerprint and output.is_file():  # it finished as the batch stopped
-                summary.add(JobResult.finished(job, "done", _read_json(report), output, report))
-            else:
-                summary.add(JobResult.of(job, "interrupted", error="the batch was stopped before this job finished"))
+    except BaseException:  # Ctrl-C, SIGTERM (the CLI raises it as an exception), a lost scheduler: keep what finished
+        if running:
+            summary.interrupted = True
+            _settle_unfinished(summary, to_run, out)
         raise
     finally:
         summary.wall_s = time.perf_counter() - started
-        summary.interrupted = interrupted
-        summary.write(out / f"{SUMMARY_NAME}.csv", out / f"{SUMMARY_NAME}.json")
+        if running:
+            out.mkdir(parents=True, exist_ok=True)
+            summary.write(out / f"{SUMMARY_NAME}.csv", out / f"{SUMMARY_NAME}.json")
     return summary
 
 
 def _submit_and_collect(client: Any, to_run: list[tuple[BatchJob, str]], out: Path, settings: BatchSettings,
                         settle: Callable[[JobResult], None], log: Callable[[str], None] | None) -> dict[str, Any]:
-    """Check every worker's plugins, submit the jobs (each preferring workers that load its chain) and settle each
-    as it finishes; returns the workers' check results."""
+    """Check every worker's plugins, then run the jobs (each preferring workers that load its chain), no more at a time
+    than the workers have threads, settling each as it finishes; returns the workers' check results.
+
+    Jobs are handed to Dask as threads free up, not all at once: a job assigned to a worker counts a failure when that
+    worker dies, so only the jobs running there (one per thread) share the fate of a plugin that crashes it.
+    """
+    import uuid
+
     _, distributed = dask_modules()
     chains = sorted({job.chain for job, _ in to_run})
-    checks: dict[str, dict[str, str]] = client.run(check_worker, chains, settings.allow_python)
+    answers = client.run(check_worker, chains, settings.allow_python, on_error="return")
+    checks: dict[str, dict[str, str]] = {
+        address: answer if isinstance(answer, dict) else {c: f"the check failed there: {answer!r}" for c in chains}
+        for address, answer in answers.items()}
     for address, result in sorted(checks.items()):
         for chain, verdict in result.items():
             if verdict != "ok" and log:
@@ -375,37 +397,88 @@ def _submit_and_collect(client: Any, to_run: list[tuple[BatchJob, str]], out: Pa
     match_workers = settings.match_workers
     if match_workers is None and settings.scheduler is None:
         match_workers = max(1, (os.cpu_count() or 1) // max(1, len(checks)))
-    futures = {}
+    batch_key = uuid.uuid4().hex[:12]  # keys of this run only: another batch on the same scheduler never shares them
+    waiting = []
     for job, fingerprint in to_run:
         able = [a for a, result in checks.items() if result.get(job.chain) == "ok"]
-        if not able:
-            first = next(iter(sorted(checks.items())), ("(no worker)", {job.chain: "no worker is connected"}))
-            settle(JobResult.of(job, "failed", error=f"no worker can load chain {job.chain} ({first[0]}: "
-                                                     f"{first[1].get(job.chain)})"))
+        if able:
+            waiting.append((job, fingerprint, able))
             continue
+        first = next(iter(sorted(checks.items())), ("(no worker)", {job.chain: "no worker is connected"}))
+        settle(JobResult.of(job, "failed", error=f"no worker can load chain {job.chain} ({first[0]}: "
+                                                 f"{first[1].get(job.chain)})"))
+    slots = max(1, sum(client.nthreads().values()))
+    futures: dict[Any, BatchJob] = {}
+    running = distributed.as_completed()
+
+    def submit_next() -> None:
+        job, fingerprint, able = waiting.pop(0)
         future = client.submit(run_job, job, str(out), fingerprint, match_workers, settings.allow_python,
-                               key=f"stito-{job.id}-{fingerprint[:16]}", pure=False, retries=settings.retries,
+                               key=f"stito-{job.id}-{batch_key}", pure=False, retries=settings.retries,
                                **({"workers": able, "allow_other_workers": True} if len(able) < len(checks) else {}))
         futures[future] = job
+        running.add(future)
+
     try:
-        for future in distributed.as_completed(list(futures)):
+        while waiting and len(futures) < slots:
+            submit_next()
+        for future in running:
             job = futures[future]
-            if future.status == "finished":
-                settle(JobResult(**future.result()))
-            else:
-                exc = future.exception()
-                settle(JobResult.of(job, "failed", error=f"{type(exc).__name__}: {' '.join(str(exc).split())} "
-                                                         f"(after {settings.retries} retr"
-                                                         f"{'y' if settings.retries == 1 else 'ies'})"))
+            result = _outcome(future, job, settings)
+            if result is None:  # its result was lost with a worker: Dask computes it again
+                running.add(future)
+                continue
+            del futures[future]
+            settle(result)
+            if waiting:
+                submit_next()
     except BaseException:
         client.cancel(list(futures), force=True)
         raise
     return checks
 
 
+def _outcome(future: Any, job: BatchJob, settings: BatchSettings) -> JobResult | None:
+    """A finished future's job result; None when it is no longer finished (a result lost with its worker)."""
+    status = future.status
+    if status == "finished":
+        try:
+            return JobResult(**future.result(timeout=60))
+        except Exception:  # lost before it could be read
+            return None
+    if status == "cancelled":
+        return JobResult.of(job, "failed", error="Dask cancelled the job (the scheduler lost it or was restarted)")
+    if status != "error":
+        return None
+    exc = future.exception()
+    name = type(exc).__name__
+    why = ("the workers running it died" + (f" (Dask allows {settings.retries} retr"
+                                            f"{'y' if settings.retries == 1 else 'ies'} of that here)"
+                                            if settings.scheduler is None else
+                                            " (as often as the scheduler's allowed-failures permits)")
+           if name == "KilledWorker" else
+           f"after {settings.retries} retr{'y' if settings.retries == 1 else 'ies'}")
+    return JobResult.of(job, "failed", error=f"{name}: {' '.join(str(exc).split())} ({why})")
+
+
+def _settle_unfinished(summary: BatchSummary, to_run: list[tuple[BatchJob, str]], out: Path) -> None:
+    """After a stop: temporaries removed; each job not settled is "done" if its files were completed as the batch
+    stopped, else "interrupted"."""
+    _remove_partials(out, [job for job, _ in to_run])
+    finished = {r.id for r in summary.jobs}
+    for job, fingerprint in to_run:
+        if job.id in finished:
+            continue
+        output, report = outputs_of(job, out)
+        if _fingerprint_in(report) == fingerprint and output.is_file():
+            summary.add(JobResult.finished(job, "done", _read_json(report), output, report))
+        else:
+            summary.add(JobResult.of(job, "interrupted", error="the batch was stopped before this job finished"))
+
+
 def _remove_partials(out: Path, jobs: list[BatchJob]) -> None:
     """Temporary files of unfinished writes (``save_atomically``'s ``.<name>.<pid>.<hex><suffix>``) of these jobs."""
     for job in jobs:
         for name in (f"{job.id}.wav", f"{job.id}.json"):
-            for tmp in out.glob(f".{name}.*"):
+            for tmp in out.glob(f".{glob.escape(name)}.*"):
                 tmp.unlink(missing_ok=True)
