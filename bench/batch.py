@@ -19,7 +19,8 @@ import numpy as np
 
 from stito_server.audio import save_audio
 from stito_server.batch.manifest import BatchJob, folder_jobs
-from stito_server.batch.runner import BatchSettings, run_batch, run_job
+from stito_server.batch.runner import BatchSettings, run_batch
+from stito_server.batch.worker import run_job
 from stito_server.batch.summary import JobResult
 from stito_server.examples import phrase, styled
 
