@@ -33,8 +33,10 @@ class ReaperChain:
     Attributes:
         chain: The hosted chain, at REAPER's current parameter values, searching the mapped parameters.
         fx_index: For each effect of ``chain``, its index in REAPER's FX list.
-        param_index: For each effect, {effect parameter index: REAPER parameter index}.
-        skipped: FX left out (bypassed, offline, excluded) with the reason.
+        param_index: For each effect, {effect parameter index: REAPER parameter index}; empty for an FX the user
+            excluded (rendered at its settings, never written back).
+        skipped: FX left out (bypassed, offline, excluded and not hostable) or left alone (excluded: rendered at
+            its settings, nothing searched) with the reason.
         unmapped: Parameters REAPER lists that the hosted plugin does not expose as audio controls.
     """
 
@@ -66,33 +68,40 @@ def chain_from_reaper(fx_list: list[dict[str, Any]], vst3_paths: list[Path] | No
     """
     if not isinstance(fx_list, list):
         raise ChainError("chain.fx must be a list of FX descriptions")
-    entries, fx_index, skipped, unsupported, wanted = [], [], [], [], []
+    entries, fx_index, skipped, unsupported, wanted, fixed = [], [], [], [], [], []
     for pos, fx in enumerate(fx_list):
         if not isinstance(fx, dict):
             raise ChainError(f"FX #{pos + 1} is not an object")
         index, name = _whole(fx.get("index", pos), f"FX #{pos + 1} index"), str(fx.get("name", f"FX {pos + 1}"))
         if not isinstance(fx.get("params", []), list):
             raise ChainError(f"FX #{pos + 1} params must be a list of parameter objects, got {fx['params']!r}")
-        if not fx.get("enabled", True) or fx.get("offline", False) or fx.get("exclude", False):
-            why = "excluded" if fx.get("exclude", False) else ("offline" if fx.get("offline") else "bypassed")
-            skipped.append({"index": index, "name": name, "reason": why})
+        if not fx.get("enabled", True) or fx.get("offline", False):
+            skipped.append({"index": index, "name": name, "reason": "offline" if fx.get("offline") else "bypassed"})
             continue
+        excluded = bool(fx.get("exclude", False))
         kind = str(fx.get("type", "")).upper()
-        if kind not in HOSTABLE_TYPES:
-            unsupported.append({"index": index, "name": name,
-                                "reason": WHY_NOT.get(kind, f"FX type {kind or 'unknown'!r} cannot be hosted")})
-            continue
         bundle = bundle_name(fx)
-        try:
-            path = resolve_vst3(bundle or name, vst3_paths)
-        except ChainError:
-            unsupported.append({"index": index, "name": name,
-                                "reason": f"VST3 {bundle or name!r} is not installed on the server's VST3 paths"})
+        why_not = WHY_NOT.get(kind, f"FX type {kind or 'unknown'!r} cannot be hosted")
+        path = None
+        if kind in HOSTABLE_TYPES:
+            try:
+                path = resolve_vst3(bundle or name, vst3_paths)
+            except ChainError:
+                why_not = f"VST3 {bundle or name!r} is not installed on the server's VST3 paths"
+        if path is None:
+            if excluded:  # the user's way round an FX stito cannot host: left out, and the match does not hear it
+                skipped.append({"index": index, "name": name,
+                                "reason": f"excluded; not heard by the match ({why_not})"})
+            else:
+                unsupported.append({"index": index, "name": name, "reason": why_not})
             continue
+        if excluded:  # left alone, and rendered at its settings: the match hears the chain the user hears
+            skipped.append({"index": index, "name": name, "reason": "excluded; rendered at its settings"})
         params = [p for p in fx.get("params", []) if isinstance(p, dict)]
         entries.append({"vst3": str(path), "name": f"{index + 1}:{bundle or name}"})
         fx_index.append(index)
-        wanted.append(params)
+        wanted.append([dict(p, exclude=True) for p in params] if excluded else params)
+        fixed.append(excluded)
     if unsupported:
         raise UnsupportedFX(unsupported)
     if not entries:
@@ -111,10 +120,12 @@ def chain_from_reaper(fx_list: list[dict[str, Any]], vst3_paths: list[Path] | No
             if p.get("reaper_added", False):
                 continue
             if pname not in names:
-                unmapped.append({"fx": fx_index[e], "index": p.get("index"), "name": pname})
+                if not fixed[e]:
+                    unmapped.append({"fx": fx_index[e], "index": p.get("index"), "name": pname})
                 continue
             i = names[pname]
-            mapping[i] = _whole(p.get("index", i), f"parameter {pname!r} index")
+            if not fixed[e]:  # an excluded FX's values never go back to REAPER
+                mapping[i] = _whole(p.get("index", i), f"parameter {pname!r} index")
             value = p.get("value")
             if isinstance(value, (int, float)) and np.isfinite(value):
                 states[e][i] = min(max(float(value), 0.0), 1.0)

@@ -22,8 +22,8 @@ ACTIONS = (
     ("stito_cancel_match_style.py", "RSstito_cancel_match_style", "stito: Cancel Match Style", None),
     ("stito_settings.py", "RSstito_settings", "stito settings", None),
 )
-LIBRARY = ("stito_bootstrap.py", "stito_config.py", "stito_gather.py", "stito_apply.py", "stito_match.py",
-           "capture_fixture.py")
+LIBRARY = ("stito_bootstrap.py", "stito_config.py", "stito_gather.py", "stito_apply.py", "stito_fxchain.py",
+           "stito_match.py", "capture_fixture.py")
 
 
 def default_resource_path() -> Path:

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import zmq
 
@@ -14,8 +15,8 @@ from stito_server.distances import multi_resolution_stft_distance
 from stito_server.examples import phrase
 from stito_server.protocol import Signer, deserialize, new_message, secure_socket, serialize
 
-from .reaper_emulator.fixtures import (RATE, SCRIPTS, free_port, plugin, register_marker, running_reaper,
-                                       start_server, style_project)
+from .reaper_emulator.fixtures import (RATE, SCRIPTS, build_chain, free_port, plugin, register_marker,
+                                       running_reaper, start_server, style_project, write)
 from .reaper_emulator.model import JSFX
 
 register_marker()
@@ -52,7 +53,10 @@ def assert_ticks_fast(reaper, limit_s: float = 0.050) -> None:
 def test_match_style_end_to_end(reaper, server, tmp_path):
     dry_in, dry_ref = phrase(6.0, RATE, seed=11), phrase(6.0, RATE, seed=12)
     inp, ref, oracle = style_project(reaper, tmp_path, dry_in, dry_ref)
-    settings(reaper, server, skip="")  # the whole chain: every ZamEQ2 and ZamCompX2 parameter, Threshold included
+    # the whole chain searched: every ZamEQ2 and ZamCompX2 parameter, Threshold included; the "normal" effort (24 x 24,
+    # no time budget: with "fast" this 1-worker server ran 9 of 16 generations in its budget, and the EQ's gain,
+    # +0.064, stayed under its floor, 0.075: nothing changed)
+    settings(reaper, server, skip="", save_chain="whole chain", effort="normal")
     before_values = reaper.fx_values()
     before_render = inp.render(dry_in, RATE)
 
@@ -67,23 +71,22 @@ def test_match_style_end_to_end(reaper, server, tmp_path):
     moved = {(f, inp.fx[f].param_name(i)) for f in range(3) for i in range(inp.fx[f].n_params)
              if after_values[f][i] != before_values[f][i]}
     assert all(f in (0, 1) for f, _ in moved), moved
-    # Never further from the hidden style, by a distance the optimiser did not use (it used the stats metric).
-    # Issue 18 asks for closer; with the calibrated floors the EQ's gain here (+0.18) stays below its floor
-    # (0.89) and nothing changes (measured 2026-12-02), so this asserts the do-no-harm half only.
+    # Closer to the hidden style, by a distance the optimiser did not use (it used the stats metric): measured
+    # 3.12 -> 1.03 dB. The reference is another phrase through the hidden EQ and the room; the [stito:skip] room is
+    # rendered at its settings by the server, so the match hears what the user hears.
     after_render = inp.render(dry_in, RATE)
     d_before = multi_resolution_stft_distance(before_render, oracle, RATE)
     d_after = multi_resolution_stft_distance(after_render, oracle, RATE)
-    assert d_after <= d_before * 1.02, (d_before, d_after)  # the reverb is not bit-exact
+    assert d_after < 0.7 * d_before, (d_before, d_after, "".join(reaper.console)[-1500:])
+    assert any(f == 0 for f, _ in moved)  # the EQ carries the hidden style
     # The console says what changed, the similarity before -> after and, per effect, whether the restraint kept
     # it engaged and on what evidence (its gain against its floor).
     text = "".join(reaper.console)
     assert "style similarity to the reference:" in text and "generation" in text
     assert "restraint: " in text and "ZamEQ2: " in text and "ZamCompX2: " in text and " against a floor of " in text
     assert all(f"{short} / " in text for short in {"ZamEQ2" if f == 0 else "ZamCompX2" for f, _ in moved})
-    # Nothing changed: no undo point at all, and the project is as it was.
-    if not moved:
-        assert reaper.project.undo == [] and reaper.unblocked_changes == [] and after_values == before_values
-        return
+    assert "1:ZamEQ2: engaged" in text
+    assert (reaper.resource_path / "FXChains" / "stito" / "whole chain.RfxChain").is_file()
     # One undo point, named as the issue says; no parameter set outside an undo block.
     assert [u.name for u in reaper.project.undo] == ["stito: Match Style"]
     assert reaper.unblocked_changes == []
@@ -121,6 +124,88 @@ def test_match_style_with_three_selected_items(reaper, server, tmp_path):
     d_after = multi_resolution_stft_distance(inp.render(dry_in, RATE), oracle, RATE)
     assert d_after <= d_before * 1.02, (d_before, d_after)  # never further from the style (the reverb is not bit-exact)
     assert [u.name for u in reaper.project.undo] in ([], ["stito: Match Style"])
+
+
+@pytest.mark.reaper_assumption
+def test_the_matched_chain_is_saved_as_a_reaper_fx_chain_and_loads_back(reaper, server, tmp_path):
+    # the reference is the input's own phrase through the hidden style: the match changes the two EQ knobs
+    dry_in = phrase(6.0, RATE, seed=11)
+    inp, _, oracle = style_project(reaper, tmp_path, dry_in, dry_in)
+    settings(reaper, server, save_chain="guitar matched")
+    start_eq = {n: inp.fx[0].get(inp.fx[0].param_index(n)) for n in ("Boost/Cut H", "Boost/Cut L")}
+    start_render = inp.render(dry_in, RATE)
+    folder = reaper.resource_path / "FXChains" / "stito"
+    folder.mkdir(parents=True)
+    (folder / "guitar matched.RfxChain").write_text("the user's own chain\n")  # a name already taken
+
+    reaper.run_script(MATCH, timeout_s=120)
+
+    assert reaper.errors == [] and reaper.message_boxes == [], (reaper.errors, reaper.message_boxes)
+    assert [u.name for u in reaper.project.undo] == ["stito: Match Style"], "".join(reaper.console)
+    # nothing overwritten: the taken name keeps its file, the match goes beside it
+    assert (folder / "guitar matched.RfxChain").read_text() == "the user's own chain\n"
+    saved = folder / "guitar matched 2.RfxChain"
+    assert sorted(p.name for p in folder.iterdir()) == ["guitar matched 2.RfxChain", "guitar matched.RfxChain"]
+    text = "".join(reaper.console)
+    assert "saved the matched FX chain as FXChains/stito/guitar matched 2.RfxChain" in text, text
+    # REAPER's FX chain file: the three FX in order, the [stito:skip] room included, without the window lines
+    body = saved.read_text()
+    assert [line.split('" ', 1)[1].split(" ")[0] for line in body.splitlines() if line.startswith("<VST ")] == \
+        ["ZamEQ2.vst3", "ZamCompX2.vst3", "DragonflyRoomReverb.vst3"]
+    assert not any(line.split(" ")[0] in ("WNDRECT", "SHOW", "LASTSEL", "DOCKED", "<FXCHAIN", "<TRACK", "<ITEM")
+                   for line in body.splitlines()), body[:400]
+    # "Add FX chain" on a new track gives the matched values and the matched sound
+    copy = reaper.project.add_track("Copy")
+    loaded = reaper.project.add_fx_chain(copy, saved, [plugin("ZamEQ2").parent])
+    matched = inp.fx
+    for a, b in zip(matched, loaded):
+        names = [a.param_name(i) for i in range(a.n_plugin_params)
+                 if a.param_name(i) not in ("Buffer Size", "Sample Rate", "Current Program")]
+        assert {n: round(b.get(b.param_index(n)), 5) for n in names} == \
+               {n: round(a.get(a.param_index(n)), 5) for n in names}, a.plugin_name
+    assert loaded[2].renamed == "Room [stito:skip]"
+    eq = matched[0]
+    assert any(abs(eq.get(eq.param_index(n)) - v) > 1e-4 for n, v in start_eq.items()), start_eq  # the EQ moved
+    heard, copied = inp.render(dry_in, RATE), copy.render(dry_in, RATE)
+    # the same sound: what differs is 30 dB below the signal (Dragonfly's late reverb is not bit-exact: -35 dB)
+    assert np.mean(np.square(copied - heard)) < 1e-3 * np.mean(np.square(heard))
+    # and the match brought the track closer to the hidden style (the [stito:skip] room rendered at its settings)
+    d_start = multi_resolution_stft_distance(start_render, oracle, RATE)
+    assert multi_resolution_stft_distance(heard, oracle, RATE) < 0.8 * d_start
+
+
+@pytest.mark.reaper_assumption
+def test_a_match_that_changes_nothing_saves_no_fx_chain(reaper, server, tmp_path):
+    # the input's own audio as the reference: the restraint keeps every start
+    p = reaper.project
+    inp = p.add_track("Guitar")
+    build_chain(reaper, inp, room=False)
+    audio = write(tmp_path / "input.wav", phrase(3.0, RATE, seed=1))
+    p.add_item(inp, audio, position=0.0)
+    p.add_item(p.add_track("Reference"), audio, position=5.0)
+    settings(reaper, server, effort="preview", save_chain="never written")
+    before = reaper.fx_values()
+
+    reaper.run_script(MATCH, timeout_s=60)
+
+    assert reaper.errors == [] and reaper.message_boxes == [], (reaper.errors, reaper.message_boxes)
+    text = "".join(reaper.console)
+    assert "nothing changed, so no FX chain was saved" in text, text
+    assert reaper.fx_values() == before and reaper.project.undo == []
+    assert not (reaper.resource_path / "FXChains").exists()
+
+
+def test_fx_chain_text_keeps_the_fx_and_drops_the_window_lines():
+    sys.path.insert(0, str(SCRIPTS))
+    from stito_fxchain import fx_chain_text
+
+    chunk = ("<TRACK\nNAME x\n<FXCHAIN\nWNDRECT 1 2 3 4\nSHOW 0\nLASTSEL 0\nDOCKED 0\nBYPASS 0 0 0\n"
+             '<VST "VST3: A" A.vst3 0 "" 1{X} ""\nQUJD\n>\nWAK 0 0\n>\n<FXCHAIN_REC\nSHOW 0\n>\n>\n')
+    assert fx_chain_text(chunk) == 'BYPASS 0 0 0\n<VST "VST3: A" A.vst3 0 "" 1{X} ""\nQUJD\n>\nWAK 0 0\n'
+    with pytest.raises(ValueError, match="no FX chain"):
+        fx_chain_text("<TRACK\nNAME x\n>\n")
+    with pytest.raises(ValueError, match="does not close"):
+        fx_chain_text("<TRACK\n<FXCHAIN\nBYPASS 0 0 0\n<VST a\n>\n")
 
 
 # --- error paths: each shows a message box saying what to do and leaves every FX parameter unchanged ---
@@ -282,19 +367,29 @@ def test_settings_dialog_stores_values_and_refuses_a_bad_amount(reaper):
     assert reaper.ext_state[("stito", "amount")] == "0.5" and reaper.ext_state[("stito", "effort")] == "normal"
     assert ("stito", "amount") in reaper.persisted
     prompt = reaper.user_input_prompts[0]
-    assert prompt[1] == 5 and prompt[3].split("\n") == ["tcp://127.0.0.1:5557", "1", "fast", "", "120"]
-    reaper.user_inputs = ["tcp://127.0.0.1:5557\n1.7\nfast\n\n120"]
+    assert prompt[1] == 6 and prompt[3].split("\n") == ["tcp://127.0.0.1:5557", "1", "fast", "", "120", ""]
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\n1.7\nfast\n\n120\n"]
     reaper.run_script(SETTINGS)
     assert "amount = 1.7 is outside 0..1" in reaper.message_boxes[-1][1]
     assert reaper.ext_state[("stito", "amount")] == "0.5"  # nothing saved
     # per FX, as `stito match --amount`: stored as given; a bad one named, nothing saved
-    reaper.user_inputs = ["tcp://127.0.0.1:5557\nZamEQ2=0.5,Room=1\nfast\n\n120"]
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\nZamEQ2=0.5,Room=1\nfast\n\n120\nvocal matched"]
     reaper.run_script(SETTINGS)
     assert reaper.ext_state[("stito", "amount")] == "ZamEQ2=0.5,Room=1"
-    reaper.user_inputs = ["tcp://127.0.0.1:5557\nZamEQ2=2\nfast\n\n120"]
+    assert reaper.ext_state[("stito", "save_chain")] == "vocal matched"
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\nZamEQ2=2\nfast\n\n120\n"]
     reaper.run_script(SETTINGS)
     assert "amount 'ZamEQ2=2': give effect=amount with an amount from 0 to 1" in reaper.message_boxes[-1][1]
     assert reaper.ext_state[("stito", "amount")] == "ZamEQ2=0.5,Room=1"
+    # the chain's name is a file name: a path in it is refused, named, and nothing is saved
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\n1\nfast\n\n120\n../vocal"]
+    reaper.run_script(SETTINGS)
+    assert "save_chain = '../vocal' may not contain '/'" in reaper.message_boxes[-1][1]
+    assert reaper.ext_state[("stito", "save_chain")] == "vocal matched" and reaper.ext_state[("stito", "amount")] != "1"
+    # emptied: saves nothing again
+    reaper.user_inputs = ["tcp://127.0.0.1:5557\n1\nfast\n\n120\n"]
+    reaper.run_script(SETTINGS)
+    assert reaper.ext_state[("stito", "save_chain")] == ""
 
 
 @pytest.mark.reaper_assumption
@@ -310,4 +405,5 @@ def test_capture_fixture_dumps_reaper_facts(reaper, project):
     assert names[:4] == ["Buffer Size", "Sample Rate", "Current Program", "Boost/Cut 1"]
     assert names[-3:] == ["Bypass", "Wet", "Delta"] and eq["fx_type"][4] == "VST3"
     assert len(facts["items"]) == 2 and len(facts["items"][0]["accessor"]["first_64_frames_call"][-1]) == 128
+    assert "<FXCHAIN" in facts["tracks"][0]["state_chunk"][2]
     path.unlink()

@@ -170,7 +170,7 @@ class Verdict:
         gain: Objective of the kept settings minus the start's, on the validation excerpts.
         floor: The gain needed (``Floors.gain``; 0 without calibrated floors).
         reason: One sentence for the user.
-        effects: Per effect of the chain, in chain order.
+        effects: Per effect of the chain with a searched parameter, in chain order.
         source: Where the floors come from.
     """
 
@@ -266,7 +266,8 @@ def restrain(matched: np.ndarray, start: np.ndarray, effect_of_dim: np.ndarray, 
     effects = [EffectEvidence(name, effect_kinds[e], moved[e], engaged.get(e, False),
                               None if e not in contribution else finite_or_none(contribution[e]),
                               floors.for_effect(effect_kinds[e]))
-               for e, name in enumerate(effect_names)]
+               for e, name in enumerate(effect_names) if np.any(effect_of_dim == e)]  # effects with nothing searched:
+    # not the restraint's to judge (an FX the user excluded, rendered at its settings)
     return x, Verdict(accepted, finite_or_none(gain), floors.gain, reason, effects, floors.source)
 
 

@@ -72,7 +72,8 @@ def main():
     for t in range(call("CountSelectedTracks", 0) or 0):
         track = call("GetSelectedTrack", 0, t)
         facts["tracks"].append({"name": call("GetTrackName", track, "", 256),
-                                "fx": [capture_fx(track, i) for i in range(call("TrackFX_GetCount", track))]})
+                                "fx": [capture_fx(track, i) for i in range(call("TrackFX_GetCount", track))],
+                                "state_chunk": call("GetTrackStateChunk", track, "", 1 << 24, False)})
     for k in range(call("CountSelectedMediaItems", 0) or 0):
         facts["items"].append(capture_item(call("GetSelectedMediaItem", 0, k)))
     path = os.path.join(call("GetResourcePath"), f"stito_capture_{time.strftime('%Y%m%d_%H%M%S')}.json")

@@ -12,6 +12,8 @@ UNDO_NAME = "stito: Match Style"
 # Put this in an FX's name (FX chain window: right-click the FX, "Rename FX instance") to leave it alone.
 FX_MARKER = "[stito:skip]"
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"  # the same as stito_server.protocol.DEFAULT_ADDRESS
+FXCHAIN_FOLDER = ("FXChains", "stito")  # under REAPER's resource folder: where a matched chain is saved
+BAD_NAME_CHARS = '/\\:*?"<>|'
 
 # Search effort -> options sent to stito-server (see docs/protocol.md, match_request.options): a named
 # search preset of the server ("fast": seconds on 2 cores; "paper": the ST-ITO paper's search, minutes),
@@ -47,6 +49,9 @@ class Settings:
         connect_timeout_s: No answer at all within this -> "server not running".
         idle_timeout_s: No progress for this long -> "server stopped answering".
         job_timeout_s: Longest match the server should run.
+        save_chain: After a match that changed something, save the track's FX chain as
+            ``<resource>/FXChains/stito/<save_chain>.RfxChain`` (REAPER's FX chain preset; a taken name gets " 2",
+            " 3" ...); empty: save nothing.
     """
 
     address: str = DEFAULT_ADDRESS
@@ -56,6 +61,7 @@ class Settings:
     connect_timeout_s: float = 5.0
     idle_timeout_s: float = 120.0
     job_timeout_s: float = 1800.0  # "thorough" (the paper preset) can run over 10 min on 30 s of zam-strip, 2 cores
+    save_chain: str = ""
 
     def options(self) -> dict[str, object]:
         """Match options for the request."""
@@ -130,6 +136,12 @@ def parse(values: dict[str, str]) -> Settings:
     if not re.match(r"^(tcp|ipc)://\S+$", s.address):
         raise UserError(f"stito setting address = {s.address!r} is not a ZeroMQ endpoint like {DEFAULT_ADDRESS}. "
                         "Fix it with the 'stito settings' action.")
+    bad = sorted({c for c in s.save_chain if c in BAD_NAME_CHARS or ord(c) < 32})
+    if bad or s.save_chain.startswith(".") or len(s.save_chain) > 120:
+        why = (f"may not contain {', '.join(repr(c) for c in bad)}" if bad
+               else "may not start with '.'" if s.save_chain.startswith(".") else "is longer than 120 characters")
+        raise UserError(f"stito setting save_chain = {s.save_chain!r} {why}: it is a file name (without .RfxChain), "
+                        f"e.g. 'vocal matched'; empty saves nothing. Fix it with the 'stito settings' action.")
     for name in ("connect_timeout_s", "idle_timeout_s", "job_timeout_s"):
         if not getattr(s, name) > 0:
             raise UserError(f"stito setting {name} = {getattr(s, name):g} must be more than 0 seconds.")

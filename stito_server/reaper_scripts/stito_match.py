@@ -22,6 +22,7 @@ from typing import Any
 from reapy import reascript_api as RPR
 
 import stito_apply
+import stito_fxchain
 import stito_gather
 from stito_config import SECTION, UNDO_NAME, Settings, UserError, load
 
@@ -185,6 +186,16 @@ class MatchJob:
                             "longer fits it. Nothing was changed; run Match Style again.")
         rows = stito_apply.apply(track, c)
         console(stito_apply.report(self.inp.track_name, rows, c))
+        if self.settings.save_chain:
+            if not rows:
+                console("stito: nothing changed, so no FX chain was saved\n")
+            else:
+                resource = RPR.GetResourcePath()
+                try:
+                    path = stito_fxchain.save(track, self.settings.save_chain, resource)
+                except UserError as exc:
+                    raise UserError(f"The match was applied (undo: '{UNDO_NAME}'), but: {exc}") from None
+                console(stito_fxchain.describe(path, resource))
         return False
 
 

@@ -1,4 +1,4 @@
-"""stito settings (REAPER action): server address, match amount, search effort, parameters to leave alone."""
+"""stito settings (REAPER action): server address, match amount, search effort, what to leave alone, chain saving."""
 # @description stito settings
 # @author stito
 # @version 0.1.0
@@ -6,6 +6,8 @@
 #   Stored with SetExtState (section "stito", persistent). To leave a whole FX alone, rename it to
 #   include [stito:skip]. To leave parameters alone, list FX:param patterns separated by ";"
 #   ("ZamCompX2:Makeup; *:Output*"; "+" re-includes: "*:*; +ZamEQ2:Boost/Cut H" searches one knob).
+#   "Save matched FX chain as": a name; after each match that changed something the track's FX chain is saved
+#   as <resource>/FXChains/stito/<name>.RfxChain (a taken name gets " 2", " 3" ...); empty saves nothing.
 
 import os
 import sys
@@ -17,9 +19,9 @@ if _DIR not in sys.path:
 
 import stito_config  # noqa: E402  (stdlib only: no C extensions)
 
-FIELDS = ("address", "amount", "effort", "skip", "idle_timeout_s")
+FIELDS = ("address", "amount", "effort", "skip", "idle_timeout_s", "save_chain")
 CAPTIONS = ("Server address", "Match amount (0-1 or FX=0.5 list)", "Effort (" + "/".join(stito_config.EFFORTS) + ")",
-            "Leave alone (FX:param; ...)", "Give up after no progress (s)")
+            "Leave alone (FX:param; ...)", "Give up after no progress (s)", "Save matched FX chain as (name)")
 
 
 def run_settings() -> None:
@@ -47,7 +49,8 @@ def run_settings() -> None:
         return
     stito_config.save(settings, RPR_SetExtState)  # noqa: F821
     RPR_ShowConsoleMsg(f"stito: settings saved: address {settings.address}, amount {settings.amount}, "  # noqa: F821
-                       f"effort {settings.effort}, leave alone {settings.skip or '(nothing)'}\n")
+                       f"effort {settings.effort}, leave alone {settings.skip or '(nothing)'}, save matched FX chain as "
+                       f"{settings.save_chain or '(not saved)'}\n")
 
 
 run_settings()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -115,6 +117,21 @@ class FX:
             if self.get(i) != v:
                 self.set(i, v)
 
+    def state_lines(self) -> list[str]:
+        """This FX's lines in a track chunk's ``<FXCHAIN`` block (ASSUMPTIONS.md A15): BYPASS, the ``<VST`` block with
+        the plugin's state in base64, FXID, WAK. REAPER's audio engine has run the plugin since its parameters were
+        set, so the state carries them (a VST3 hands set parameters to its processor on the next block)."""
+        self.plugin(np.zeros((1 if self.mono else 2, 64), np.float32), 48000)
+        state = base64.b64encode(bytes(self.plugin.raw_state)).decode("ascii")
+        return [f"BYPASS {int(not self.enabled)} {int(self.offline)} 0",
+                f'<VST "{self.fx_name}" {self.path.name} 0 "{self.renamed}" 1234567890{{{self.ident[-32:]}}} ""',
+                *textwrap.wrap(state, 128), ">", 'PRESETNAME ""', "FLOATPOS 0 0 0 0",
+                f"FXID {{{abs(hash((id(self), 'fx'))) % 10**12:012d}}}", "WAK 0 0"]
+
+    def load_state(self, state: bytes) -> None:
+        """Set the plugin's whole state, as REAPER does when it loads a chunk."""
+        self.plugin.raw_state = state
+
     def process(self, audio: np.ndarray, rate: int) -> np.ndarray:
         """REAPER-style processing: skipped when bypassed/offline, dual mono for a mono plugin
         (ASSUMPTIONS.md A4), then the Wet mix."""
@@ -172,6 +189,10 @@ class JSFX(FX):
     def formatted(self, index: int) -> str:
         return f"{self.get(index):.2f}"
 
+    def state_lines(self) -> list[str]:
+        return [f"BYPASS {int(not self.enabled)} {int(self.offline)} 0", f'<JS {self.path.name} "{self.renamed}"',
+                " ".join(f"{v:g}" for v in self._values), ">", "FLOATPOS 0 0 0 0", "WAK 0 0"]
+
     def process(self, audio: np.ndarray, rate: int) -> np.ndarray:
         return audio
 
@@ -224,6 +245,18 @@ class Track:
     items: list[Item] = field(default_factory=list)
     selected: bool = False
 
+    def state_chunk(self) -> str:
+        """What GetTrackStateChunk gives (ASSUMPTIONS.md A15): the track's lines, its ``<FXCHAIN`` block with the
+        FX window's lines first, then its items (shortened here to their position)."""
+        lines = ["<TRACK {00000000-0000-0000-0000-000000000001}", f'NAME "{self.name}"', "VOLPAN 1 0 -1 -1 1",
+                 "NCHAN 2"]
+        if self.fx:
+            lines += ["<FXCHAIN", "WNDRECT 24 52 655 408", "SHOW 0", "LASTSEL 0", "DOCKED 0"]
+            lines += [line for fx in self.fx for line in fx.state_lines()] + [">"]
+        for item in self.items:
+            lines += ["<ITEM", f"POSITION {item.info.get('D_POSITION', 0.0):g}", ">"]
+        return "\n".join(lines + [">"]) + "\n"
+
     def render(self, audio: np.ndarray, rate: int) -> np.ndarray:
         """``audio`` through this track's FX chain as REAPER plays it."""
         out = np.asarray(audio, dtype=np.float32)
@@ -272,6 +305,24 @@ class Project:
         item.takes.append(take)
         track.items.append(item)
         return item
+
+    def add_fx_chain(self, track: Track, rfxchain: Path, plugin_dirs: list[Path]) -> list[FX]:
+        """REAPER's "Add FX chain...": every ``<VST`` block of an .RfxChain file added to ``track`` with its state
+        (a plugin found by its bundle name in ``plugin_dirs``; JS blocks are not emulated)."""
+        added, lines = [], Path(rfxchain).read_text(encoding="utf-8").splitlines()
+        k = 0
+        while k < len(lines):
+            if lines[k].startswith("<VST "):
+                bundle = lines[k].split('" ', 1)[1].split(" ", 1)[0]
+                end = lines.index(">", k)
+                path = next(d / bundle for d in plugin_dirs if (d / bundle).exists())
+                fx = FX(path, renamed=lines[k].split(" 0 \"", 1)[1].split('"', 1)[0])
+                fx.load_state(base64.b64decode("".join(lines[k + 1:end])))
+                track.fx.append(fx)
+                added.append(fx)
+                k = end
+            k += 1
+        return added
 
     @property
     def all_fx(self) -> list[FX]:

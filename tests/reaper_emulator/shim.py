@@ -291,6 +291,11 @@ def build(current: Callable[[], "Reaper"]) -> types.ModuleType:
         return (ok, track, fx, parmname, _trunc(values.get(parmname, ""), bufOut_sz), bufOut_sz)
 
     @export
+    def GetTrackStateChunk(track, str_, str_sz, isundoOptional):
+        chunk = track_of(track, "GetTrackStateChunk").state_chunk()
+        return (True, track, _trunc(chunk, str_sz), str_sz, isundoOptional)
+
+    @export
     def TrackFX_GetNumParams(track, fx):
         f = fx_of(track, fx, "TrackFX_GetNumParams")
         return f.n_params if f else 0
