@@ -128,14 +128,33 @@ def dask_processes(workers: int = 2) -> Iterator[tuple[str, list[subprocess.Pope
             client.wait_for_workers(workers, timeout=120)
         yield address, procs[1:]
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(address, procs)
+
+
+def _stop(address: str, procs: list[subprocess.Popen]) -> None:
+    """Stop a cluster: the scheduler asked to shut itself and its workers down, then whatever is left terminated,
+    and killed after 30 s (a worker sent SIGTERM alone sometimes takes the whole 30 s to go)."""
+    from distributed import Client
+
+    try:
+        with Client(address, timeout="5s") as client:
+            client.shutdown()
+    except Exception:  # noqa: BLE001 - the scheduler may be gone already; the processes are stopped below anyway
+        pass
+    deadline = time.monotonic() + 10.0
+    for p in procs:
+        try:
+            p.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            pass
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _distributed(jobs: list[BatchJob], out: Path, workers: int = 2) -> tuple[list[JobResult], float, float]:
