@@ -257,8 +257,9 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
     variants (``probe_cases``). Writes nothing into the package.
 
     Returns:
-        Per case ``{"variant", "content", "style", "start_distance", "gain", "input_db", "matched_db"}`` (gain
-        in objective units; the two MR-STFT distances to the oracle in dB, the match kept whatever it gained).
+        Per case ``{"variant", "content", "style", "start_distance", "gain", "similarity_gain", "input_db",
+        "matched_db"}`` (gain in objective units, penalties included; similarity_gain without them, both on the
+        validation excerpts; the two MR-STFT distances to the oracle in dB, the match kept whatever it gained).
     """
     rows = []
     for variant, content, style, a, b in probe_cases(root, n, seed):
@@ -268,7 +269,9 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
         r = _match(a, reference, chain, metric, opts)
         rows.append({"variant": variant, "content": content, "style": style,
                      "start_distance": get_metric(metric).distance(r.similarity["before"]),
-                     "gain": max(r.restraint.gain or 0.0, 0.0), "input_db": oracle_db(a, oracle),
+                     "gain": max(r.restraint.gain or 0.0, 0.0),
+                     "similarity_gain": (r.similarity["after"] or r.similarity["before"]) - r.similarity["before"],
+                     "input_db": oracle_db(a, oracle),
                      "matched_db": oracle_db(r.output, oracle)})
         x = rows[-1]
         log(f"{variant:5s} {content:6s} {str(style):9s} start {x['start_distance']:6.2f} gain {x['gain']:6.2f} "
