@@ -1,6 +1,7 @@
 """MFCC metric behaviour and the CMA-ES loop's seeding, quietness and stopping."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -192,3 +193,35 @@ def test_stats_whitening_makes_between_recording_gaps_white_and_counts_shared_di
     assert -white.similarity(emb(along), zero)[0] < 0.2 * -white.similarity(emb(across), zero)[0]
     assert diagonal.whiten is None
     assert diagonal.similarity(emb(across), zero)[0] == pytest.approx(-np.mean(np.square(across / scale)), rel=1e-5)
+
+
+def test_coordinate_probes_find_a_far_single_knob_and_combine_the_ones_that_gain():
+    from stito_server.engine.optimize import Stage, optimize_by_group, probe_coordinates
+
+    calls = []
+
+    def far(xs):  # the best is coordinate 0 at 0.9 (a low cut far from its range's end), the rest indifferent
+        calls.append(len(xs))
+        return -np.square(xs[:, 0] - 0.9)
+
+    x0 = np.zeros(4)
+    best_x, best, n = probe_coordinates(far, x0, float(far(x0[None])[0]), (0.0, 0.5, 1.0))
+    assert n == 8 and best_x.tolist() == [1.0, 0.0, 0.0, 0.0] and best == pytest.approx(-0.01)  # 0.0 skipped
+
+    def two(xs):  # two coordinates each gain alone, and more together
+        return -np.square(xs[:, 0] - 1.0) - np.square(xs[:, 1] - 0.5)
+
+    best_x, best, n = probe_coordinates(two, np.zeros(3), float(two(np.zeros((1, 3)))[0]), (0.5, 1.0))
+    assert best_x.tolist() == [1.0, 0.5, 0.0] and best == 0.0 and n == 7
+    # nothing gains: the start comes back as it was
+    best_x, best, _ = probe_coordinates(lambda xs: -np.sum(xs ** 2, axis=1), np.zeros(2), 0.0, (0.5, 1.0))
+    assert best_x.tolist() == [0.0, 0.0] and best == 0.0
+    # in the grouped search: one generation for the group is not enough from 0 at step 0.2, the probe is
+    opts = OptimizerOptions(popsize=6, max_generations=2, seed=0, sigma0=0.2)
+    groups = [np.array([0, 1]), np.array([2, 3])]
+    plain = optimize_by_group([Stage(far, 2)], x0, groups, ["a", "b"], opts)
+    probed = optimize_by_group([Stage(far, 2)], x0, groups, ["a", "b"], replace(opts, probe_values=(0.5, 1.0)))
+    assert probed.best_x[0] > 0.75 and plain.best_x[0] < probed.best_x[0]
+    assert probed.evaluations == plain.evaluations + 8
+    with pytest.raises(ValueError, match="probe_values must lie in"):
+        OptimizerOptions(probe_values=(1.5,))

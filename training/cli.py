@@ -85,6 +85,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "from the input's own, unprocessed from another, in turn) with the floors at 0 and print what the "
                     "acceptance rule would have to go on; writes nothing into the package")
     rt.add_argument("--out", type=Path, default=None, help="with --probe: also write the cases as JSON here")
+    rt.add_argument("--evidence", choices=("objective", "similarity"), default=None,
+                    help="measure gains with the prior's cost (objective) or without it (similarity); the floors "
+                    "record it (default: the match's own default)")
+    rt.add_argument("--probe-values", default=None, metavar="LIST",
+                    help="the search's coordinate probes, e.g. 0,0.5,1, or 'none' (default: the fast preset's)")
     sp = sub.add_parser("stats-prior", help="fit the stats metric's raw-recording prior and between-recording "
                         "spread on the training corpus; writes the package's models/stats-prior.json")
     sp.add_argument("--clips", type=int, default=150, help="clips per content type (default %(default)s)")
@@ -157,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
 
         from .restraint import CHAINS, probe
 
-        rows = probe(train_root(args.cache), args.probe, args.seed, CHAINS[0], args.metrics.split(",")[0])
+        rows = probe(train_root(args.cache), args.probe, args.seed, CHAINS[0], args.metrics.split(",")[0],
+                     changes=_restraint_changes(args))
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
         print(f"probe done ({time.perf_counter() - t0:.0f} s)")
@@ -168,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
             factors = [float(w) for w in args.prior_factors.split(",")]
         except ValueError:
             raise SystemExit(f"stito train restraint: --prior-factors takes numbers, got {args.prior_factors!r}") from None
-        calibrate(train_root(args.cache), args.metrics.split(","), factors, args.pairs, args.quantile, args.seed)
+        calibrate(train_root(args.cache), args.metrics.split(","), factors, args.pairs, args.quantile, args.seed,
+                  changes=_restraint_changes(args))
         print(f"floors written ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "stats-prior":
         from .stats_prior import fit_stats_prior
@@ -200,3 +207,18 @@ def _init_path(command: str, init: Path | None) -> str:
 def main(argv: Sequence[str]) -> int:
     """`stito train ARGS`: the entry point `stito` loads for its `train` command (ARGS follow the name)."""
     return run_lab_parser("train", add_parser, run, argv)
+
+
+def _restraint_changes(args: argparse.Namespace) -> dict:
+    """MatchOptions fields `stito train restraint` sets on its matches (``--evidence``, ``--probe-values``)."""
+    changes: dict = {}
+    if args.evidence:
+        changes["evidence"] = args.evidence
+    if args.probe_values:
+        try:
+            changes["probe_values"] = () if args.probe_values == "none" else tuple(
+                float(v) for v in args.probe_values.split(","))
+        except ValueError:
+            raise SystemExit("stito train restraint: --probe-values takes numbers from 0 to 1 such as 0,0.5,1, or "
+                             f"'none'; got {args.probe_values!r}") from None
+    return changes

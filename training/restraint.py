@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -145,7 +145,7 @@ def _entry(gains: list[float], contribs: list[tuple[str, float]], quantile: floa
 
 
 def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float], n_pairs: int, quantile: float,
-              seed: int, log: Callable[[str], None] = print) -> dict:
+              seed: int, log: Callable[[str], None] = print, changes: dict[str, Any] | None = None) -> dict:
     """Choose each metric's prior and level weights on training matches, measure its floors, write them.
 
     Gains and contributions are taken as shares of the start's distance to the reference (the floors are
@@ -158,6 +158,8 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
 
     The package's ``models/restraint.json`` holds each sweep point's floors while its styled matches run (a match
     reads its floors from there) and is restored if the calibration fails; other metrics' entries are kept.
+    ``changes`` are MatchOptions fields set on every match (e.g. ``evidence``: the floors are measured in it and
+    the entry records it).
 
     Returns:
         What was written.
@@ -176,7 +178,8 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
 
     try:
         for metric in metrics:
-            base = MatchOptions.fast(seed=seed, loudness="reference")
+            base = MatchOptions.fast(seed=seed, loudness="reference", **(changes or {}))
+            evidence = base.evidence or "objective"
             free = replace(base, prior_weight=0.0, level_weight=0.0)
             g = float(np.median(no_style(calib, CHAINS[0], metric, free, log)[2])) or 1e-3
             level = g / 4
@@ -191,7 +194,7 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
             sweep = []
             for factor in prior_factors:
                 w = factor * g
-                entry = _entry(*measured(CHAINS[0], w), quantile, w, level)
+                entry = _entry(*measured(CHAINS[0], w), quantile, w, level) | {"evidence": evidence}
                 install(metric, entry)
                 dist, inp = styled(trial, CHAINS[0], metric, base, log)
                 sweep.append({"prior_weight": w, "factor": factor, "gain_floor": entry["gain_floor"],
@@ -207,9 +210,11 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
                 gains += gc
                 contribs += cc
             entry = _entry(gains, contribs, quantile, best["prior_weight"], level)
-            entry.update(typical_gain=g, chains=list(CHAINS), sweep=sweep, pairs=n_pairs, seed=seed,
+            extra = "".join(f" --{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                            for k, v in (changes or {}).items())
+            entry.update(typical_gain=g, chains=list(CHAINS), sweep=sweep, pairs=n_pairs, seed=seed, evidence=evidence,
                          command=f"stito train restraint --metrics {metric} --prior-factors "
-                                 f"{','.join(f'{f:g}' for f in prior_factors)} --pairs {n_pairs} --seed {seed}")
+                                 f"{','.join(f'{f:g}' for f in prior_factors)} --pairs {n_pairs} --seed {seed}{extra}")
             install(metric, entry)
             log(f"{metric}: gain floor {entry['gain_floor']:.4f}, effect floors {entry['effect_floors']}, prior "
                 f"weight {best['prior_weight']:.4g} ({len(gains)} no-style matches)")
@@ -251,7 +256,8 @@ def probe_cases(root: Path, n: int, seed: int) -> list[tuple[str, str, str | Non
     return out
 
 
-def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[[str], None] = print) -> list[dict]:
+def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[[str], None] = print,
+          changes: dict[str, Any] | None = None) -> list[dict]:
     """What the acceptance rule has to go on, case by case: matches with the floors at 0 (the prior and level
     penalties as calibrated), their start distance, gain and oracle distances, on training cases of the three
     variants (``probe_cases``). Writes nothing into the package.
@@ -265,7 +271,8 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
     for variant, content, style, a, b in probe_cases(root, n, seed):
         fx = None if style is None else chain_from_dict({"name": style, "effects": STYLES[style]})
         reference, oracle = (b, a) if fx is None else (fx.process(b, RATE), fx.process(a, RATE))
-        opts = replace(MatchOptions.fast(seed=0, loudness="reference"), gain_floor=0.0, effect_floor=0.0)
+        opts = replace(MatchOptions.fast(seed=0, loudness="reference", **(changes or {})), gain_floor=0.0,
+                       effect_floor=0.0)
         r = _match(a, reference, chain, metric, opts)
         rows.append({"variant": variant, "content": content, "style": style,
                      "start_distance": get_metric(metric).distance(r.similarity["before"]),

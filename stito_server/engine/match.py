@@ -289,7 +289,8 @@ def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, 
         verdict = None
         if opts.restraint == "on" and not start_failed:
             matched, verdict = restrain(matched, start, effect_of_dim, [fx.name for fx in chain.effects],
-                                        [effect_kind(fx.source) for fx in chain.effects], check,
+                                        [effect_kind(fx.source) for fx in chain.effects],
+                                        check.evidence if floors.evidence == "similarity" else check,
                                         float(pick.validation[0]), floors)
         final = start + amount_of_dim * (matched - start)
         output, lufs, dry, whole_sims = _render_whole(renderer, check, input_audio, reference, final, start, metric,
@@ -380,6 +381,8 @@ def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str]) -> Flo
         floors = replace(floors, gain=opts.gain_floor, source="gain floor set in the options")
     if opts.effect_floor is not None:
         floors = replace(floors, effect=opts.effect_floor, effects={}, source="floors set in the options")
+    if opts.evidence is not None:
+        floors = replace(floors, evidence=opts.evidence)
     return floors
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import CancelledError
 
 FAILED_SIMILARITY = -2.0  # score given to a candidate whose render failed (below any cosine)
+PROBE_MIN_STEP = 0.2  # a probe value this close to a coordinate's start is not tried (CMA-ES's own step reaches it)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class OptimizerOptions:
         min_generations: With a time budget: generations the search runs however long they take (at most
             ``max_generations``), split between the stages like ``max_generations`` (a floor on quality
             for heavy chains and slow machines; the budget only trims what is beyond it).
+        probe_values: Positions in [0, 1] each coordinate is tried at alone before a group's CMA-ES in
+            ``optimize_by_group`` (those within ``PROBE_MIN_STEP`` of the start skipped); () tries none. A step
+            of 0.2 from a range's end cannot reach a setting such as a 600 Hz low cut in a group's few
+            generations; one coordinate moved alone finds it.
     """
 
     popsize: int = 16
@@ -48,8 +53,11 @@ class OptimizerOptions:
     seed: int = 0
     time_budget_s: float | None = None
     min_generations: int = 1
+    probe_values: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if any(not (0.0 <= float(v) <= 1.0) for v in self.probe_values):
+            raise ValueError(f"probe_values must lie in [0, 1], got {tuple(self.probe_values)}")
         if self.popsize < 2:
             raise ValueError(f"popsize must be at least 2, got {self.popsize}")
         if self.max_generations < 1:
@@ -250,6 +258,44 @@ def _optimize_1d(stages: list[Stage], x0, options, progress, cancelled) -> Optim
     return result
 
 
+def probe_coordinates(evaluate: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, base: float,
+                      values: Sequence[float]) -> tuple[np.ndarray, float, int]:
+    """Each coordinate moved alone to each of ``values`` (those within ``PROBE_MIN_STEP`` of its start skipped),
+    all scored at once; then every coordinate that gained, each at its best value, together.
+
+    Args:
+        evaluate: Scores ``(k, dims)`` -> ``(k,)`` (NaN: failed).
+        x0: Start ``(dims,)`` in [0, 1].
+        base: ``evaluate`` of ``x0``.
+        values: Positions to try, in [0, 1].
+
+    Returns:
+        ``(best point, its score, evaluations)``: ``x0`` and ``base`` when nothing gained.
+    """
+    x0 = np.asarray(x0, dtype=np.float64)
+    moves = [(j, float(v)) for j in range(len(x0)) for v in values if abs(float(v) - x0[j]) > PROBE_MIN_STEP]
+    if not moves:
+        return x0.copy(), base, 0
+    xs = np.repeat(x0[None], len(moves), axis=0)
+    for row, (j, v) in enumerate(moves):
+        xs[row, j] = v
+    scores = np.nan_to_num(np.asarray(evaluate(xs), dtype=np.float64), nan=FAILED_SIMILARITY)
+    best_row = int(np.argmax(scores))
+    if scores[best_row] <= base:
+        return x0.copy(), base, len(moves)
+    best_x, best = xs[best_row].copy(), float(scores[best_row])
+    combined, gained = x0.copy(), 0
+    for j in range(len(x0)):
+        rows = [r for r, (jj, _) in enumerate(moves) if jj == j]
+        r = max(rows, key=lambda r: scores[r]) if rows else None
+        if r is not None and scores[r] > base:
+            combined[j], gained = moves[r][1], gained + 1
+    if gained < 2:
+        return best_x, best, len(moves)
+    score = float(np.nan_to_num(evaluate(combined[None])[0], nan=FAILED_SIMILARITY))
+    return (combined, score, len(moves) + 1) if score > best else (best_x, best, len(moves) + 1)
+
+
 def optimize_by_group(stages: Sequence[Stage], x0: np.ndarray, groups: Sequence[np.ndarray], names: Sequence[str],
                       options: OptimizerOptions, progress: Callable[[Progress], None] | None = None,
                       cancelled: Callable[[], bool] | None = None) -> OptimizeResult:
@@ -258,7 +304,8 @@ def optimize_by_group(stages: Sequence[Stage], x0: np.ndarray, groups: Sequence[
     A joint search of a whole chain from transparent settings samples every effect at once, and a few steep
     coordinates (a reverb's wet level, a delay's mix) make almost every sample worse than the start, so it
     rarely finds the one effect the reference needs. Here half of ``max_generations`` goes to one CMA-ES per
-    group (the others held at ``x0``; generations by the group's share of the coordinates, at least one), scored
+    group (the others held at ``x0``; generations by the group's share of the coordinates, at least one; each
+    started from the best of ``probe_coordinates`` with ``options.probe_values``, when given), scored
     with the first stage's objective; each group whose best beats ``x0`` keeps it; then one CMA-ES over every
     coordinate from that point, at half the step size, with the last stage's objective and what is left of the
     time budget. ``best_x`` is the joint search's best, or the combined point when the joint search found
@@ -314,12 +361,18 @@ def optimize_by_group(stages: Sequence[Stage], x0: np.ndarray, groups: Sequence[
             full[:, group] = xs
             return first(full)
 
-        sub = optimize(alone, x0[group], replace(options, max_generations=int(n), time_budget_s=None,
-                                                 seed=options.seed + 1000 * (k + 1)),
+        if cancelled is not None and cancelled():
+            raise CancelledError(f"cancelled after {len(trajectory)} generations")
+        g_start, g_best, probed = probe_coordinates(alone, x0[group], base, options.probe_values)
+        evaluations += probed
+        sub = optimize(alone, g_start, replace(options, max_generations=int(n), time_budget_s=None,
+                                               seed=options.seed + 1000 * (k + 1)),
                        shifted(len(trajectory)), cancelled)
         record(sub, name)
-        if sub.best_similarity > base:
+        if sub.best_similarity >= g_best and sub.best_similarity > base:
             x[group] = sub.best_x
+        elif g_best > base:
+            x[group] = g_start
     left = None if options.time_budget_s is None else max(options.time_budget_s - (time.perf_counter() - t0), 1e-3)
     joint_gens = max(1, total - len(trajectory))
     # the generations ``min_generations`` promises that the groups did not use run whatever the budget says

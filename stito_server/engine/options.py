@@ -67,6 +67,8 @@ class MatchOptions:
         gain_floor: Gain over the start (objective units) a match needs to change anything; None: the metric's
             calibrated floor (``models/restraint.json``). Only with ``restraint="on"``.
         effect_floor: Contribution an effect needs to stay engaged; None: the metric's calibrated floor.
+        evidence: What gains are weighed in against the floors: "objective" (penalties included) or
+            "similarity" (the prior left out); None: what the metric's floors were measured in.
         reference_prior: Delta metrics (``stats``) only: 0 "sound like the reference" (its processing is what it
             has beyond the input; the default), 1 "apply the reference's processing" (beyond an average raw
             recording), or a blend; None: the metric's default.
@@ -108,6 +110,7 @@ class MatchOptions:
     search: str = "effects"
     reference_prior: float | None = None
     effect_floor: float | None = None
+    evidence: str | None = None
     whole_check: bool = True
     ceiling_dbtp: float | None = -1.0
 
@@ -144,6 +147,8 @@ class MatchOptions:
             raise StitoError(f"search must be one of {', '.join(SEARCH_CHOICES)}, got {self.search!r}")
         if self.restraint not in RESTRAINT_CHOICES:
             raise StitoError(f"restraint must be one of {', '.join(RESTRAINT_CHOICES)}, got {self.restraint!r}")
+        if self.evidence not in (None, "objective", "similarity"):
+            raise StitoError(f"evidence must be objective or similarity, got {self.evidence!r}")
         for name in ("prior_weight", "level_tolerance_db", "level_weight", "gain_floor", "effect_floor"):
             if getattr(self, name) is not None and not getattr(self, name) >= 0.0:
                 raise StitoError(f"{name} must be a number at least 0, got {getattr(self, name)!r}")

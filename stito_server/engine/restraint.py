@@ -37,6 +37,9 @@ class Floors:
             another recording's spectrum far more than a delay fits anything, so each kind is held to its own
             noise; a kind not listed is held to ``effect``.
         relative: The floors are shares of the start's distance (else objective units).
+        evidence: What gains and contributions are measured in: "objective" (the similarity minus the prior
+            and level penalties) or "similarity" (minus the level penalty only: the prior shapes the search
+            but is not charged again when the gain is weighed against a floor measured the same way).
     """
 
     gain: float
@@ -46,6 +49,7 @@ class Floors:
     level_weight: float = 0.0
     effects: dict[str, float] = field(default_factory=dict)
     relative: bool = False
+    evidence: str = "objective"
 
     def for_effect(self, kind: str) -> float:
         """The contribution floor of an effect of ``kind`` (a share of the start's distance when ``relative``)."""
@@ -57,7 +61,7 @@ class Floors:
             return self
         k = max(float(start_distance), 0.0)
         return Floors(self.gain * k, self.effect * k, self.source, self.prior_weight * k, self.level_weight * k,
-                      {kind: v * k for kind, v in self.effects.items()})
+                      {kind: v * k for kind, v in self.effects.items()}, False, self.evidence)
 
 
 def effect_kind(source: str) -> str:
@@ -82,7 +86,8 @@ def load_floors(metric_name: str) -> Floors | None:
     return Floors(float(entry["gain_floor"]), float(entry["effect_floor"]),
                   f"{FLOORS_FILE}: {entry['cases']} no-style training matches, quantile {entry['quantile']:g}",
                   float(entry["prior_weight"]), float(entry["level_weight"]),
-                  {k: float(v) for k, v in entry.get("effect_floors", {}).items()}, bool(entry.get("relative", False)))
+                  {k: float(v) for k, v in entry.get("effect_floors", {}).items()}, bool(entry.get("relative", False)),
+                  str(entry.get("evidence", "objective")))
 
 
 class Objective:
@@ -119,7 +124,7 @@ class Objective:
 
     def penalty(self, xs: np.ndarray, levels_db: np.ndarray) -> np.ndarray:
         """``(k,)`` penalties of settings ``(k, dims)`` whose renders changed the level by ``levels_db``."""
-        prior = self.prior_weight * np.sum(np.square(np.atleast_2d(xs) - self.start), axis=1)
+        prior = self.prior(xs)
         excess = np.maximum(np.abs(levels_db) - self.level_tolerance_db, 0.0)
         return prior + self.level_weight * np.square(excess)
 
@@ -128,6 +133,16 @@ class Objective:
         xs = np.atleast_2d(xs)
         self.last_similarity = self.scorer(xs)
         return self.last_similarity - self.penalty(xs, self.scorer.last_levels_db)
+
+    def evidence(self, xs: np.ndarray) -> np.ndarray:
+        """``(k,)`` similarities of settings ``(k, dims)`` minus the level penalty alone (no prior)."""
+        xs = np.atleast_2d(xs)
+        self.last_similarity = self.scorer(xs)
+        return self.last_similarity - self.penalty(xs, self.scorer.last_levels_db) + self.prior(xs)
+
+    def prior(self, xs: np.ndarray) -> np.ndarray:
+        """``(k,)`` prior penalties of settings ``(k, dims)``."""
+        return self.prior_weight * np.sum(np.square(np.atleast_2d(xs) - self.start), axis=1)
 
 
 @dataclass(frozen=True)

@@ -322,13 +322,14 @@ def load_manifest(out_root: Path, content_type: str, quick: bool) -> list[dict]:
 
     Raises:
         ValueError: unknown content type (valid ones listed).
-        FileNotFoundError: the manifest is missing (run ``stito data eval`` first).
+        FileNotFoundError: the manifest is missing (run ``stito data eval`` or ``stito data train`` first).
     """
     if content_type not in CONTENT_TYPES:
         raise ValueError(f"unknown content type {content_type!r}; valid: {', '.join(CONTENT_TYPES)}")
     path = manifest_path(out_root, content_type, quick)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run `stito data eval{' --quick' if quick else ''}` first")
+        which = "train" if path.parent.parent.name == "train" else "eval" + (" --quick" if quick else "")
+        raise FileNotFoundError(f"{path} not found; run `stito data {which}` first")
     return json.loads(path.read_text())["clips"]
 
 
