@@ -136,9 +136,7 @@ class Objective:
 
     def evidence(self, xs: np.ndarray) -> np.ndarray:
         """``(k,)`` similarities of settings ``(k, dims)`` minus the level penalty alone (no prior)."""
-        xs = np.atleast_2d(xs)
-        self.last_similarity = self.scorer(xs)
-        return self.last_similarity - self.penalty(xs, self.scorer.last_levels_db) + self.prior(xs)
+        return self(xs) + self.prior(xs)
 
     def prior(self, xs: np.ndarray) -> np.ndarray:
         """``(k,)`` prior penalties of settings ``(k, dims)``."""
