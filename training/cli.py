@@ -88,6 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rt.add_argument("--evidence", choices=("objective", "similarity"), default=None,
                     help="measure gains with the prior's cost (objective) or without it (similarity); the floors "
                     "record it (default: the match's own default)")
+    rt.add_argument("--references", type=int, default=1,
+                    help="with --probe: references per case (several: from other recordings, styled or unprocessed, "
+                    "or clips of one other recording unprocessed, in turn; default 1)")
+    rt.add_argument("--floors", choices=("zero", "shipped"), default="zero",
+                    help="with --probe: the floors at 0 (what the rule has to go on) or as shipped (what the product "
+                    "does; default zero)")
     rt.add_argument("--probe-values", default=None, metavar="LIST",
                     help="the search's coordinate probes, e.g. 0,0.5,1, or 'none' (default: the fast preset's)")
     sp = sub.add_parser("stats-prior", help="fit the stats metric's raw-recording prior and between-recording "
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         from .restraint import CHAINS, probe
 
         rows = probe(train_root(args.cache), args.probe, args.seed, CHAINS[0], args.metrics.split(",")[0],
-                     changes=_restraint_changes(args))
+                     changes=_restraint_changes(args), references=args.references, floors=args.floors)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
         print(f"probe done ({time.perf_counter() - t0:.0f} s)")

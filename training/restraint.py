@@ -229,64 +229,86 @@ def calibrate(root: Path, metrics: Sequence[str], prior_factors: Sequence[float]
 
 
 PROBE_VARIANTS = ("cross", "same", "none")
+SEVERAL_VARIANTS = ("cross", "none", "one")
 
 
-def probe_cases(root: Path, n: int, seed: int) -> list[tuple[str, str, str | None, np.ndarray, np.ndarray]]:
-    """``n`` training cases, variants in turn: (variant, content, style or None, A, B).
+def probe_cases(root: Path, n: int, seed: int, references: int = 1
+                ) -> list[tuple[str, str, str | None, np.ndarray, list[np.ndarray]]]:
+    """``n`` training cases, variants in turn: (variant, content, style or None, A, references).
 
-    "cross": B from another recording through a training style; "same": B another clip of A's own recording through
-    it (drawn as "cross" when the recording has one clip); "none": B from another recording, unprocessed.
+    One reference (``PROBE_VARIANTS``): "cross": B from another recording through a training style; "same": B
+    another clip of A's own recording through it (drawn as "cross" when the recording has one clip); "none": B from
+    another recording, unprocessed. Several (``SEVERAL_VARIANTS``): "cross": each from another recording, all
+    through the style; "none": each from another recording, unprocessed; "one": clips of one other recording,
+    unprocessed (the case where the references' spread underestimates how recordings differ).
     """
     rng = np.random.default_rng(seed)
     pools = {c: Pool(root, c) for c in CONTENTS}
     names = list(STYLES)
+    variants = PROBE_VARIANTS if references == 1 else SEVERAL_VARIANTS
     out = []
     for k in range(n):
         content = CONTENTS[k % len(CONTENTS)]
         pool = pools[content]
-        variant = PROBE_VARIANTS[k % len(PROBE_VARIANTS)]
+        variant = variants[k % len(variants)]
         a = int(rng.integers(len(pool.entries)))
-        same = np.flatnonzero((pool.recordings == pool.recordings[a]) & (np.arange(len(pool.entries)) != a))
-        if variant == "same" and not len(same):
-            variant = "cross"
-        others = same if variant == "same" else np.flatnonzero(pool.recordings != pool.recordings[a])
-        b = int(rng.choice(others))
-        style = None if variant == "none" else names[(k // len(PROBE_VARIANTS)) % len(names)]
-        out.append((variant, content, style, pool.stereo(a), pool.stereo(b)))
+        style = None if variant in ("none", "one") else names[(k // len(variants)) % len(names)]
+        if references == 1:
+            same = np.flatnonzero((pool.recordings == pool.recordings[a]) & (np.arange(len(pool.entries)) != a))
+            if variant == "same" and not len(same):
+                variant = "cross"
+            others = same if variant == "same" else np.flatnonzero(pool.recordings != pool.recordings[a])
+            refs = [int(rng.choice(others))]
+        elif variant == "one":
+            counts = {r: int((pool.recordings == r).sum()) for r in set(pool.recordings.tolist())}
+            rec = rng.choice(sorted(r for r, c in counts.items() if c >= references and r != pool.recordings[a]))
+            refs = [int(i) for i in rng.choice(np.flatnonzero(pool.recordings == rec), references, replace=False)]
+        else:
+            recs = rng.choice(sorted(set(pool.recordings.tolist()) - {pool.recordings[a]}), references, replace=False)
+            refs = [int(rng.choice(np.flatnonzero(pool.recordings == r))) for r in recs]
+        out.append((variant, content, style, pool.stereo(a), [pool.stereo(b) for b in refs]))
     return out
 
 
 def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[[str], None] = print,
-          changes: dict[str, Any] | None = None) -> list[dict]:
+          changes: dict[str, Any] | None = None, references: int = 1, floors: str = "zero") -> list[dict]:
     """What the acceptance rule has to go on, case by case: matches with the floors at 0 (the prior and level
-    penalties as calibrated), their start distance, gain and oracle distances, on training cases of the three
-    variants (``probe_cases``). Writes nothing into the package.
+    penalties as calibrated), their start distance, gain and oracle distances, on training cases of the
+    variants of ``probe_cases``. Writes nothing into the package.
+
+    Args:
+        references: References per case.
+        floors: "zero" (what the rule has to go on) or "shipped" (what the product does).
 
     Returns:
-        Per case ``{"variant", "content", "style", "start_distance", "gain", "similarity_gain", "input_db",
-        "matched_db"}`` (gain in objective units, penalties included; similarity_gain without them, both on the
-        validation excerpts; the two MR-STFT distances to the oracle in dB, the match kept whatever it gained).
+        Per case ``{"variant", "content", "style", "start_distance", "gain", "similarity_gain", "accepted",
+        "input_db", "matched_db"}`` (gain in objective units, penalties included; similarity_gain without them,
+        both on the validation excerpts; the two MR-STFT distances to the oracle in dB, the match kept whatever
+        it gained when the floors are 0).
     """
     rows = []
-    for variant, content, style, a, b in probe_cases(root, n, seed):
+    for variant, content, style, a, bs in probe_cases(root, n, seed, references):
         fx = None if style is None else chain_from_dict({"name": style, "effects": STYLES[style]})
-        reference, oracle = (b, a) if fx is None else (fx.process(b, RATE), fx.process(a, RATE))
-        opts = replace(MatchOptions.fast(seed=0, loudness="reference", **(changes or {})), gain_floor=0.0,
-                       effect_floor=0.0)
-        r = _match(a, reference, chain, metric, opts)
+        refs = bs if fx is None else [fx.process(b, RATE) for b in bs]
+        oracle = a if fx is None else fx.process(a, RATE)
+        opts = MatchOptions.fast(seed=0, loudness="reference", **(changes or {}))
+        if floors == "zero":
+            opts = replace(opts, gain_floor=0.0, effect_floor=0.0)
+        r = match(Audio(a, RATE), [Audio(b, RATE) for b in refs], load_chain(chain), get_metric(metric), opts)
         rows.append({"variant": variant, "content": content, "style": style,
                      "start_distance": get_metric(metric).distance(r.similarity["before"]),
                      "gain": max(r.restraint.gain or 0.0, 0.0),
                      "similarity_gain": (r.similarity["after"] or r.similarity["before"]) - r.similarity["before"],
+                     "accepted": bool(r.restraint.accepted), "floors": r.restraint.source,
                      "input_db": oracle_db(a, oracle),
                      "matched_db": oracle_db(r.output, oracle)})
         x = rows[-1]
         log(f"{variant:5s} {content:6s} {str(style):9s} start {x['start_distance']:6.2f} gain {x['gain']:6.2f} "
-            f"({x['gain'] / max(x['start_distance'], 1e-9):.2f}) oracle: input {x['input_db']:5.2f} dB, "
-            f"matched {x['matched_db']:5.2f} dB")
-    for v in PROBE_VARIANTS:
+            f"({x['gain'] / max(x['start_distance'], 1e-9):.2f}){' kept' if x['accepted'] else '     '} oracle: "
+            f"input {x['input_db']:5.2f} dB, matched {x['matched_db']:5.2f} dB")
+    for v in dict.fromkeys(x["variant"] for x in rows):
         sel = [x for x in rows if x["variant"] == v]
-        if sel:
-            log(f"{v}: {len(sel)} cases, mean oracle distance input {np.mean([x['input_db'] for x in sel]):.2f} dB, "
-                f"matched with floors at 0 {np.mean([x['matched_db'] for x in sel]):.2f} dB")
+        log(f"{v}: {len(sel)} cases, mean oracle distance input {np.mean([x['input_db'] for x in sel]):.2f} dB, "
+            f"matched {np.mean([x['matched_db'] for x in sel]):.2f} dB (floors {floors}), "
+            f"{sum(x['accepted'] for x in sel)} kept")
     return rows
