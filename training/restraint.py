@@ -73,8 +73,10 @@ def draw_pairs(root: Path, n: int, seed: int) -> list[tuple[str, np.ndarray, np.
     return [(names[k % len(names)], *pools[names[k % len(names)]].pair(rng)) for k in range(n)]
 
 
-def _match(a: np.ndarray, b: np.ndarray, chain: str, metric: str, opts: MatchOptions):
-    return match(Audio(a, RATE), Audio(b, RATE), load_chain(chain), get_metric(metric), opts)
+def _match(a: np.ndarray, b: np.ndarray | list[np.ndarray], chain: str, metric: str, opts: MatchOptions):
+    """A match of clip ``a`` to one reference ``b`` or several."""
+    refs = Audio(b, RATE) if isinstance(b, np.ndarray) else [Audio(x, RATE) for x in b]
+    return match(Audio(a, RATE), refs, load_chain(chain), get_metric(metric), opts)
 
 
 def no_style(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]], chain: str, metric: str, opts: MatchOptions,
@@ -260,8 +262,8 @@ def probe_cases(root: Path, n: int, seed: int, references: int = 1
             others = same if variant == "same" else np.flatnonzero(pool.recordings != pool.recordings[a])
             refs = [int(rng.choice(others))]
         elif variant == "one":
-            counts = {r: int((pool.recordings == r).sum()) for r in set(pool.recordings.tolist())}
-            rec = rng.choice(sorted(r for r, c in counts.items() if c >= references and r != pool.recordings[a]))
+            recs, counts = np.unique(pool.recordings, return_counts=True)
+            rec = rng.choice(recs[(counts >= references) & (recs != pool.recordings[a])])
             refs = [int(i) for i in rng.choice(np.flatnonzero(pool.recordings == rec), references, replace=False)]
         else:
             recs = rng.choice(sorted(set(pool.recordings.tolist()) - {pool.recordings[a]}), references, replace=False)
@@ -272,8 +274,8 @@ def probe_cases(root: Path, n: int, seed: int, references: int = 1
 
 def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[[str], None] = print,
           changes: dict[str, Any] | None = None, references: int = 1, floors: str = "zero") -> list[dict]:
-    """What the acceptance rule has to go on, case by case: matches with the floors at 0 (the prior and level
-    penalties as calibrated), their start distance, gain and oracle distances, on training cases of the
+    """What the acceptance rule has to go on, case by case: matches with the floors at 0 or as shipped (the prior
+    and level penalties as calibrated), their start distance, gain and oracle distances, on training cases of the
     variants of ``probe_cases``. Writes nothing into the package.
 
     Args:
@@ -294,7 +296,7 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
         opts = MatchOptions.fast(seed=0, loudness="reference", **(changes or {}))
         if floors == "zero":
             opts = replace(opts, gain_floor=0.0, effect_floor=0.0)
-        r = match(Audio(a, RATE), [Audio(b, RATE) for b in refs], load_chain(chain), get_metric(metric), opts)
+        r = _match(a, refs, chain, metric, opts)
         rows.append({"variant": variant, "content": content, "style": style,
                      "start_distance": get_metric(metric).distance(r.similarity["before"]),
                      "gain": max(r.restraint.gain or 0.0, 0.0),
