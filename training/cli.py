@@ -1,4 +1,4 @@
-"""`stito train presets|pairs|fit|rankset|rankfit|restraint|stats-prior|export`: build the encoder's pretext data, train it, ship it."""
+"""`stito train presets|pairs|fit|rankset|rankfit|restraint|alignment|stats-prior|export`: build the encoder's pretext data, train it, ship it."""
 
 from __future__ import annotations
 
@@ -96,6 +96,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "does; default zero)")
     rt.add_argument("--probe-values", default=None, metavar="LIST",
                     help="the search's coordinate probes, e.g. 0,0.5,1, or 'none' (default: the fast preset's)")
+    al = sub.add_parser("alignment", help="measure the same-performance detector's thresholds on training clips "
+                        "(the input through a style, against other clips and recordings); writes the package's "
+                        "models/alignment.json")
+    al.add_argument("--clips", type=int, default=40, help="pairs per kind (default %(default)s)")
+    al.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
+    al.add_argument("--seed", type=int, default=0, help="(default 0)")
     sp = sub.add_parser("stats-prior", help="fit the stats metric's raw-recording prior and between-recording "
                         "spread on the training corpus; writes the package's models/stats-prior.json")
     sp.add_argument("--clips", type=int, default=150, help="clips per content type (default %(default)s)")
@@ -183,6 +189,11 @@ def run(args: argparse.Namespace) -> int:
         calibrate(train_root(args.cache), args.metrics.split(","), factors, args.pairs, args.quantile, args.seed,
                   changes=_restraint_changes(args))
         print(f"floors written ({time.perf_counter() - t0:.0f} s)")
+    elif args.train_command == "alignment":
+        from .alignment import calibrate_alignment
+
+        calibrate_alignment(train_root(args.cache), args.clips, args.seed)
+        print(f"thresholds written ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "stats-prior":
         from .stats_prior import fit_stats_prior
 
@@ -196,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {export_weights(ck, args.out)}")
     else:
         raise SystemExit(f"unknown train command {args.train_command!r}; valid: presets, pairs, fit, rankset, "
-                         "rankfit, restraint, stats-prior, export")
+                         "rankfit, restraint, alignment, stats-prior, export")
     return 0
 
 

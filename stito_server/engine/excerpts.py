@@ -122,7 +122,7 @@ def excerpt_clips(audio: Audio, starts: list[int], seconds: float, preroll_s: fl
     clips = []
     for s in starts:
         p = min(pre, s)
-        clips.append(Clip(audio.samples[:, s - p:s + n], p))
+        clips.append(Clip(audio.samples[:, s - p:s + n], p, s))
     return clips
 
 

@@ -9,10 +9,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..audio import Audio, gain_loudness_lufs, gain_under_ceiling, validate_audio
+from ..audio import Audio, gain_loudness_lufs, gain_under_ceiling, resample, validate_audio
 from ..effects.chain import Chain
 from ..errors import RenderError, StitoError
 from ..metrics.base import StyleMetric
+from .aligned_scoring import AlignedScorer
+from .alignment import Alignment, align, load_same_performance_floors
 from .optimize import FAILED_SIMILARITY, OptimizeResult, Progress, Stage, optimize, optimize_by_group
 from ..amounts import parse_amounts
 from .options import MatchOptions
@@ -76,6 +78,9 @@ class MatchResult:
         search: The optimiser's result (trajectory, stop reason, evaluations).
         restraint: The do-no-harm verdict (per effect: engaged or not, and the evidence); None with
             ``restraint="off"``.
+        same_performance: Whether the reference was found to be the input's own performance, processed, and the
+            alignment's scores (``Alignment``); None when not looked for (``same_performance="off"``, several
+            references).
         level_change_db: Level of the final settings' renders against the unprocessed validation excerpts, in dB.
         loudness_lufs: Integrated loudness of input, reference, the chain's raw output ("chain_output")
             and the written output ("output", after ``output_gain_db``).
@@ -109,6 +114,7 @@ class MatchResult:
     ceiling_gain_db: float = 0.0
     amounts: dict[str, float] = field(default_factory=dict)
     references: list[dict[str, float]] = field(default_factory=list)
+    same_performance: Alignment | None = None
 
     def changed(self) -> list[ParamChange]:
         """The parameters whose value changed."""
@@ -132,6 +138,7 @@ class MatchResult:
             "start_vector": self.start_vector.tolist(),
             "pick": self.pick,
             "restraint": None if self.restraint is None else self.restraint.report(),
+            "same_performance": None if self.same_performance is None else self.same_performance.report(),
             "level_change_db": self.level_change_db,
             "search": {"stop_reason": s.stop_reason, "evaluations": s.evaluations, "failures": s.failures,
                        "generations": len(s.trajectory), "trajectory": s.trajectory},
@@ -183,13 +190,14 @@ def score_settings(input_audio: Audio, reference: Audio | Sequence[Audio], chain
     validate_audio(input_audio, role="input")
     reference = _checked_references(reference)
     kept = chain.get_vector()
+    alignment = _alignment(input_audio, reference, opts)
+    aligned = alignment is not None and alignment.same_performance
     try:
         with make_renderer(chain, opts) as renderer:
             analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
-            sr = input_audio.sample_rate
-            floors = _floors(metric, opts, [])
-            scorers = {name: Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
-                       for name, clips in (("analysis", analysis), ("validation", validation))}
+            floors = _floors(metric, opts, [], aligned)
+            scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], alignment, opts)
+            scorers = {name: scorer(clips) for name, clips in (("analysis", analysis), ("validation", validation))}
             start = _start(chain, opts)
             floors = _scaled(floors, metric, scorers["validation"], start)
             return {name: _objective(sc, start, opts, floors)(xs) for name, sc in scorers.items()}
@@ -256,16 +264,17 @@ def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, 
     start = _start(chain, opts)
     amounts = effect_amounts(chain, opts.amount)  # unknown effect names fail here, before any work
     amount_of_dim = np.array([amounts[chain.effects[d.effect].name] for d in chain.dims])
-    floors = _floors(metric, opts, warnings)
+    alignment = _alignment(input_audio, reference, opts)
+    aligned = alignment is not None and alignment.same_performance
+    if aligned:  # a well-posed objective: worth a longer search
+        opts = replace(opts, optimizer=opts.same_performance_search())
+    floors = _floors(metric, opts, warnings, aligned)
     # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
         renderer.cancelled = cancelled  # a cancel takes effect within one candidate, not one generation
         analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
         to_target = [float(metric.similarity(e, target.reference, use_side)[0]) for e in target.references]
-
-        def scorer(clips: list[Clip]) -> Scorer:
-            return Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
-
+        scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], alignment, opts)
         validation_scorer = scorer(validation)
         floors = _scaled(floors, metric, validation_scorer, start)
 
@@ -325,6 +334,7 @@ def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, 
         ceiling_gain_db=ceiling_db, amounts=amounts,
         references=[{"loudness_lufs": float(lufs.get(f"reference {i + 1}", lufs["reference"])),
                      "similarity_to_target": t} for i, t in enumerate(to_target)],
+        same_performance=alignment,
     )
 
 
@@ -366,12 +376,33 @@ def _start(chain: Chain, opts: MatchOptions) -> np.ndarray:
     return chain.get_vector() if opts.start == "current" else np.full(len(chain), 0.5)
 
 
-def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str]) -> Floors:
-    """The metric's calibrated floors and weights, with any ``gain_floor`` / ``effect_floor`` the options set;
-    a metric without calibrated ones keeps any gain above 0 (and the user is told)."""
+def _alignment(input_audio: Audio, reference: list[Audio], opts: MatchOptions) -> Alignment | None:
+    """The one reference's alignment with the input (``engine/alignment.py``); None when not looked for."""
+    if opts.same_performance == "off" or len(reference) != 1:
+        return None
+    return align(input_audio, reference[0])
+
+
+def _scorers(renderer: Renderer | ProcessRenderer, metric: StyleMetric, target: Target, use_side: bool,
+             input_audio: Audio, reference: Audio, alignment: Alignment | None,
+             opts: MatchOptions) -> Callable[[list[Clip]], Scorer]:
+    """What scores renders of a set of clips: against the reference embedding, or, for a reference that is the
+    input's own performance, against the reference at the same moments (``AlignedScorer``)."""
+    sr = input_audio.sample_rate
+    if alignment is not None and alignment.same_performance:
+        ref = reference.samples if reference.sample_rate == sr else resample(reference.samples, reference.sample_rate, sr)
+        lag = int(round(alignment.lag_s * sr))
+        return lambda clips: AlignedScorer(renderer, clips, sr, ref, lag, opts.pipeline)
+    return lambda clips: Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
+
+
+def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str], aligned: bool = False) -> Floors:
+    """The metric's calibrated floors and weights (for a same-performance match, those of ``models/alignment.json``),
+    with any ``gain_floor`` / ``effect_floor`` the options set; a metric without calibrated ones keeps any gain
+    above 0 (and the user is told)."""
     if opts.restraint != "on":
         return Floors(0.0, 0.0, "restraint off")
-    floors = load_floors(metric.name)
+    floors = load_same_performance_floors() if aligned else load_floors(metric.name)
     if floors is None:
         floors = Floors(0.0, 0.0, f"no calibrated floors for metric {metric.name!r}: any gain counts")
         if opts.gain_floor is None or opts.effect_floor is None:
@@ -409,7 +440,7 @@ def _stages(scorer: Callable[[list[Clip]], Scorer], score: Objective, analysis: 
     if not opts.coarse_generations:
         return score
     n = int(round(opts.coarse_length * opts.excerpt_seconds * sample_rate))
-    short = [Clip(c.audio[:, :c.preroll + n], c.preroll) for c in analysis]
+    short = [Clip(c.audio[:, :c.preroll + n], c.preroll, c.start) for c in analysis]
     coarse = _objective(scorer(short), start, opts, floors)
     # cost: seconds rendered per candidate (pre-roll included), to split a time budget
     return [Stage(coarse, opts.coarse_generations, "coarse", rendered_seconds(short, sample_rate)),
@@ -455,9 +486,12 @@ def _render_whole(renderer: Renderer | ProcessRenderer, check: Objective, input_
     sr = input_audio.sample_rate
     whole = [Clip(input_audio.samples, 0)]
     check_whole = opts.whole_check and not np.array_equal(final, start)
-    target_whole = target.for_whole(input_audio.samples, opts.excerpt_seconds) if check_whole else None
+    aligned = check.scorer if isinstance(check.scorer, AlignedScorer) else None  # a same-performance match
+    target_whole = target.for_whole(input_audio.samples, opts.excerpt_seconds) if check_whole and not aligned else None
 
     def score(render: np.ndarray) -> float:
+        if aligned is not None:
+            return aligned.whole(render)
         return float(whole_similarity([render], metric, target_whole, sr, opts.excerpt_seconds, use_side)[0])
 
     def render(x: np.ndarray) -> tuple[np.ndarray, str | None]:

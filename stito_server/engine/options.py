@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from ..amounts import amount_value, parse_amounts
@@ -14,6 +14,7 @@ from .optimize import OptimizerOptions
 EXCERPT_CHOICES = ("content", "random")
 RESTRAINT_CHOICES = ("on", "off")
 SEARCH_CHOICES = ("effects", "joint")
+SAME_PERFORMANCE_CHOICES = ("auto", "off")
 CEILING_RANGE_DBTP = (-60.0, 0.0)
 
 
@@ -80,6 +81,11 @@ class MatchOptions:
             output peaks above it, the whole output is turned down until it does not (a gain, not a limiter: the
             sound is unchanged, the loudness falls short of its target by as much, and the report says so).
             None: no ceiling (the output may exceed full scale; float files keep it, PCM ones are refused).
+        same_performance: "auto": when the one reference is the input's own performance, processed (a before/after
+            pair, ``engine/alignment.py``), the match compares each render with the reference at the same moment
+            (``engine/aligned_scoring.py``: nothing of another recording to fit, so no prior; the restraint keeps
+            its level penalty and the same-performance floors of ``models/alignment.json``) and searches longer
+            (``same_performance_search``); "off": never.
         whole_check: Render the starting settings beside the chosen ones on the whole input (a second
             worker: no extra wall time) and, when the chosen ones score below the start there though
             better on the excerpts (a build-up the excerpts miss, such as delay feedback), fall back to
@@ -113,6 +119,7 @@ class MatchOptions:
     evidence: str | None = None
     whole_check: bool = True
     ceiling_dbtp: float | None = -1.0
+    same_performance: str = "auto"
 
     def __post_init__(self) -> None:
         for owner in (self, self.optimizer):
@@ -147,6 +154,9 @@ class MatchOptions:
             raise StitoError(f"search must be one of {', '.join(SEARCH_CHOICES)}, got {self.search!r}")
         if self.restraint not in RESTRAINT_CHOICES:
             raise StitoError(f"restraint must be one of {', '.join(RESTRAINT_CHOICES)}, got {self.restraint!r}")
+        if self.same_performance not in SAME_PERFORMANCE_CHOICES:
+            raise StitoError(f"same_performance must be one of {', '.join(SAME_PERFORMANCE_CHOICES)}, "
+                             f"got {self.same_performance!r}")
         if self.evidence not in (None, "objective", "similarity"):
             raise StitoError(f"evidence must be objective or similarity, got {self.evidence!r}")
         for name in ("prior_weight", "level_tolerance_db", "level_weight", "gain_floor", "effect_floor"):
@@ -162,6 +172,15 @@ class MatchOptions:
     def coarse_generations(self) -> int:
         """Generations of the coarse stage (``coarse_fraction`` of ``max_generations``, rounded down)."""
         return int(self.coarse_fraction * self.optimizer.max_generations)
+
+    def same_performance_search(self) -> OptimizerOptions:
+        """The search of a same-performance match: its objective is well posed (no other recording's content to
+        fit), so it gets half as many generations again, twice the time budget and coordinate probes at 0, 0.5 and
+        1 (when none are set): a filter such as a 600 Hz low cut is found by one coordinate moved alone."""
+        o = self.optimizer
+        return replace(o, max_generations=o.max_generations * 3 // 2,
+                       time_budget_s=None if o.time_budget_s is None else 2 * o.time_budget_s,
+                       probe_values=o.probe_values or (0.0, 0.5, 1.0))
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "MatchOptions":
@@ -221,7 +240,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"popsize": 64, "max_generations": 25, "sigma0": 0.3, "patience": 10, "min_delta": 1e-3,
               "excerpt_seconds": 5.5, "excerpts": 2, "validation_excerpts": 3, "reference_windows": 4,
               "preroll_seconds": 0.5, "excerpt_choice": "random", "pipeline": True, "coarse_fraction": 0.0,
-              "whole_check": False, "restraint": "off", "search": "joint"},
+              "whole_check": False, "restraint": "off", "search": "joint", "same_performance": "off"},
 }
 
 
@@ -293,6 +312,10 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("reference_prior", _number_or_none, "a number or null",
                "stats metric: 0 makes the input sound like the reference (default), 1 applies only the processing "
                "the reference has beyond an average raw recording, between: a blend", "--reference-prior"),
+    OptionSpec("same_performance", str, "a string",
+               "when the reference is the input's own performance, processed (a before/after pair), compare them "
+               "moment by moment and search longer (auto), or never (off) (default: %(default)s)",
+               "--same-performance", "auto", choices=SAME_PERFORMANCE_CHOICES),
     OptionSpec("loudness", str, "a string",
                "gain the output file to the reference's or the input's integrated loudness, or leave the chain's "
                "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",

@@ -26,10 +26,12 @@ class Clip:
     Attributes:
         audio: ``(channels, preroll + n)`` float32.
         preroll: Leading samples to drop after rendering.
+        start: Where the scored part (after the pre-roll) begins in the whole input, in samples.
     """
 
     audio: np.ndarray
     preroll: int
+    start: int = 0
 
 
 def render_candidate(chain: Chain, x: np.ndarray, clips: list[tuple[np.ndarray, int]], sample_rate: int,

@@ -65,14 +65,12 @@ class Scorer:
         uniq = xs[keep]
         if self.pipeline:
             blocks, errors = self.renderer.render_map(uniq, self.clips, self.sample_rate, self._embed)
-            emb = Embedding(np.concatenate([b.mid for b, _ in blocks]), np.concatenate([b.side for b, _ in blocks]))
+            emb = self._join([b for b, _ in blocks])
             energy = np.concatenate([e for _, e in blocks])
         else:
             audio, errors = self.renderer.render(uniq, self.clips, self.sample_rate)
             emb, energy = self._embed(audio)
-        ref = self.ref if len(self.ref) == 1 else Embedding(np.tile(self.ref.mid, (len(uniq), 1)),
-                                                          np.tile(self.ref.side, (len(uniq), 1)))
-        sims = self.metric.similarity(emb, ref, self.use_side).reshape(len(uniq), len(self.clips)).mean(axis=1)
+        sims = self._similarities(emb, len(uniq))
         for i, e in enumerate(errors):
             if e is not None:
                 sims[i] = np.nan
@@ -81,6 +79,16 @@ class Scorer:
         self.last_errors = [errors[i] for i in row]
         self.last_levels_db = 10 * np.log10(np.maximum(energy, 1e-30) / self._dry_energy)[row]
         return sims[row]
+
+    def _join(self, parts: list[Embedding]) -> Embedding:
+        """The embeddings of blocks of renders, as one."""
+        return Embedding(np.concatenate([b.mid for b in parts]), np.concatenate([b.side for b in parts]))
+
+    def _similarities(self, emb: Embedding, rows: int) -> np.ndarray:
+        """``(rows,)`` mean similarities over the clips of ``rows * clips`` embeddings."""
+        ref = self.ref if len(self.ref) == 1 else Embedding(np.tile(self.ref.mid, (rows, 1)),
+                                                          np.tile(self.ref.side, (rows, 1)))
+        return self.metric.similarity(emb, ref, self.use_side).reshape(rows, len(self.clips)).mean(axis=1)
 
     def dry(self) -> float:
         """Similarity of the unprocessed clips."""
