@@ -525,6 +525,8 @@ def summary(report: dict, chain_name: str) -> str:
     lines.append(f"search: {sr['generations']} generations, {sr['evaluations']} evaluations, stopped: "
                  f"{sr['stop_reason']}; picked '{report['pick']['chosen']}'; {report['wall_s']:.1f} s "
                  f"({sr['evaluations'] / max(report['wall_s'], 1e-9):.0f} evaluations/s)")
+    if (report.get("same_performance") or {}).get("detected"):
+        lines.append(report["same_performance"]["line"])
     if report.get("restraint"):
         lines += report["restraint"]["lines"]
     if report.get("level_change_db") is not None:

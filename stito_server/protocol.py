@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = "3.3"
+PROTOCOL_VERSION = "3.4"
 DELIMITER = b"<IDS|MSG>"
 MAX_JSON_BYTES = 1 << 20  # header, parent header and content each
 MAX_BUFFER_BYTES = 1 << 30  # all buffers of one message together (about 46 min of 48 kHz stereo float32)

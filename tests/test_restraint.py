@@ -85,18 +85,19 @@ def test_the_metric_points_a_high_pass_reference_to_the_low_cut(dry_a):
     assert (sims[4] - sims[0]) / -sims[0] > 0.7, sims
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 18, not met yet: the prior and the floors both grow with the start's distance (0.63 per unit of squared "
-    "normalised move, 0.49), so an effect engages only when the share r of the start's distance it wins minus "
-    "0.63 x its squared move reaches 0.49; the low cut alone, swept with the metric, peaks at r - 0.63 u^2 = 0.30 "
-    "(600 Hz: r 0.78, u 0.87; measured on the identical clip), so nothing changes even with the input itself "
-    "through the high-pass as reference; and the fast search (4 generations for the EQ's 20 parameters at "
-    "step 0.2 from 20 Hz) does not reach 600 Hz: without prior and floors it cuts with the shelf and peaks instead "
-    "(similarity -0.206 -> -0.070, low cut 47 Hz)"))
-@pytest.mark.parametrize("source", ["the input itself", "another phrase"])
+@pytest.mark.parametrize("source", [
+    # the input itself through the high-pass: a same-performance match (engine/alignment.py), scored moment by moment
+    "the input itself",
+    pytest.param("another phrase", marks=pytest.mark.xfail(strict=True, reason=(
+        "issue 18, not met yet: the prior and the floors both grow with the start's distance (0.63 per unit of "
+        "squared normalised move, 0.49), so an effect engages only when the share r of the start's distance it wins "
+        "minus 0.63 x its squared move reaches 0.49; the low cut alone, swept with the metric, peaks at "
+        "r - 0.63 u^2 = 0.30 (600 Hz: r 0.78, u 0.87; measured on the identical clip), so nothing changes with "
+        "another phrase through the high-pass as reference")))])
 def test_a_high_pass_reference_engages_only_the_filter(dry_a, dry_b, source):
     reference = _high_pass(dry_a if source == "the input itself" else dry_b)
     result = _default_match(dry_a, reference)
+    assert result.same_performance.same_performance == (source == "the input itself"), result.same_performance
     assert result.restraint.accepted, result.restraint.reason
     engaged = {e.effect: e.engaged for e in result.restraint.effects}
     assert engaged["parametric_eq"], result.restraint.lines()

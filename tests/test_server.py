@@ -82,7 +82,7 @@ def test_non_loopback_bind_refused_without_key(tmp_path):
 
 def test_info_plugins_match_cancel_round_trip(client, dry_a, dry_b):
     info = client.server_info()
-    assert info["protocol_version"] == "3.3" and info["jobs"]["max_concurrent"] == 2
+    assert info["protocol_version"] == "3.4" and info["jobs"]["max_concurrent"] == 2
     plugins = client.list_plugins()
     assert any(b["name"] == "compressor" for b in plugins["builtins"])
     assert any(p["name"] == "ZamEQ2" for p in plugins["plugins"])

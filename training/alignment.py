@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from stito_server.audio import Audio
 from stito_server.effects.specs import chain_from_dict
 from stito_server.engine.alignment import ALIGNMENT_FILE, align
+from stito_server.engine.options import MatchOptions
+from stito_server.metrics import DEFAULT_METRIC
 from stito_server.resources import package_dir
 
 from .data.clips import RATE
 from .restraint import CONTENTS, STYLES, Pool
 
 KINDS = ("self", "same recording", "other recording")
+# The level penalty of a same-performance match, per dB squared beyond the 3 dB tolerance, in AlignedScorer's units
+# (0.1 = 1 dB of mean log-mel difference): 2 dB beyond costs 0.04. Chosen, not calibrated: the renders are compared
+# level-blind, so without it a chain's gains are free; the output's loudness is set after the match anyway.
+LEVEL_WEIGHT = 0.01
 
 
 def alignment_pairs(root: Path, clips: int, seed: int) -> list[tuple[str, str, str | None, np.ndarray, np.ndarray]]:
@@ -54,7 +60,8 @@ def alignment_pairs(root: Path, clips: int, seed: int) -> list[tuple[str, str, s
 def calibrate_alignment(root: Path, clips: int, seed: int, log: Callable[[str], None] = print,
                         write: bool = True) -> dict:
     """Score every pair of ``alignment_pairs``; each threshold is the highest score of a pair that is not the same
-    performance (so none of the training's other pairs pass both), and the share of "self" pairs passing is reported.
+    performance (a pair must score above both, so none of the training's other pairs passes), and the share of
+    each kind's pairs passing is reported.
     Writes the package's ``models/alignment.json`` when ``write``.
 
     Returns:
@@ -70,7 +77,7 @@ def calibrate_alignment(root: Path, clips: int, seed: int, log: Callable[[str], 
     negatives = [r for r in rows if r["kind"] != "self"]
     onset = max(r["onset_score"] for r in negatives)
     coherence = max(r["coherence"] for r in negatives)
-    passed = {kind: float(np.mean([r["onset_score"] >= onset and r["coherence"] >= coherence
+    passed = {kind: float(np.mean([r["onset_score"] > onset and r["coherence"] > coherence
                                    for r in rows if r["kind"] == kind])) for kind in KINDS}
     entry = {"version": 1, "onset_threshold": onset, "coherence_threshold": coherence,
              "rule": "each threshold is the highest score of a training pair that is not the same performance",
@@ -79,6 +86,104 @@ def calibrate_alignment(root: Path, clips: int, seed: int, log: Callable[[str], 
         + ", ".join(f"{k} {v:.0%}" for k, v in passed.items()))
     if write:
         path = package_dir("models") / ALIGNMENT_FILE
+        if path.is_file() and "floors" in (old := json.loads(path.read_text(encoding="utf-8"))):
+            entry["floors"] = old["floors"]  # kept (``calibrate_floors`` measures them with these thresholds)
         path.write_text(json.dumps(entry, indent=1) + "\n", encoding="utf-8")
         log(f"wrote {path}")
     return entry
+
+
+def _self_cases(root: Path, cases: int, seed: int) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """``cases`` (content, style, input, reference) with the reference the input through a training style, content
+    types and styles in turn."""
+    rng = np.random.default_rng(seed)
+    pools = {c: Pool(root, c) for c in CONTENTS}
+    names = list(STYLES)
+    out = []
+    for k in range(cases):
+        content, style = CONTENTS[k % len(CONTENTS)], names[(k // len(CONTENTS) + k) % len(names)]
+        x = pools[content].stereo(int(rng.integers(len(pools[content].entries))))
+        out.append((content, style, x, chain_from_dict({"name": style, "effects": STYLES[style]}).process(x, RATE)))
+    return out
+
+
+def _style_kinds(style: str) -> set[str]:
+    return {f"builtin:{e['builtin']}" for e in STYLES[style]}
+
+
+def same_performance_matches(root: Path, cases: int, seed: int, changes: dict[str, Any],
+                             log: Callable[[str], None] = print) -> list[dict]:
+    """Matches of training inputs to themselves through a training style (pedalboard-strip, the default metric,
+    the fast preset with ``changes``): per case the detection, the MR-STFT distances to the reference of the input
+    and of the output (gained to the reference's loudness) and every moved effect's contribution, with whether
+    the style has an effect of its kind."""
+    from .restraint import _match, oracle_db
+
+    rows = []
+    for k, (content, style, x, ref) in enumerate(_self_cases(root, cases, seed)):
+        r = _match(x, ref, "pedalboard-strip", DEFAULT_METRIC, MatchOptions.fast(seed=0, loudness="reference",
+                                                                                 **changes))
+        row = {"content": content, "style": style, "detected": bool(r.same_performance and
+                                                                    r.same_performance.same_performance),
+               "input_db": oracle_db(x, ref), "matched_db": oracle_db(r.output, ref),
+               "gain": r.restraint.gain if r.restraint else None, "wall_s": r.wall_s,
+               "contributions": [[e.kind, e.contribution, e.kind in _style_kinds(style)]
+                                 for e in (r.restraint.effects if r.restraint else [])
+                                 if e.moved and e.contribution is not None]}
+        rows.append(row)
+        log(f"  #{k} {content:7s} {style:9s} detected {row['detected']!s:5s} input {row['input_db']:.2f} dB, "
+            f"matched {row['matched_db']:.2f} dB ({r.wall_s:.1f} s)")
+    return rows
+
+
+def calibrate_floors(root: Path, cases: int, seed: int, quantile: float = 0.9,
+                     log: Callable[[str], None] = print) -> dict:
+    """The same-performance floors: same-performance matches of training inputs to themselves through a style, run
+    with the floors at 0; the effect floor is the ``quantile`` of the contributions of moved effects whose kind the
+    style does not have (what a spurious effect gains against the aligned reference), the gain floor the same. Writes
+    them into the package's ``models/alignment.json`` (its thresholds must be there: run without ``--floors`` first).
+    """
+    rows = same_performance_matches(root, cases, seed, {"gain_floor": 0.0, "effect_floor": 0.0}, log)
+    spurious = [c for row in rows if row["detected"] for _, c, needed in row["contributions"] if not needed]
+    needed = [c for row in rows if row["detected"] for _, c, needed in row["contributions"] if needed]
+    floor = float(np.quantile(np.maximum(spurious, 0.0), quantile)) if spurious else 0.0
+    path = package_dir("models") / ALIGNMENT_FILE
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["floors"] = {
+        "gain_floor": floor, "effect_floor": floor, "level_weight": LEVEL_WEIGHT, "quantile": quantile,
+        "source": f"stito train alignment --floors {cases} --seed {seed}: quantile {quantile:g} of "
+                  f"{len(spurious)} contributions of effects the style does not have",
+        "spurious": spurious, "needed": needed, "cases": rows}
+    path.write_text(json.dumps(entry, indent=1) + "\n", encoding="utf-8")
+    log(f"floors: {floor:.4f} ({len(spurious)} spurious contributions, {len(needed)} needed: median "
+        f"{np.median(needed) if needed else float('nan'):.4f}); wrote {path}")
+    return entry["floors"]
+
+
+def check(root: Path, cases: int, seed: int, log: Callable[[str], None] = print) -> dict:
+    """The product as shipped against ``same_performance="off"`` (the usual match) on training inputs matched to
+    themselves through a style: mean MR-STFT distance to the reference and a 90 % paired bootstrap interval of the
+    difference, over the detected cases and over all. Writes nothing into the package."""
+    shipped = same_performance_matches(root, cases, seed, {}, log)
+    usual = same_performance_matches(root, cases, seed, {"same_performance": "off"}, log)
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"cases": cases, "seed": seed, "detected": sum(r["detected"] for r in shipped)}
+    for name, keep in (("detected", [r["detected"] for r in shipped]), ("all", [True] * len(shipped))):
+        a = np.array([r["matched_db"] for r, k in zip(shipped, keep) if k])
+        b = np.array([r["matched_db"] for r, k in zip(usual, keep) if k])
+        x = np.array([r["input_db"] for r, k in zip(shipped, keep) if k])
+        if not len(a):
+            continue
+        d = a - b
+        boot = [float(np.mean(d[rng.integers(len(d), size=len(d))])) for _ in range(2000)]
+        out[name] = {"n": len(a), "input_db": float(x.mean()), "usual_db": float(b.mean()),
+                     "same_performance_db": float(a.mean()), "difference_db": float(d.mean()),
+                     "interval_90": [float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))],
+                     "worse_than_input": int(np.sum(a > x + 1e-9)),
+                     "wall_s": float(np.mean([r["wall_s"] for r, k in zip(shipped, keep) if k]))}
+        o = out[name]
+        log(f"{name} ({o['n']}): input {o['input_db']:.2f} dB, usual {o['usual_db']:.2f}, same-performance "
+            f"{o['same_performance_db']:.2f} ({o['difference_db']:+.2f} [{o['interval_90'][0]:+.2f}, "
+            f"{o['interval_90'][1]:+.2f}]); worse than the input: {o['worse_than_input']}; {o['wall_s']:.1f} s a match")
+    out["rows"] = {"same_performance": shipped, "usual": usual}
+    return out

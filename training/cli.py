@@ -102,6 +102,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     al.add_argument("--clips", type=int, default=40, help="pairs per kind (default %(default)s)")
     al.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     al.add_argument("--seed", type=int, default=0, help="(default 0)")
+    al.add_argument("--floors", type=int, default=0, metavar="CASES",
+                    help="instead: measure the same-performance floors on CASES matches of training inputs to "
+                    "themselves through a style (needs the thresholds) and write them")
+    al.add_argument("--check", type=int, default=0, metavar="CASES",
+                    help="instead: CASES such matches as shipped against same_performance=off; writes nothing into "
+                    "the package")
+    al.add_argument("--out", type=Path, default=None, help="with --check: also write the cases as JSON here")
     sp = sub.add_parser("stats-prior", help="fit the stats metric's raw-recording prior and between-recording "
                         "spread on the training corpus; writes the package's models/stats-prior.json")
     sp.add_argument("--clips", type=int, default=150, help="clips per content type (default %(default)s)")
@@ -190,10 +197,19 @@ def run(args: argparse.Namespace) -> int:
                   changes=_restraint_changes(args))
         print(f"floors written ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "alignment":
-        from .alignment import calibrate_alignment
+        from .alignment import calibrate_alignment, calibrate_floors, check
 
-        calibrate_alignment(train_root(args.cache), args.clips, args.seed)
-        print(f"thresholds written ({time.perf_counter() - t0:.0f} s)")
+        if args.check:
+            import json
+
+            res = check(train_root(args.cache), args.check, args.seed)
+            if args.out:
+                args.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+        elif args.floors:
+            calibrate_floors(train_root(args.cache), args.floors, args.seed)
+        else:
+            calibrate_alignment(train_root(args.cache), args.clips, args.seed)
+        print(f"done ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "stats-prior":
         from .stats_prior import fit_stats_prior
 

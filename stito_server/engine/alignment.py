@@ -30,20 +30,33 @@ class Alignment:
         coherence: At that lag, the median over octave bands of the correlation of the two signals' frame-to-frame
             band level changes (-1..1): a static EQ, a compressor or a reverb keeps these moving together;
             another take or another recording does not.
-        same_performance: Both scores reach their thresholds.
-        thresholds: The ``(onset_score, coherence)`` thresholds applied.
+        same_performance: Both scores are above their thresholds.
+        thresholds: The ``(onset_score, coherence)`` thresholds applied; None when there are none (nothing is
+            detected).
     """
 
     lag_s: float
     onset_score: float
     coherence: float
     same_performance: bool
-    thresholds: tuple[float, float]
+    thresholds: tuple[float, float] | None
+
+    def line(self) -> str:
+        """One line for a console: whether the reference was taken as the input's own performance, and why."""
+        scores = f"onsets {self.onset_score:.2f}, band changes {self.coherence:.2f}"
+        if self.same_performance:
+            return (f"same performance: the reference is the input's own performance, processed ({scores}, "
+                    f"{self.lag_s * 1000:+.0f} ms); compared moment by moment, no prior")
+        if self.thresholds is None:
+            return "same performance: not looked for (no calibrated thresholds)"
+        return (f"same performance: no ({scores}; needs {self.thresholds[0]:.2f} and {self.thresholds[1]:.2f})")
 
     def report(self) -> dict[str, Any]:
         """A JSON-serialisable form (the match report's ``same_performance``)."""
-        return {"detected": self.same_performance, "lag_s": self.lag_s, "onset_score": self.onset_score,
-                "coherence": self.coherence, "thresholds": list(self.thresholds)}
+        return {"detected": self.same_performance, "line": self.line(), "lag_s": self.lag_s,
+                "onset_score": self.onset_score,
+                "coherence": self.coherence,
+                "thresholds": None if self.thresholds is None else list(self.thresholds)}
 
 
 def load_thresholds() -> tuple[float, float] | None:
@@ -146,11 +159,10 @@ def align(input_audio: Audio, reference: Audio, thresholds: tuple[float, float] 
     active = np.median(la, axis=1) > floor_a  # bands the input has something in
     coherence = float(np.median([_corr(a[k], b[k]) for k in np.flatnonzero(active)])) if active.any() and a.size else 0.0
     thresholds = thresholds if thresholds is not None else load_thresholds()
-    detected = thresholds is not None and best >= thresholds[0] and coherence >= thresholds[1]
+    detected = thresholds is not None and best > thresholds[0] and coherence > thresholds[1]
     hop = int(round(FRAME_S * sr))
     lag = _refine(x, ref[:, :limit + 2 * hop], best_lag * hop, 2 * hop) if detected else best_lag * hop
-    return Alignment(lag / sr, float(best), coherence, bool(detected),
-                     thresholds if thresholds is not None else (float("inf"), float("inf")))
+    return Alignment(lag / sr, float(best), coherence, bool(detected), thresholds)
 
 
 def load_same_performance_floors() -> Floors:

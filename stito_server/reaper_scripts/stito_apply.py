@@ -62,6 +62,9 @@ def report(track_name: str, rows: list[dict[str, Any]], content: dict[str, Any])
     if len(refs) > 1:
         lines.append(f"  {len(refs)} references, combined (each weighted alike); each one's similarity to the "
                      "combined target: " + ", ".join(f"{float(r['similarity_to_target']):+.4f}" for r in refs))
+    same = (content.get("report") or {}).get("same_performance") or {}
+    if same.get("detected"):
+        lines.append(f"  {same.get('line')}")
     restraint = (content.get("report") or {}).get("restraint") or {}
     lines += [f"  {line}" for line in restraint.get("lines", [])]
     for s in content.get("skipped", []):
