@@ -264,7 +264,9 @@ def test_score_settings_maps_the_objective_and_leaves_the_chain(dry_a, dry_b):
     chain.set_vector(np.array([0.8]))
     reference = chain.process(dry_a, RATE)  # the input itself at 0.8
     chain.set_vector(np.array([0.35]))
-    opts = small(excerpt_seconds=dry_a.shape[1] / RATE)  # the whole clip: the reference window is the input's
+    # the whole clip: the reference window is the input's; the metric's objective (the reference is the input's own
+    # performance: by default it would be compared moment by moment instead, below)
+    opts = small(excerpt_seconds=dry_a.shape[1] / RATE, same_performance="off")
     grid = np.linspace(0, 1, 11)[:, None]
     scores = score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), grid, opts)
     assert set(scores) == {"analysis", "validation"} and scores["analysis"].shape == scores["validation"].shape == (11,)
@@ -272,6 +274,11 @@ def test_score_settings_maps_the_objective_and_leaves_the_chain(dry_a, dry_b):
     # further from the truth scores lower on both sides
     a = scores["analysis"]
     assert a[0] < a[4] < a[8] and a[10] < a[8] - 1e-4
+    # the same-performance objective (the default here): 0 at the reference's own setting, lower on both sides
+    aligned = score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), grid,
+                             small(excerpt_seconds=dry_a.shape[1] / RATE))["analysis"]
+    assert int(np.argmax(aligned)) == 8 and aligned[8] == pytest.approx(0.0, abs=1e-4)
+    assert aligned[0] < aligned[4] < aligned[8] and aligned[10] < aligned[8] - 1e-3
     assert chain.get_vector() == pytest.approx([0.35])  # the caller's settings, not the last one scored
     with pytest.raises(StitoError, match=r"takes \(k, 1\) settings in \[0, 1\].*got shape \(2, 2\)"):
         score_settings(Audio(dry_a, RATE), Audio(reference, RATE), chain, get_metric("mfcc"), np.zeros((2, 2)))
