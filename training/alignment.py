@@ -10,6 +10,7 @@ import numpy as np
 
 from stito_server.audio import Audio
 from stito_server.effects.specs import chain_from_dict
+from stito_server.engine.aligned_scoring import LevelMel, aligned_window
 from stito_server.engine.alignment import ALIGNMENT_FILE, align
 from stito_server.engine.options import MatchOptions
 from stito_server.metrics import DEFAULT_METRIC
@@ -18,16 +19,18 @@ from stito_server.resources import package_dir
 from .data.clips import RATE
 from .restraint import CONTENTS, STYLES, Pool
 
-KINDS = ("self", "same recording", "other recording")
+KINDS = ("self", "same recording", "same recording, repeated", "other recording")
+REPEAT_DB = 3.0  # unprocessed clips of one recording this close at their lag are one loop played again
 # The level penalty of a same-performance match, per dB squared beyond the 3 dB tolerance, in AlignedScorer's units
 # (0.1 = 1 dB of mean log-mel difference): 2 dB beyond costs 0.04. Chosen, not calibrated: the renders are compared
 # level-blind, so without it a chain's gains are free; the output's loudness is set after the match anyway.
 LEVEL_WEIGHT = 0.01
 
 
-def alignment_pairs(root: Path, clips: int, seed: int) -> list[tuple[str, str, str | None, np.ndarray, np.ndarray]]:
+def alignment_pairs(root: Path, clips: int, seed: int
+                    ) -> list[tuple[str, str, str | None, np.ndarray, np.ndarray, np.ndarray]]:
     """``clips`` cases per pair kind (content types in turn, each style in turn or unprocessed):
-    (kind, content, style or None, input, reference).
+    (kind, content, style or None, input, reference, the reference unprocessed).
 
     "self": the reference is the input through the style, "same recording": another clip of the input's recording,
     "other recording": a clip of another recording (both through the style, or unprocessed every seventh case).
@@ -36,7 +39,7 @@ def alignment_pairs(root: Path, clips: int, seed: int) -> list[tuple[str, str, s
     pools = {c: Pool(root, c) for c in CONTENTS}
     names: list[str | None] = list(STYLES) + [None]
     out = []
-    for kind in KINDS:
+    for kind in ("self", "same recording", "other recording"):
         for k in range(clips):
             content, style = CONTENTS[k % len(CONTENTS)], names[k % len(names)]
             pool = pools[content]
@@ -50,39 +53,55 @@ def alignment_pairs(root: Path, clips: int, seed: int) -> list[tuple[str, str, s
                 if not len(others):
                     continue
                 b = int(rng.choice(others))
-            x, y = pool.stereo(a), pool.stereo(b)
+            x, y_dry = pool.stereo(a), pool.stereo(b)
+            y = y_dry
             if style is not None:
-                y = chain_from_dict({"name": style, "effects": STYLES[style]}).process(y, RATE)
-            out.append((kind, content, style, x, y))
+                y = chain_from_dict({"name": style, "effects": STYLES[style]}).process(y_dry, RATE)
+            out.append((kind, content, style, x, y, y_dry))
     return out
+
+
+def repeated_db(x: np.ndarray, y: np.ndarray, lag_s: float) -> float:
+    """Mean level-normalised log-mel difference (dB) of two unprocessed ``(channels, n)`` clips at ``lag_s``: under
+    ``REPEAT_DB`` the second is the first again (a loop of the recording), not another moment of it."""
+    feats = LevelMel(RATE)
+    lag = int(round(lag_s * RATE))
+    return float(np.mean(np.abs(feats(x[None]) - feats(aligned_window(y, lag, x.shape[1])[None]))))
 
 
 def calibrate_alignment(root: Path, clips: int, seed: int, log: Callable[[str], None] = print,
                         write: bool = True) -> dict:
-    """Score every pair of ``alignment_pairs``; each threshold is the highest score of a pair that is not the same
-    performance (a pair must score above both, so none of the training's other pairs passes), and the share of
-    each kind's pairs passing is reported.
+    """Score every pair of ``alignment_pairs``; the coherence threshold lies in the middle of the gap between the
+    pairs that are not the same performance and the input through a style (at the highest of the former when there
+    is no gap, so none of them passes), and the share of each kind's pairs passing is reported.
     Writes the package's ``models/alignment.json`` when ``write``.
 
     Returns:
         The entry written: thresholds, the pass rate per kind and every pair's scores.
     """
     rows = []
-    for kind, content, style, x, y in alignment_pairs(root, clips, seed):
-        al = align(Audio(x, RATE), Audio(y, RATE), thresholds=(np.inf, np.inf))
+    for kind, content, style, x, y, y_dry in alignment_pairs(root, clips, seed):
+        al = align(Audio(x, RATE), Audio(y, RATE), threshold=np.inf)
+        if kind == "same recording" and repeated_db(x, y_dry, al.lag_s) < REPEAT_DB:
+            kind = "same recording, repeated"  # a loop: the same audio again, the same performance in effect
         rows.append({"kind": kind, "content": content, "style": style, "onset_score": al.onset_score,
                      "coherence": al.coherence, "lag_s": al.lag_s})
         log(f"  {kind:16s} {content:7s} {style or 'unprocessed':11s} onset {al.onset_score:.3f} "
             f"coherence {al.coherence:.3f}")
-    negatives = [r for r in rows if r["kind"] != "self"]
-    onset = max(r["onset_score"] for r in negatives)
-    coherence = max(r["coherence"] for r in negatives)
-    passed = {kind: float(np.mean([r["onset_score"] > onset and r["coherence"] > coherence
-                                   for r in rows if r["kind"] == kind])) for kind in KINDS}
-    entry = {"version": 1, "onset_threshold": onset, "coherence_threshold": coherence,
-             "rule": "each threshold is the highest score of a training pair that is not the same performance",
+    negatives = [r["coherence"] for r in rows if r["kind"] in ("same recording", "other recording")]
+    positives = [r["coherence"] for r in rows if r["kind"] == "self"]
+    top, bottom = max(negatives), min(positives)
+    threshold = (top + bottom) / 2 if bottom > top else top
+    passed = {kind: float(np.mean([r["coherence"] > threshold for r in rows if r["kind"] == kind])) for kind in KINDS
+              if any(r["kind"] == kind for r in rows)}
+    entry = {"version": 2, "coherence_threshold": threshold,
+             "rule": "the middle of the gap between the highest coherence of a training pair that is not the same "
+                     "performance (another clip of the input's recording, unless it repeats the input's audio within "
+                     f"{REPEAT_DB:g} dB: a loop; or another recording) and the lowest of the input through a style; "
+                     "the highest of the former when they overlap",
              "command": f"stito train alignment --clips {clips} --seed {seed}", "passed": passed, "pairs": rows}
-    log(f"thresholds: onset {onset:.3f}, coherence {coherence:.3f}; pass: "
+    log(f"threshold: coherence {threshold:.3f} (other pairs up to {top:.3f}, the input through a style from "
+        f"{bottom:.3f}); pass: "
         + ", ".join(f"{k} {v:.0%}" for k, v in passed.items()))
     if write:
         path = package_dir("models") / ALIGNMENT_FILE

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.signal
 
 from ..audio import Audio, resample
 from ..resources import package_dir
@@ -16,8 +17,10 @@ ALIGNMENT_FILE = "alignment.json"  # in the package's models folder, written by 
 FRAME_S = 0.01  # frame hop of the band envelopes, in seconds
 MAX_LAG_S = 0.5  # the reference may start this much before or after the input
 ANALYSIS_S = 60.0  # seconds of each file compared (from their beginnings)
-BAND_EDGES_HZ = (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800)  # octave bands of the envelopes
-ACTIVE_RANGE_DB = 50.0  # a band quieter than the input's loudest band by more than this is not compared
+BAND_EDGES_HZ = (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800)  # octave bands of the onset envelope
+ACTIVE_RANGE_DB = 50.0  # a band or a frequency quieter than the loudest by more than this is not compared
+COHERENCE_S = 20.0  # seconds of the aligned waveforms whose coherence is measured
+COHERENCE_BAND_HZ = (60.0, 12000.0)
 
 
 @dataclass(frozen=True)
@@ -26,54 +29,48 @@ class Alignment:
 
     Attributes:
         lag_s: Seconds to add to a time in the input to find the same moment in the reference.
-        onset_score: Peak correlation of the two onset envelopes over lags within ``MAX_LAG_S`` (-1..1).
-        coherence: At that lag, the median over octave bands of the correlation of the two signals' frame-to-frame
-            band level changes (-1..1): a static EQ, a compressor or a reverb keeps these moving together;
-            another take or another recording does not.
-        same_performance: Both scores are above their thresholds.
-        thresholds: The ``(onset_score, coherence)`` thresholds applied; None when there are none (nothing is
-            detected).
+        onset_score: Peak correlation of the two onset envelopes over lags within ``MAX_LAG_S`` (-1..1): where
+            the lag comes from (a loop or a steady beat of another clip scores high too).
+        coherence: At that lag, the median over the input's active frequencies of the magnitude-squared coherence
+            of the two waveforms (0..1): the share of the reference that is a filtered copy of the input. An EQ
+            keeps it at 1, a compressor or a reverb high; another moment or another recording, even with the same
+            beat, near 0.
+        same_performance: ``coherence`` is above the threshold.
+        threshold: The coherence threshold applied; None when there is none (nothing is detected).
     """
 
     lag_s: float
     onset_score: float
     coherence: float
     same_performance: bool
-    thresholds: tuple[float, float] | None
+    threshold: float | None
 
     def line(self) -> str:
         """One line for a console: whether the reference was taken as the input's own performance, and why."""
-        scores = f"onsets {self.onset_score:.2f}, band changes {self.coherence:.2f}"
         if self.same_performance:
-            return (f"same performance: the reference is the input's own performance, processed ({scores}, "
-                    f"{self.lag_s * 1000:+.0f} ms); compared moment by moment, no prior")
-        if self.thresholds is None:
-            return "same performance: not looked for (no calibrated thresholds)"
-        return (f"same performance: no ({scores}; needs {self.thresholds[0]:.2f} and {self.thresholds[1]:.2f})")
+            return (f"same performance: the reference is the input's own performance, processed (coherence "
+                    f"{self.coherence:.2f} at {self.lag_s * 1000:+.0f} ms); compared moment by moment, no prior")
+        if self.threshold is None:
+            return "same performance: not looked for (no calibrated threshold)"
+        return f"same performance: no (coherence {self.coherence:.2f}, needs above {self.threshold:.2f})"
 
     def report(self) -> dict[str, Any]:
         """A JSON-serialisable form (the match report's ``same_performance``)."""
         return {"detected": self.same_performance, "line": self.line(), "lag_s": self.lag_s,
-                "onset_score": self.onset_score,
-                "coherence": self.coherence,
-                "thresholds": None if self.thresholds is None else list(self.thresholds)}
+                "onset_score": self.onset_score, "coherence": self.coherence, "threshold": self.threshold}
 
 
-def load_thresholds() -> tuple[float, float] | None:
-    """The calibrated ``(onset_score, coherence)`` thresholds, or None when the package has none."""
+def load_threshold() -> float | None:
+    """The calibrated coherence threshold, or None when the package has none."""
     path = package_dir("models") / ALIGNMENT_FILE
     if not path.is_file():
         return None
-    entry = json.loads(path.read_text(encoding="utf-8"))
-    return float(entry["onset_threshold"]), float(entry["coherence_threshold"])
+    return float(json.loads(path.read_text(encoding="utf-8"))["coherence_threshold"])
 
 
-def band_levels(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Octave-band levels of ``(channels, n)`` audio, in dB, every ``FRAME_S`` seconds.
-
-    Returns:
-        ``(bands, frames)`` float64; bands above the Nyquist frequency are left out.
-    """
+def onset_envelope(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The onset envelope of ``(channels, n)`` audio: positive octave-band level changes (dB, each band floored
+    ``ACTIVE_RANGE_DB`` below its loudest frame) summed over bands, every ``FRAME_S`` seconds, ``(frames - 1,)``."""
     mono = np.asarray(x, dtype=np.float64).mean(axis=0)
     hop = int(round(FRAME_S * sample_rate))
     n_fft = 1 << int(np.ceil(np.log2(4 * hop)))
@@ -86,8 +83,10 @@ def band_levels(x: np.ndarray, sample_rate: int) -> np.ndarray:
         power[lo:lo + 2048] = np.abs(np.fft.rfft(frames[lo:lo + 2048] * window, axis=-1)) ** 2
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     edges = [e for e in BAND_EDGES_HZ if e < sample_rate / 2]
-    bands = [power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) for lo, hi in zip(edges, edges[1:])]
-    return 10 * np.log10(np.stack(bands) + 1e-12)
+    levels = 10 * np.log10(np.stack([power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
+                                     for lo, hi in zip(edges, edges[1:])]) + 1e-12)
+    levels = np.maximum(levels, levels.max(axis=1, keepdims=True) - ACTIVE_RANGE_DB)
+    return np.maximum(np.diff(levels, axis=1), 0.0).sum(axis=0)
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,41 +96,52 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _overlap(a: np.ndarray, b: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of ``a`` (``(..., n)``) and of ``b`` ``lag`` frames later that both have."""
+    """The samples of ``a`` (``(n,)``) and of ``b`` ``lag`` samples later that both have."""
     start_a = max(0, -lag)
-    n = min(a.shape[-1] - start_a, b.shape[-1] - (start_a + lag))
-    return a[..., start_a:start_a + max(n, 0)], b[..., start_a + lag:start_a + lag + max(n, 0)]
+    n = max(min(a.shape[-1] - start_a, b.shape[-1] - (start_a + lag)), 0)
+    return a[start_a:start_a + n], b[start_a + lag:start_a + lag + n]
 
 
-def _refine(x: np.ndarray, ref: np.ndarray, lag: int, radius: int) -> int:
-    """The lag in samples within ``radius`` of ``lag`` where the two waveforms (mono) correlate best."""
-    a, b = x.mean(axis=0).astype(np.float64), ref.mean(axis=0).astype(np.float64)
+def _refine(a: np.ndarray, b: np.ndarray, lag: int, radius: int) -> int:
+    """The lag in samples within ``radius`` of ``lag`` where two mono waveforms correlate best (either polarity)."""
     lo = radius + max(0, -lag)
-    n = min(a.size - lo - radius, b.size - (lo + lag) - radius)
+    n = min(a.size - lo - radius, b.size - (lo + lag) - radius, 1 << 20)  # about 20 s is plenty
     if n < 1024:
         return lag
-    n = min(n, 1 << 20)  # about 20 s is plenty
-    seg = a[lo:lo + n]
-    window = b[lo + lag - radius:lo + lag + radius + n]
+    seg, window = a[lo:lo + n], b[lo + lag - radius:lo + lag + radius + n]
     size = 1 << int(np.ceil(np.log2(window.size + seg.size)))
     corr = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(seg, size)), size)[:2 * radius + 1]
-    return lag - radius + int(np.argmax(corr))
+    return lag - radius + int(np.argmax(np.abs(corr)))
 
 
-def align(input_audio: Audio, reference: Audio, thresholds: tuple[float, float] | None = None) -> Alignment:
+def coherence(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
+    """Median magnitude-squared coherence of two aligned mono signals over the frequencies (``COHERENCE_BAND_HZ``)
+    where ``a`` is within ``ACTIVE_RANGE_DB`` of its loudest (0..1; 0 when they share under a second)."""
+    n = min(a.size, b.size, int(COHERENCE_S * sample_rate))
+    if n < sample_rate:
+        return 0.0
+    nperseg = 1 << int(np.ceil(np.log2(0.046 * sample_rate)))
+    freqs, msc = scipy.signal.coherence(a[:n], b[:n], fs=sample_rate, nperseg=nperseg)
+    _, power = scipy.signal.welch(a[:n], fs=sample_rate, nperseg=nperseg)
+    band = (freqs >= COHERENCE_BAND_HZ[0]) & (freqs <= COHERENCE_BAND_HZ[1]) & (
+        power > power.max() * 10 ** (-ACTIVE_RANGE_DB / 10))
+    return float(np.median(np.nan_to_num(msc[band]))) if band.any() else 0.0
+
+
+def align(input_audio: Audio, reference: Audio, threshold: float | None = None) -> Alignment:
     """Whether ``reference`` is ``input_audio``'s own performance, processed, and at what lag.
 
-    Both files are compared over their first ``ANALYSIS_S`` seconds in octave-band level envelopes: the onset
-    envelope (the positive level changes summed over bands) is cross-correlated over lags within ±``MAX_LAG_S``,
-    and at the best lag each band's level changes are correlated. Another clip of the same recording, or another
-    recording, scores low on both; the same performance through an EQ, a compressor, a delay or a reverb scores
-    high on both (thresholds from ``stito train alignment``).
+    The onset envelopes of the two files' first ``ANALYSIS_S`` seconds are cross-correlated over lags within
+    ±``MAX_LAG_S``; the lag is refined to the sample on the waveforms; at that lag the waveforms' coherence says how
+    much of the reference is a filtered copy of the input. The same performance through an EQ, a compressor, a
+    delay or a reverb is coherent; another clip of the same recording, or another recording, is not, even where
+    the beat lines up (threshold from ``stito train alignment``).
 
     Args:
         input_audio: The input, ``(channels, n)``.
         reference: The reference, any rate (resampled to the input's).
-        thresholds: ``(onset_score, coherence)``; None: the calibrated ones (``models/alignment.json``); without
-            any, nothing is detected.
+        threshold: Coherence above which it is the same performance; None: the calibrated one
+            (``models/alignment.json``); without any, nothing is detected.
 
     Returns:
         The alignment.
@@ -142,27 +152,20 @@ def align(input_audio: Audio, reference: Audio, thresholds: tuple[float, float] 
     ref = reference.samples[:, :int(ANALYSIS_S * reference.sample_rate) + 1]
     if reference.sample_rate != sr:
         ref = resample(ref, reference.sample_rate, sr)
-    la, lb = band_levels(x, sr), band_levels(ref[:, :limit], sr)
-    floor_a = la.max() - ACTIVE_RANGE_DB
-    da, db = np.diff(np.maximum(la, floor_a), axis=1), np.diff(np.maximum(lb, lb.max() - ACTIVE_RANGE_DB), axis=1)
-    oa, ob = np.maximum(da, 0).sum(axis=0), np.maximum(db, 0).sum(axis=0)
-    max_lag = int(round(MAX_LAG_S / FRAME_S))
-    best_lag, best = 0, -1.0
-    for lag in range(-max_lag, max_lag + 1):
-        a, b = _overlap(oa, ob, lag)
-        if a.size < 50:  # under half a second in common
-            continue
-        c = _corr(a, b)
-        if c > best:
-            best_lag, best = lag, c
-    a, b = _overlap(da, db, best_lag)
-    active = np.median(la, axis=1) > floor_a  # bands the input has something in
-    coherence = float(np.median([_corr(a[k], b[k]) for k in np.flatnonzero(active)])) if active.any() and a.size else 0.0
-    thresholds = thresholds if thresholds is not None else load_thresholds()
-    detected = thresholds is not None and best > thresholds[0] and coherence > thresholds[1]
+    oa, ob = onset_envelope(x, sr), onset_envelope(ref[:, :limit], sr)
     hop = int(round(FRAME_S * sr))
-    lag = _refine(x, ref[:, :limit + 2 * hop], best_lag * hop, 2 * hop) if detected else best_lag * hop
-    return Alignment(lag / sr, float(best), coherence, bool(detected), thresholds)
+    best_lag, best = 0, -1.0
+    for lag in range(-int(round(MAX_LAG_S / FRAME_S)), int(round(MAX_LAG_S / FRAME_S)) + 1):
+        a, b = _overlap(oa, ob, lag)
+        if a.size >= 50:  # half a second in common at least
+            c = _corr(a, b)
+            if c > best:
+                best_lag, best = lag, c
+    a, b = x.mean(axis=0).astype(np.float64), ref.mean(axis=0).astype(np.float64)
+    lag = _refine(a, b, best_lag * hop, 2 * hop)
+    score = coherence(*_overlap(a, b, lag), sr)
+    threshold = threshold if threshold is not None else load_threshold()
+    return Alignment(lag / sr, float(best), score, bool(threshold is not None and score > threshold), threshold)
 
 
 def load_same_performance_floors() -> Floors:
