@@ -147,6 +147,27 @@ def test_same_performance_option_is_checked_and_the_paper_preset_turns_it_off():
     assert MatchOptions.paper().same_performance == "off" and MatchOptions.fast().same_performance == "auto"
     search = MatchOptions.fast().same_performance_search()
     assert search.max_generations == 24 and search.time_budget_s == 13.0 and search.probe_values == (0.0, 0.5, 1.0)
+    assert search.probe_steps == (-0.1, 0.1)
+
+
+def test_probe_steps_find_a_small_move_of_one_coordinate_among_many():
+    """A shelf a few dB up among an EQ's 20 parameters: the step beside the start finds it, the absolute probes
+    (0, 0.5, 1) do not."""
+    from stito_server.engine.optimize import probe_coordinates
+
+    x0 = np.full(20, 0.5)
+    optimum = x0.copy()
+    optimum[3], optimum[7] = 0.6, 0.4
+
+    def score(xs: np.ndarray) -> np.ndarray:
+        return -np.sum(np.square(xs - optimum), axis=1)
+
+    base = float(score(x0[None])[0])
+    x, best, evaluations = probe_coordinates(score, x0, base, (0.0, 0.5, 1.0))
+    assert np.array_equal(x, x0) and best == base  # 0 and 1 overshoot, 0.5 is the start
+    x, best, evaluations = probe_coordinates(score, x0, base, (0.0, 0.5, 1.0), (-0.1, 0.1))
+    assert x == pytest.approx(optimum) and best == pytest.approx(0.0)
+    assert evaluations == 20 * 2 + 20 * 2 + 1  # 0 and 1, the two steps, then the two gaining coordinates together
 
 
 def test_the_same_performance_floors_are_shipped_with_their_source():

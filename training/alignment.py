@@ -148,34 +148,62 @@ def same_performance_matches(root: Path, cases: int, seed: int, changes: dict[st
                "gain": r.restraint.gain if r.restraint else None, "wall_s": r.wall_s,
                "contributions": [[e.kind, e.contribution, e.kind in _style_kinds(style)]
                                  for e in (r.restraint.effects if r.restraint else [])
-                                 if e.moved and e.contribution is not None]}
+                                 if e.moved and e.contribution is not None],
+               "effects": {e.effect: e.contribution for e in (r.restraint.effects if r.restraint else [])
+                           if e.engaged and e.contribution is not None},
+               "vector": r.vector.tolist(), "start_vector": r.start_vector.tolist()}
         rows.append(row)
         log(f"  #{k} {content:7s} {style:9s} detected {row['detected']!s:5s} input {row['input_db']:.2f} dB, "
             f"matched {row['matched_db']:.2f} dB ({r.wall_s:.1f} s)")
     return rows
 
 
-def calibrate_floors(root: Path, cases: int, seed: int, quantile: float = 0.9,
-                     log: Callable[[str], None] = print) -> dict:
+FLOOR_GRID = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1)
+
+
+def calibrate_floors(root: Path, cases: int, seed: int, log: Callable[[str], None] = print) -> dict:
     """The same-performance floors: same-performance matches of training inputs to themselves through a style, run
-    with the floors at 0; the effect floor is the ``quantile`` of the contributions of moved effects whose kind the
-    style does not have (what a spurious effect gains against the aligned reference), the gain floor the same. Writes
-    them into the package's ``models/alignment.json`` (its thresholds must be there: run without ``--floors`` first).
+    with the floors at 0; then, for each floor of ``FLOOR_GRID``, every engaged effect whose contribution is below it
+    goes back to its start and the input is rendered again: the floor with the lowest mean MR-STFT distance to the
+    reference (the larger on a tie within 0.005 dB) is the effect and gain floor. Writes them into the package's
+    ``models/alignment.json`` (its threshold must be there: run without ``--floors`` first).
     """
-    rows = same_performance_matches(root, cases, seed, {"gain_floor": 0.0, "effect_floor": 0.0}, log)
-    spurious = [c for row in rows if row["detected"] for _, c, needed in row["contributions"] if not needed]
-    needed = [c for row in rows if row["detected"] for _, c, needed in row["contributions"] if needed]
-    floor = float(np.quantile(np.maximum(spurious, 0.0), quantile)) if spurious else 0.0
+    from stito_server.effects.specs import load_chain
+
+    from .restraint import oracle_db
+
+    matched = same_performance_matches(root, cases, seed, {"gain_floor": 0.0, "effect_floor": 0.0}, log)
+    chain = load_chain("pedalboard-strip")
+    effect_of_dim = [chain.effects[d.effect].name for d in chain.dims]
+    by_case = [(row, x, ref) for row, (_, _, x, ref) in zip(matched, _self_cases(root, cases, seed)) if row["detected"]]
+    rows = [row for row, _, _ in by_case]
+    sweep = []
+    for floor in FLOOR_GRID:
+        dist = []
+        for row, x, ref in by_case:
+            v, start = np.array(row["vector"]), np.array(row["start_vector"])
+            weak = {name for name, c in row["effects"].items() if c < floor}
+            keep = np.array([name not in weak for name in effect_of_dim])
+            if sum(c for name, c in row["effects"].items() if name not in weak) < floor:
+                keep[:] = False  # the gain floor: nothing left that reaches it
+            chain.set_vector(np.where(keep, v, start))
+            dist.append(oracle_db(chain.process(x, RATE), ref))
+        sweep.append({"floor": floor, "mean_db": float(np.mean(dist))})
+        log(f"  floor {floor:.3f}: mean {sweep[-1]['mean_db']:.3f} dB")
+    best = min(s["mean_db"] for s in sweep)
+    floor = max(s["floor"] for s in sweep if s["mean_db"] <= best + 0.005)
+    spurious = [c for row in rows for _, c, needed in row["contributions"] if not needed]
+    needed = [c for row in rows for _, c, needed in row["contributions"] if needed]
     path = package_dir("models") / ALIGNMENT_FILE
     entry = json.loads(path.read_text(encoding="utf-8"))
     entry["floors"] = {
-        "gain_floor": floor, "effect_floor": floor, "level_weight": LEVEL_WEIGHT, "quantile": quantile,
-        "source": f"stito train alignment --floors {cases} --seed {seed}: quantile {quantile:g} of "
-                  f"{len(spurious)} contributions of effects the style does not have",
-        "spurious": spurious, "needed": needed, "cases": rows}
+        "gain_floor": floor, "effect_floor": floor, "level_weight": LEVEL_WEIGHT,
+        "source": f"stito train alignment --floors {cases} --seed {seed}: the floor of the lowest mean MR-STFT "
+                  f"distance to the reference over {len(rows)} training matches",
+        "sweep": sweep, "spurious": spurious, "needed": needed, "cases": rows}
     path.write_text(json.dumps(entry, indent=1) + "\n", encoding="utf-8")
-    log(f"floors: {floor:.4f} ({len(spurious)} spurious contributions, {len(needed)} needed: median "
-        f"{np.median(needed) if needed else float('nan'):.4f}); wrote {path}")
+    log(f"floors: {floor:.4f} (input {np.mean([r['input_db'] for r in rows]):.3f} dB; contributions of effects the "
+        f"style does not have: {len(spurious)}, of those it has: {len(needed)}); wrote {path}")
     return entry["floors"]
 
 

@@ -175,12 +175,13 @@ class MatchOptions:
 
     def same_performance_search(self) -> OptimizerOptions:
         """The search of a same-performance match: its objective is well posed (no other recording's content to
-        fit), so it gets half as many generations again, twice the time budget and coordinate probes at 0, 0.5 and
-        1 (when none are set): a filter such as a 600 Hz low cut is found by one coordinate moved alone."""
+        fit), so it gets half as many generations again, twice the time budget and coordinate probes (when none are
+        set) at 0, 0.5 and 1 and 0.1 either side of the start: a filter such as a 600 Hz low cut, or a shelf a few
+        dB up, is found by one coordinate moved alone."""
         o = self.optimizer
         return replace(o, max_generations=o.max_generations * 3 // 2,
                        time_budget_s=None if o.time_budget_s is None else 2 * o.time_budget_s,
-                       probe_values=o.probe_values or (0.0, 0.5, 1.0))
+                       probe_values=o.probe_values or (0.0, 0.5, 1.0), probe_steps=o.probe_steps or (-0.1, 0.1))
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "MatchOptions":
@@ -314,8 +315,8 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
                "the reference has beyond an average raw recording, between: a blend", "--reference-prior"),
     OptionSpec("same_performance", str, "a string",
                "when the reference is the input's own performance, processed (a before/after pair), compare them "
-               "moment by moment and search longer (auto), or never (off) (default: %(default)s)",
-               "--same-performance", "auto", choices=SAME_PERFORMANCE_CHOICES),
+               "moment by moment and search longer (auto), or never (off) (default: preset's: fast auto, paper off)",
+               "--same-performance", choices=SAME_PERFORMANCE_CHOICES),
     OptionSpec("loudness", str, "a string",
                "gain the output file to the reference's or the input's integrated loudness, or leave the chain's "
                "level (default: %(default)s; a gain on the file, not a chain parameter)", "--loudness",
