@@ -19,7 +19,7 @@ MAX_LAG_S = 0.5  # the reference may start this much before or after the input
 ANALYSIS_S = 60.0  # seconds of each file compared (from their beginnings)
 BAND_EDGES_HZ = (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800)  # octave bands of the onset envelope
 ACTIVE_RANGE_DB = 50.0  # a band or a frequency quieter than the loudest by more than this is not compared
-COHERENCE_S = 20.0  # seconds of the aligned waveforms whose coherence is measured
+COHERENCE_S = 10.0  # seconds of the aligned waveforms whose coherence is measured
 COHERENCE_BAND_HZ = (60.0, 12000.0)
 
 
@@ -105,7 +105,7 @@ def _overlap(a: np.ndarray, b: np.ndarray, lag: int) -> tuple[np.ndarray, np.nda
 def _refine(a: np.ndarray, b: np.ndarray, lag: int, radius: int) -> int:
     """The lag in samples within ``radius`` of ``lag`` where two mono waveforms correlate best (either polarity)."""
     lo = radius + max(0, -lag)
-    n = min(a.size - lo - radius, b.size - (lo + lag) - radius, 1 << 20)  # about 20 s is plenty
+    n = min(a.size - lo - radius, b.size - (lo + lag) - radius, 1 << 18)  # about 5 s is plenty
     if n < 1024:
         return lag
     seg, window = a[lo:lo + n], b[lo + lag - radius:lo + lag + radius + n]

@@ -264,14 +264,14 @@ def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, 
     start = _start(chain, opts)
     amounts = effect_amounts(chain, opts.amount)  # unknown effect names fail here, before any work
     amount_of_dim = np.array([amounts[chain.effects[d.effect].name] for d in chain.dims])
-    alignment = _alignment(input_audio, reference, opts)
-    aligned = alignment is not None and alignment.same_performance
-    if aligned:  # a well-posed objective: worth a longer search
-        opts = replace(opts, optimizer=opts.same_performance_search())
-    floors = _floors(metric, opts, warnings, aligned)
-    # Worker processes load the chain while the excerpts and the reference embedding are prepared here.
+    # Worker processes load the chain while the alignment, the excerpts and the reference embedding are prepared here.
     with make_renderer(chain, opts) as renderer:
         renderer.cancelled = cancelled  # a cancel takes effect within one candidate, not one generation
+        alignment = _alignment(input_audio, reference, opts)
+        aligned = alignment is not None and alignment.same_performance
+        if aligned:  # a well-posed objective: worth a longer search
+            opts = replace(opts, optimizer=opts.same_performance_search())
+        floors = _floors(metric, opts, warnings, aligned)
         analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
         to_target = [float(metric.similarity(e, target.reference, use_side)[0]) for e in target.references]
         scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], alignment, opts)
