@@ -148,6 +148,8 @@ def test_the_matched_chain_is_saved_as_a_reaper_fx_chain_and_loads_back(reaper, 
     assert sorted(p.name for p in folder.iterdir()) == ["guitar matched 2.RfxChain", "guitar matched.RfxChain"]
     text = "".join(reaper.console)
     assert "saved the matched FX chain as FXChains/stito/guitar matched 2.RfxChain" in text, text
+    # the reference is the input's own phrase, processed: the console says it was matched moment by moment
+    assert "same performance: the reference is the input's own performance, processed" in text, text
     # REAPER's FX chain file: the three FX in order, the [stito:skip] room included, without the window lines
     body = saved.read_text()
     assert [line.split('" ', 1)[1].split(" ")[0] for line in body.splitlines() if line.startswith("<VST ")] == \

@@ -115,6 +115,9 @@ def test_a_before_after_pair_is_matched_moment_by_moment(dry_a):
     report = result.report()
     assert report["same_performance"]["detected"] is True
     json.dumps(report, allow_nan=False)
+    from stito_server.cli import summary
+
+    assert report["same_performance"]["line"] in summary(report, "pedalboard-strip").splitlines()
     assert result.restraint.accepted, result.restraint.reason
     engaged = {e.effect: e.engaged for e in result.restraint.effects}
     assert engaged["compressor"] and not any(engaged[n] for n in ("distortion", "delay", "reverb")), engaged

@@ -10,6 +10,7 @@ from .scoring import Scorer
 
 N_MELS = 64
 RANGE_DB = 60.0  # bands further below the clip's mean power than this count as this far (noise is not compared)
+FRAME_BLOCK = 2048  # frames whose spectra are held at once
 UNITS_DB = 10.0  # similarity units: -1 is a mean log-mel difference of 10 dB
 
 
@@ -34,8 +35,9 @@ class LevelMel:
             mono = np.pad(mono, [(0, 0), (0, self.n_fft - mono.shape[-1])])
         frames = np.lib.stride_tricks.sliding_window_view(mono, self.n_fft, axis=-1)[:, ::self.hop]
         out = np.empty((mono.shape[0], frames.shape[1], N_MELS), dtype=np.float32)
-        for i in range(mono.shape[0]):  # one item at a time: a whole file's spectra are large
-            mel = np.abs(np.fft.rfft(frames[i] * self.window, axis=-1)) ** 2 @ self.fb
+        for i in range(mono.shape[0]):  # one item, and a block of frames, at a time: a whole file's spectra are large
+            mel = np.concatenate([np.abs(np.fft.rfft(frames[i, lo:lo + FRAME_BLOCK] * self.window, axis=-1)) ** 2
+                                  @ self.fb for lo in range(0, frames.shape[1], FRAME_BLOCK)])
             level = 10 * np.log10(np.maximum(mel, 1e-20))
             mean = 10 * np.log10(max(float(np.mean(mel)), 1e-20))
             out[i] = np.maximum(level - mean, -RANGE_DB)

@@ -73,7 +73,8 @@ class MatchResult:
         start_vector: Search vector of the starting settings ``(dims,)``.
         parameters: Per parameter of the chain, in chain order: its ``ParamChange``.
         similarity: Similarities to the reference on the validation excerpts: "dry" (unprocessed
-            input), "before" (starting settings), "after" (final settings).
+            input), "before" (starting settings), "after" (final settings); for a same-performance match,
+            ``AlignedScorer``'s (minus the mean log-mel difference to the reference, in tens of dB).
         pick: How the final candidate was chosen: finalists with analysis and validation similarities.
         search: The optimiser's result (trajectory, stop reason, evaluations).
         restraint: The do-no-harm verdict (per effect: engaged or not, and the evidence); None with
