@@ -130,7 +130,7 @@ def _style_kinds(style: str) -> set[str]:
     return {f"builtin:{e['builtin']}" for e in STYLES[style]}
 
 
-def same_performance_matches(root: Path, cases: int, seed: int, changes: dict[str, Any],
+def same_performance_matches(cases: list[tuple[str, str, np.ndarray, np.ndarray]], changes: dict[str, Any],
                              log: Callable[[str], None] = print) -> list[dict]:
     """Matches of training inputs to themselves through a training style (pedalboard-strip, the default metric,
     the fast preset with ``changes``): per case the detection, the MR-STFT distances to the reference of the input
@@ -139,7 +139,7 @@ def same_performance_matches(root: Path, cases: int, seed: int, changes: dict[st
     from .restraint import _match, oracle_db
 
     rows = []
-    for k, (content, style, x, ref) in enumerate(_self_cases(root, cases, seed)):
+    for k, (content, style, x, ref) in enumerate(cases):
         r = _match(x, ref, "pedalboard-strip", DEFAULT_METRIC, MatchOptions.fast(seed=0, loudness="reference",
                                                                                  **changes))
         row = {"content": content, "style": style, "detected": bool(r.same_performance and
@@ -172,10 +172,11 @@ def calibrate_floors(root: Path, cases: int, seed: int, log: Callable[[str], Non
 
     from .restraint import oracle_db
 
-    matched = same_performance_matches(root, cases, seed, {"gain_floor": 0.0, "effect_floor": 0.0}, log)
+    drawn = _self_cases(root, cases, seed)
+    matched = same_performance_matches(drawn, {"gain_floor": 0.0, "effect_floor": 0.0}, log)
     chain = load_chain("pedalboard-strip")
     effect_of_dim = [chain.effects[d.effect].name for d in chain.dims]
-    by_case = [(row, x, ref) for row, (_, _, x, ref) in zip(matched, _self_cases(root, cases, seed)) if row["detected"]]
+    by_case = [(row, x, ref) for row, (_, _, x, ref) in zip(matched, drawn) if row["detected"]]
     rows = [row for row, _, _ in by_case]
     sweep = []
     for floor in FLOOR_GRID:
@@ -211,8 +212,9 @@ def check(root: Path, cases: int, seed: int, log: Callable[[str], None] = print)
     """The product as shipped against ``same_performance="off"`` (the usual match) on training inputs matched to
     themselves through a style: mean MR-STFT distance to the reference and a 90 % paired bootstrap interval of the
     difference, over the detected cases and over all. Writes nothing into the package."""
-    shipped = same_performance_matches(root, cases, seed, {}, log)
-    usual = same_performance_matches(root, cases, seed, {"same_performance": "off"}, log)
+    drawn = _self_cases(root, cases, seed)
+    shipped = same_performance_matches(drawn, {}, log)
+    usual = same_performance_matches(drawn, {"same_performance": "off"}, log)
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"cases": cases, "seed": seed, "detected": sum(r["detected"] for r in shipped)}
     for name, keep in (("detected", [r["detected"] for r in shipped]), ("all", [True] * len(shipped))):

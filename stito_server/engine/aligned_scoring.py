@@ -77,6 +77,7 @@ class AlignedScorer(Scorer):
         self.reference, self.lag = reference, lag
         n = clips[0].audio.shape[1] - clips[0].preroll
         self.targets = self.features(np.stack([aligned_window(reference, c.start + lag, n) for c in clips]))
+        self._whole_target: np.ndarray | None = None  # the whole reference's levels, once a whole render is scored
 
     def _embed(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
         """``(rows, clips, channels, n)`` renders -> ``(rows * clips, frames, N_MELS)`` levels and ``(rows,)``
@@ -98,5 +99,7 @@ class AlignedScorer(Scorer):
 
     def whole(self, render: np.ndarray) -> float:
         """Similarity of a whole render ``(channels, n)`` of the input to the whole reference, aligned."""
-        target = self.features(aligned_window(self.reference, self.lag, render.shape[1])[None])
-        return -float(np.mean(np.abs(self.features(render[None]) - target))) / UNITS_DB
+        levels = self.features(render[None])
+        if self._whole_target is None or self._whole_target.shape != levels.shape:  # the start's and the match's
+            self._whole_target = self.features(aligned_window(self.reference, self.lag, render.shape[1])[None])
+        return -float(np.mean(np.abs(levels - self._whole_target))) / UNITS_DB

@@ -60,12 +60,16 @@ class Alignment:
                 "onset_score": self.onset_score, "coherence": self.coherence, "threshold": self.threshold}
 
 
+def _calibration() -> dict[str, Any]:
+    """The package's ``models/alignment.json`` (threshold and floors), or {} when it has none."""
+    path = package_dir("models") / ALIGNMENT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def load_threshold() -> float | None:
     """The calibrated coherence threshold, or None when the package has none."""
-    path = package_dir("models") / ALIGNMENT_FILE
-    if not path.is_file():
-        return None
-    return float(json.loads(path.read_text(encoding="utf-8"))["coherence_threshold"])
+    threshold = _calibration().get("coherence_threshold")
+    return None if threshold is None else float(threshold)
 
 
 def onset_envelope(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -171,9 +175,7 @@ def align(input_audio: Audio, reference: Audio, threshold: float | None = None) 
 def load_same_performance_floors() -> Floors:
     """The restraint of a same-performance match (``models/alignment.json``, in ``AlignedScorer``'s units): no prior,
     the level penalty, and the gain and effect floors; without the file, any gain counts."""
-    path = package_dir("models") / ALIGNMENT_FILE
-    entry = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    floors = entry.get("floors")
+    floors = _calibration().get("floors")
     if floors is None:
         return Floors(0.0, 0.0, "same performance: no calibrated floors, any gain counts")
     return Floors(float(floors["gain_floor"]), float(floors["effect_floor"]),
