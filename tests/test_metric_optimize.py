@@ -195,6 +195,42 @@ def test_stats_whitening_makes_between_recording_gaps_white_and_counts_shared_di
     assert diagonal.similarity(emb(across), zero)[0] == pytest.approx(-np.mean(np.square(across / scale)), rel=1e-5)
 
 
+def test_stats_content_prior_is_the_mean_of_the_training_recordings_most_like_the_input(tmp_path, phrase_corpus):
+    import json
+
+    from stito_server.metrics.stats import StatsMetric
+    from stito_server.resources import package_dir
+    from training.stats_prior import fit_stats_prior, recording_means
+
+    # one row per recording of the corpus (6 generated clips, one per recording), music's before drums'
+    rows = recording_means(phrase_corpus, seconds=1.0)
+    assert rows.shape == (6, 57)
+    prior = fit_stats_prior(phrase_corpus, clips_per_type=3, seconds=1.0, out=tmp_path / "prior.json")
+    assert np.allclose(prior["recordings"], rows, atol=1e-3) and prior["neighbours"] == 10
+    assert json.loads((tmp_path / "prior.json").read_text()) == prior  # one recording a line, same values
+    shipped = json.loads((package_dir("models") / "stats-prior.json").read_text())
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({**shipped, "recordings": rows.tolist(), "neighbours": 2}))
+    metric = StatsMetric(prior_path=path)
+    # an input just off recording 4: its prior is recording 4 and the one nearest to it (in spreads)
+    gaps = np.mean(np.square((rows - rows[4]) / metric.scale), axis=1)
+    nearest = int(np.argsort(gaps)[1])
+    near_4 = rows[4] + 0.01 * metric.scale
+    assert np.allclose(metric.content_prior(near_4), (rows[4] + rows[nearest]) / 2)
+    # the reference's processing is measured against the input (0), the content prior (1) or the blend
+    emb = lambda v: Embedding(np.atleast_2d(v).astype(np.float32), np.zeros((1, 0), np.float32))  # noqa: E731
+    ref, dry = rows[0] + 3.0, rows[5]
+    for lam, guess in ((0.0, near_4), (1.0, metric.content_prior(near_4)),
+                       (0.5, 0.5 * near_4 + 0.5 * metric.content_prior(near_4))):
+        target = metric.targets(emb(ref), emb(near_4), emb(dry), lam).mid[0]
+        assert np.allclose(target, dry + ref - guess, atol=1e-3)
+    # a prior file without recordings (before 2026-12-06) falls back to the mean of all types
+    path.write_text(json.dumps({k: v for k, v in shipped.items() if k not in ("recordings", "neighbours")}))
+    assert np.array_equal(StatsMetric(prior_path=path).content_prior(near_4), metric.prior)
+    # the shipped file: every training recording of the four content types, the default blend still 0
+    assert len(shipped["recordings"]) >= 100 and shipped["neighbours"] == 10 and shipped["reference_prior"] == 0.0
+
+
 def test_coordinate_probes_find_a_far_single_knob_and_combine_the_ones_that_gain():
     from stito_server.engine.optimize import Stage, optimize_by_group, probe_coordinates
 

@@ -17,6 +17,10 @@ from .data.clips import RATE, load_clip, load_manifest
 CONTENTS = ("speech", "music", "guitar", "drums")
 
 
+NEIGHBOURS = 10  # training recordings most like the input whose mean is the content prior (``StatsMetric``)
+CLIPS_PER_RECORDING = 4  # clips per recording in its mean descriptors
+
+
 def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0, reference_prior: float = 0.0,
                     seed: int = 0, out: Path | None = None, whiten_covariance: bool = False) -> dict:
     """Fit the prior of ``metrics/stats.py`` on raw training clips and write it.
@@ -26,6 +30,8 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
     median scale so no descriptor gets an unbounded weight. With ``whiten_covariance``, also the whitening of
     the between-recording covariance (``nuisance_whitening``): descriptors that move together from one recording
     to the next (a darker recording lowers every high band) then count as one nuisance direction, not many.
+    Also each training recording's mean descriptors (``recording_means``): the metric's content prior for an
+    input is the mean of the ``NEIGHBOURS`` recordings most like it.
 
     Args:
         root: The training corpus (``stito data train``).
@@ -49,32 +55,73 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
         except (FileNotFoundError, ValueError):
             continue
         picks = rng.choice(len(entries), size=min(clips_per_type, len(entries)), replace=False)
-        batch = []
-        for i in picks:
-            x = load_clip(root, entries[int(i)])
-            x = np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x
-            start = max(0, (x.shape[1] - n) // 2)
-            batch.append(x[:, start:start + n])
-        length = min(b.shape[1] for b in batch)
-        mid, side = normalized_mid_side(np.stack([b[:, :length] for b in batch]), RATE, RATE)
-        d = descriptors(mid, side, fb)
+        d = _descriptors(root, [entries[int(i)] for i in picks], n, fb)
         means.append(d.mean(axis=0))
         variances.append(d.var(axis=0))
         centred.append(d - d.mean(axis=0))
-        counts[content] = len(batch)
+        counts[content] = len(d)
     if not means:
         raise ValueError(f"no training clips under {root}; run `stito data train` first")
     scale = np.sqrt(np.mean(variances, axis=0))
     scale = np.maximum(scale, 0.1 * float(np.median(scale)))
     whiten = nuisance_whitening(centred, scale) if whiten_covariance else None
+    recordings = recording_means(root, seconds, seed)
     result = {"names": descriptor_names(), "mean": np.mean(means, axis=0).tolist(), "scale": scale.tolist(),
               "whiten": None if whiten is None else whiten.tolist(),
+              "neighbours": NEIGHBOURS, "recordings": [[round(float(v), 3) for v in r] for r in recordings],
               "reference_prior": reference_prior, "clips": counts, "seconds": seconds, "seed": seed,
               "command": f"stito train stats-prior --clips {clips_per_type} --reference-prior {reference_prior:g} "
                          f"--seed {seed}" + (" --whiten" if whiten_covariance else "")}
     path = out or package_dir("models") / PRIOR_FILE
-    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    path.write_text(_dumps(result), encoding="utf-8")
     return result
+
+
+def _dumps(result: dict) -> str:
+    """The prior as JSON, indented, with each recording's row on one line (a reviewable file)."""
+    rows = result["recordings"]
+    text = json.dumps(result | {"recordings": "@ROWS@"}, indent=1)
+    return text.replace('"@ROWS@"', "[\n" + ",\n".join("  " + json.dumps(r) for r in rows) + "\n ]") + "\n"
+
+
+def _descriptors(root: Path, entries: list[dict], n: int, fb: np.ndarray) -> np.ndarray:
+    """``(len(entries), dims)`` descriptors of each clip's middle ``n`` samples (stereo, peak-normalised)."""
+    batch = []
+    for e in entries:
+        x = load_clip(root, e)
+        x = np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x
+        start = max(0, (x.shape[1] - n) // 2)
+        batch.append(x[:, start:start + n])
+    length = min(b.shape[1] for b in batch)
+    mid, side = normalized_mid_side(np.stack([b[:, :length] for b in batch]), RATE, RATE)
+    return descriptors(mid, side, fb)
+
+
+def recording_means(root: Path, seconds: float = 4.0, seed: int = 0) -> np.ndarray:
+    """Mean descriptors of every training recording, over up to ``CLIPS_PER_RECORDING`` of its clips.
+
+    Args:
+        root: The training corpus.
+        seconds: Crop length from each clip's middle, in seconds.
+        seed: Seed of the clip draw within a recording.
+
+    Returns:
+        ``(recordings, dims)`` float64, content types in ``CONTENTS`` order, recordings sorted by id.
+    """
+    rng = np.random.default_rng(seed)
+    fb = mel_filterbank(RATE, N_FFT, N_MELS, 20.0, min(20000.0, RATE / 2))
+    out = []
+    for content in CONTENTS:
+        try:
+            entries = load_manifest(root, content, False)
+        except (FileNotFoundError, ValueError):
+            continue
+        ids = np.array([e["recording"] for e in entries])
+        for rec in sorted(set(ids.tolist())):
+            members = np.flatnonzero(ids == rec)
+            picks = rng.choice(members, size=min(CLIPS_PER_RECORDING, len(members)), replace=False)
+            out.append(_descriptors(root, [entries[int(i)] for i in picks], int(seconds * RATE), fb).mean(axis=0))
+    return np.array(out)
 
 
 def nuisance_whitening(centred: list[np.ndarray], scale: np.ndarray) -> np.ndarray:

@@ -78,19 +78,24 @@ class StatsMetric(StyleMetric):
 
     ``embed`` returns raw descriptors (in ``Embedding.mid``; ``side`` is empty: the side's share is among the
     descriptors). The match compares what the chain does to each excerpt, ``d(chain(A_c)) - d(A_c)``, with
-    what the reference's processing is estimated to be, ``d(B) - [reference_prior * prior + (1 -
-    reference_prior) * d(A)]`` (``targets``); ``similarity`` is minus the mean squared difference in units of
-    how much recordings naturally differ per descriptor (``scale``, fit on the training corpus), so 0 is a
-    perfect match and a gap of one recording-to-recording spread in every descriptor scores -1.
+    what the reference's processing is estimated to be, ``d(B) - [reference_prior * prior(A) + (1 -
+    reference_prior) * d(A)]`` (``targets``), where ``prior(A)`` is the mean of the raw training recordings
+    most like the input (``content_prior``): the best guess of the reference's raw content is partly the
+    input's own and partly what recordings like it are. ``similarity`` is minus the mean squared difference in
+    units of how much recordings naturally differ per descriptor (``scale``, fit on the training corpus), so 0
+    is a perfect match and a gap of one recording-to-recording spread in every descriptor scores -1.
 
     Attributes:
-        prior: ``(dims,)`` mean descriptors of raw training recordings.
+        prior: ``(dims,)`` mean descriptors of raw training recordings (every content type alike).
         scale: ``(dims,)`` spread of a descriptor between recordings (its standard deviation).
         whiten: ``(dims, dims)`` inverse square root of the between-recording covariance (shrunk), or None.
-        reference_prior: 1: the reference's processing is measured against an average raw recording ("apply
-            the reference's processing"); 0 (the shipped default): against the input ("sound like the
-            reference", as Matchering does). Task 4's references share the input's content type, where the
-            input is the better guess of the reference's raw content.
+        recordings: ``(recordings, dims)`` mean descriptors of each raw training recording (none: the content
+            prior is ``prior``).
+        neighbours: How many of ``recordings`` make the content prior.
+        reference_prior: 1: the reference's processing is measured against the content prior ("apply the
+            reference's processing"); 0: against the input ("sound like the reference", as Matchering does);
+            the shipped 0.75 is the blend whose guess of another recording's raw descriptors erred least on
+            training recordings (docs/match-quality.md).
     """
 
     name = "stats"
@@ -107,7 +112,26 @@ class StatsMetric(StyleMetric):
         self.scale = np.asarray(data["scale"], dtype=np.float64)
         # (dims, dims) inverse square root of the between-recording covariance, when fit; else per-descriptor
         self.whiten = np.asarray(data["whiten"], dtype=np.float64) if data.get("whiten") is not None else None
+        self.recordings = np.asarray(data.get("recordings", []), dtype=np.float64).reshape(-1, len(self.prior))
+        self.neighbours = int(data.get("neighbours", 0))
         self.reference_prior = float(data["reference_prior"] if reference_prior is None else reference_prior)
+
+    def content_prior(self, input_mean: np.ndarray) -> np.ndarray:
+        """The expected raw descriptors of a recording like the input: the mean of the ``neighbours`` training
+        recordings nearest to it (mean squared gap in spreads, ``scale``), or ``prior`` when the prior file
+        has no recordings.
+
+        Args:
+            input_mean: ``(dims,)`` the input's mean descriptors.
+
+        Returns:
+            ``(dims,)`` float64.
+        """
+        if not len(self.recordings) or self.neighbours < 1:
+            return self.prior
+        gaps = np.mean(np.square((self.recordings - np.asarray(input_mean, np.float64)) / self.scale), axis=1)
+        nearest = np.argsort(gaps, kind="stable")[:self.neighbours]
+        return self.recordings[nearest].mean(axis=0)
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> Embedding:
         mid, side = normalized_mid_side(audio, sample_rate, self.sample_rate)
@@ -129,15 +153,17 @@ class StatsMetric(StyleMetric):
             reference: The reference's mean descriptors (one row).
             input_mean: The input's mean descriptors (one row).
             dry: The unprocessed excerpts' descriptors (one row each).
-            reference_prior: 0 (the default, ``self.reference_prior``): the reference's processing is what it
-                has beyond the input ("sound like the reference"); 1: beyond an average raw training recording
-                ("apply the reference's processing"); in between, a blend.
+            reference_prior: 0: the reference's processing is what it has beyond the input ("sound like the
+                reference"); 1: beyond the raw training recordings most like the input (``content_prior``:
+                "apply the reference's processing"); in between, a blend (None: ``self.reference_prior``).
 
         Returns:
             One row per excerpt.
         """
         lam = self.reference_prior if reference_prior is None else reference_prior
-        processing = reference.mid - (lam * self.prior + (1.0 - lam) * input_mean.mid)
+        raw = input_mean.mid.astype(np.float64)
+        guess = raw if lam == 0 else lam * self.content_prior(raw.reshape(-1)) + (1.0 - lam) * raw
+        processing = reference.mid - guess
         return Embedding((dry.mid + processing).astype(np.float32), dry.side)
 
     def similarity(self, a: Embedding, b: Embedding, use_side: bool = True) -> np.ndarray:
