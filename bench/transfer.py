@@ -74,12 +74,13 @@ VARIANTS = ("cross", "same", "none")
 # cells: (style, content type) pairs, each run ``repeats`` times with other clips per variant ("none" has no
 # style: ``none_repeats`` cases per content type); options: None = the product's default search exactly as
 # `stito match` runs it (fast preset, its time budget, restraint on, output gained to the reference's loudness),
-# else the MatchOptions changes of a reduced search (the quick run only, for CI).
+# else the MatchOptions changes of a reduced search (the quick run only, for CI); control_cells: how many of the
+# cells (content types for "none") the "same" and "none" controls run on (None: all).
 FULL = {"cells": tuple((s, c) for s in STYLE_NAMES for c in CONTENTS), "repeats": 2, "none_repeats": 7,
-        "variants": VARIANTS, "options": None}
+        "variants": VARIANTS, "options": None, "control_cells": None}
 QUICK = {"cells": (("lowpass", "speech"), ("delay", "music")), "repeats": 1, "none_repeats": 1,
          "variants": VARIANTS, "options": {"popsize": 4, "max_generations": 2, "time_budget_s": None,
-                                           "excerpt_seconds": 3.0}}
+                                           "excerpt_seconds": 3.0}, "control_cells": 1}
 MEASURES = ("mrstft_db", "logmel_db", "loudness_error_lu", "width_error")
 MOVED = 0.05  # a parameter counts as moved when its normalised position changed by more than this
 BOOTSTRAP_RESAMPLES, CI_LEVEL = 2000, 0.90
@@ -445,6 +446,8 @@ def _cases_plan(cfg: dict, pools: dict, seed: int) -> list[dict]:
     for variant in cfg["variants"]:
         cells = (tuple((None, c) for c in dict.fromkeys(c for _, c in cfg["cells"]))
                  if variant == "none" else cfg["cells"])
+        if variant != "cross":
+            cells = cells[:cfg.get("control_cells")]
         repeats = cfg["none_repeats"] if variant == "none" else cfg["repeats"]
         for cell, (style, content) in enumerate(cells):
             if content not in pools:

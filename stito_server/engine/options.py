@@ -71,8 +71,8 @@ class MatchOptions:
         evidence: What gains are weighed in against the floors: "objective" (penalties included) or
             "similarity" (the prior left out); None: what the metric's floors were measured in.
         reference_prior: Delta metrics (``stats``) only: 0 "sound like the reference" (its processing is what it
-            has beyond the input; the default), 1 "apply the reference's processing" (beyond an average raw
-            recording), or a blend; None: the metric's default.
+            has beyond the input; the default), 1 "apply the reference's processing" (beyond the raw training
+            recordings most like the input), or a blend; None: the metric's default.
         search: "effects": each effect's parameters searched alone first (the others at their start), then the
             whole chain from the effects' bests (``optimize.optimize_by_group``; a chain of one effect, or
             fewer than two generations per effect, searches jointly); "joint": one CMA-ES over the whole chain
@@ -312,7 +312,7 @@ MATCH_OPTIONS: tuple[OptionSpec, ...] = (
                "(joint) (default: preset's: fast effects, paper joint)", "--search", choices=SEARCH_CHOICES),
     OptionSpec("reference_prior", _number_or_none, "a number or null",
                "stats metric: 0 makes the input sound like the reference (default), 1 applies only the processing "
-               "the reference has beyond an average raw recording, between: a blend", "--reference-prior"),
+               "the reference has beyond raw recordings like the input, between: a blend", "--reference-prior"),
     OptionSpec("same_performance", str, "a string",
                "when the reference is the input's own performance, processed (a before/after pair), compare them "
                "moment by moment and search longer (auto), or never (off) (default: preset's: fast auto, paper off)",
