@@ -93,9 +93,10 @@ class StatsMetric(StyleMetric):
             prior is ``prior``).
         neighbours: How many of ``recordings`` make the content prior.
         reference_prior: 1: the reference's processing is measured against the content prior ("apply the
-            reference's processing"); 0: against the input ("sound like the reference", as Matchering does);
-            the shipped 0.75 is the blend whose guess of another recording's raw descriptors erred least on
-            training recordings (docs/match-quality.md).
+            reference's processing"); 0 (the shipped default): against the input ("sound like the reference",
+            as Matchering does). A 0.75 blend guesses another recording's raw descriptors better on training
+            recordings, but its matches ended further from the oracle with the floors calibrated at 0
+            (docs/match-quality.md).
     """
 
     name = "stats"
