@@ -284,9 +284,9 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
 
     Returns:
         Per case ``{"variant", "content", "style", "start_distance", "gain", "similarity_gain", "accepted",
-        "input_db", "matched_db"}`` (gain in objective units, penalties included; similarity_gain without them,
-        both on the validation excerpts; the two MR-STFT distances to the oracle in dB, the match kept whatever
-        it gained when the floors are 0).
+        "engaged", "input_db", "matched_db"}`` (gain in objective units, penalties included; similarity_gain
+        without them, both on the validation excerpts; engaged: the kinds of the effects the match kept; the two
+        MR-STFT distances to the oracle in dB, the match kept whatever it gained when the floors are 0).
     """
     rows = []
     for variant, content, style, a, bs in probe_cases(root, n, seed, references):
@@ -302,6 +302,7 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
                      "gain": max(r.restraint.gain or 0.0, 0.0),
                      "similarity_gain": (r.similarity["after"] or r.similarity["before"]) - r.similarity["before"],
                      "accepted": bool(r.restraint.accepted), "floors": r.restraint.source,
+                     "engaged": [e.kind for e in r.restraint.effects if e.engaged],
                      "input_db": oracle_db(a, oracle),
                      "matched_db": oracle_db(r.output, oracle)})
         x = rows[-1]

@@ -192,11 +192,10 @@ def score_settings(input_audio: Audio, reference: Audio | Sequence[Audio], chain
     reference = _checked_references(reference)
     kept = chain.get_vector()
     alignment = _alignment(input_audio, reference, opts)
-    aligned = alignment is not None and alignment.same_performance
     try:
         with make_renderer(chain, opts) as renderer:
             analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
-            floors = _floors(metric, opts, [], aligned)
+            floors = _floors(metric, opts, [], alignment)
             scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], alignment, opts)
             scorers = {name: scorer(clips) for name, clips in (("analysis", analysis), ("validation", validation))}
             start = _start(chain, opts)
@@ -269,10 +268,9 @@ def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, 
     with make_renderer(chain, opts) as renderer:
         renderer.cancelled = cancelled  # a cancel takes effect within one candidate, not one generation
         alignment = _alignment(input_audio, reference, opts)
-        aligned = alignment is not None and alignment.same_performance
-        if aligned:  # a well-posed objective: worth a longer search
+        if alignment is not None and alignment.same_performance:  # a well-posed objective: worth a longer search
             opts = replace(opts, optimizer=opts.same_performance_search())
-        floors = _floors(metric, opts, warnings, aligned)
+        floors = _floors(metric, opts, warnings, alignment)
         analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
         to_target = [float(metric.similarity(e, target.reference, use_side)[0]) for e in target.references]
         scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], alignment, opts)
@@ -397,12 +395,14 @@ def _scorers(renderer: Renderer | ProcessRenderer, metric: StyleMetric, target: 
     return lambda clips: Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
 
 
-def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str], aligned: bool = False) -> Floors:
+def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str],
+            alignment: Alignment | None = None) -> Floors:
     """The metric's calibrated floors and weights (for a same-performance match, those of ``models/alignment.json``),
     with any ``gain_floor`` / ``effect_floor`` the options set; a metric without calibrated ones keeps any gain
     above 0 (and the user is told)."""
     if opts.restraint != "on":
         return Floors(0.0, 0.0, "restraint off")
+    aligned = alignment is not None and alignment.same_performance
     floors = load_same_performance_floors() if aligned else load_floors(metric.name)
     if floors is None:
         floors = Floors(0.0, 0.0, f"no calibrated floors for metric {metric.name!r}: any gain counts")
