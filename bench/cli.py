@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval|parameters|transfer|ranking|references|all [--quick]` (into bench/results/); `throughput`, `speed`, `batch`, `server`."""
+"""`stito bench classification|retrieval|parameters|transfer|ranking|references|all [--quick]` (into bench/results/); `throughput`, `speed`, `batch`, `server`, `visibility`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     add_batch_arguments(sub.add_parser("batch", help="stito batch throughput: LocalCluster 1 and 2 workers, dask "
                                                      "worker processes, a plain loop"))
+    vi = sub.add_parser("visibility", help="how far each style (the training ones and task 4's) moves each stats "
+                        "descriptor and a few candidate ones, against how far training recordings differ")
+    vi.add_argument("--clips", type=int, default=24, help="training clips per content type (default %(default)s)")
+    vi.add_argument("--seed", type=int, default=5, help="(default %(default)s)")
+    vi.add_argument("--cache", default=None, help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
+    vi.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
     s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
     return p
@@ -60,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         from .speed import run_args
 
         return run_args(args)
+    if args.bench_task == "visibility":
+        return _visibility(args)
     if args.bench_task == "throughput":
         import os
 
@@ -72,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"| {name} | {r['batch']} | {r['seconds']:g} | {r['median_s']:.2f} | {r['x_real_time']:.0f} |")
         return 0
     if args.bench_task not in TASKS and args.bench_task != "all":
-        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, speed, throughput, server")
+        raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, speed, throughput, server, "
+                         "visibility")
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     for task in TASKS if args.bench_task == "all" else (args.bench_task,):
@@ -80,6 +89,29 @@ def run(args: argparse.Namespace) -> int:
         report = module.run(quick=args.quick, out_dir=out, metrics=metrics, seed=args.seed, cache=args.cache)
         print(Path(report["files"][0]).read_text())
         print(f"wrote {', '.join(report['files'])} in {report['wall_s']:.0f} s")
+    return 0
+
+
+def _visibility(args: argparse.Namespace) -> int:
+    """``stito bench visibility``: the training styles and task 4's (as definitions) on training clips only."""
+    import json
+    import time
+
+    from stito_server.effects.specs import chain_from_dict
+    from training.data.corpus import train_root
+    from training.restraint import STYLES
+    from training.visibility import table, visibility
+
+    from .transfer import STYLE_NAMES, style_chain
+
+    t0 = time.perf_counter()
+    styles = {n: chain_from_dict({"name": n, "effects": e}) for n, e in STYLES.items()}
+    styles |= {f"task4:{n}": style_chain(n) for n in STYLE_NAMES}
+    res = visibility(train_root(args.cache), styles, args.clips, args.seed)
+    print("\n".join(table(res)))
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    print(f"done ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 

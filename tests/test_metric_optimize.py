@@ -261,3 +261,38 @@ def test_coordinate_probes_find_a_far_single_knob_and_combine_the_ones_that_gain
     assert probed.evaluations == plain.evaluations + 8
     with pytest.raises(ValueError, match="probe_values must lie in"):
         OptimizerOptions(probe_values=(1.5,))
+
+
+def test_candidate_descriptors_of_a_sine_are_its_amplitude_histogram_and_crest():
+    from training.visibility import candidate_descriptors
+
+    t = np.arange(RATE) / RATE
+    sine = (0.3 * np.stack([np.sin(2 * np.pi * 441 * t)] * 2)).astype(np.float32)
+    share6, share12, crest = candidate_descriptors(sine, RATE)
+    # the share of a sine's samples above a fraction k of its peak is 1 - (2 / pi) asin(k); its crest is 3.01 dB
+    for got, db in ((share6, -6.0), (share12, -12.0)):
+        assert got == pytest.approx(10 * np.log10(1 - 2 / np.pi * np.arcsin(10 ** (db / 20))), abs=0.01)
+    assert crest == pytest.approx(20 * np.log10(np.sqrt(2)), abs=0.01)
+    # peak-normalised: the level does not matter, and the caller's audio is left as it was
+    kept = sine.copy()
+    assert np.allclose(candidate_descriptors(sine * 3, RATE), (share6, share12, crest))
+    assert np.array_equal(sine, kept)
+
+
+def test_visibility_shows_a_heavy_compressor_in_the_amplitude_histogram_and_a_shelf_eq_not(phrase_corpus):
+    from stito_server.effects.specs import chain_from_dict
+    from stito_server.metrics.stats import descriptor_names
+    from training.restraint import STYLES
+    from training.visibility import CANDIDATES, table, visibility
+
+    styles = {n: chain_from_dict({"name": n, "effects": STYLES[n]}) for n in ("squashed", "warm")}
+    res = visibility(phrase_corpus, styles, clips_per_type=3, seed=0, log=lambda s: None)
+    assert res["descriptors"] == descriptor_names() + list(CANDIDATES) and res["clips"] == 6
+    j = res["descriptors"].index("share_above_-6dB")
+    squashed, warm = res["styles"]["squashed"], res["styles"]["warm"]
+    assert squashed["visibility"][j] > 3 and squashed["visibility"][j] > 2 * warm["visibility"][j]
+    assert squashed["metric_effect"] > 0 and warm["metric_effect"] > 0 and res["content_gap"]["other_recording"] > 0
+    # each phrase recording has one clip: nothing to say against clips of one recording
+    assert res["content_gap"]["own_recording"] is None and squashed["visibility_own"] is None
+    lines = table(res)
+    assert lines[-2].startswith("| squashed |") and lines[-1].startswith("| warm |")
