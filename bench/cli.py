@@ -104,6 +104,8 @@ def _visibility(args: argparse.Namespace) -> int:
 
     from .transfer import STYLE_NAMES, style_chain
 
+    if args.clips < 2:
+        raise SystemExit(f"stito bench visibility: --clips must be at least 2 (a spread needs two gaps), got {args.clips}")
     t0 = time.perf_counter()
     styles = {n: chain_from_dict({"name": n, "effects": e}) for n, e in STYLES.items()}
     styles |= {f"task4:{n}": style_chain(n) for n in STYLE_NAMES}

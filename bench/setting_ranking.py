@@ -198,7 +198,7 @@ def ceiling(moves: list[tuple[np.ndarray, np.ndarray]], top: int = 8) -> dict:
     r = np.array([g for _, g in moves])
     per = s.mean(axis=0) / np.maximum(r.mean(axis=0), 1e-12)
     order = np.argsort(-per)[:top]
-    names = descriptor_names()
+    names = descriptor_names(amplitude=len(per) == len(descriptor_names(True)))
     return {"ratio": float(s.sum() / max(r.sum(), 1e-12)),
             "cases_above": float(np.mean(s.sum(axis=1) > r.sum(axis=1))),
             "descriptors": [{"name": names[j], "setting": float(s[:, j].mean()), "recording": float(r[:, j].mean()),

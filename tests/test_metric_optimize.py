@@ -296,3 +296,21 @@ def test_visibility_shows_a_heavy_compressor_in_the_amplitude_histogram_and_a_sh
     assert res["content_gap"]["own_recording"] is None and squashed["visibility_own"] is None
     lines = table(res)
     assert lines[-2].startswith("| squashed |") and lines[-1].startswith("| warm |")
+
+
+def test_a_prior_naming_the_amplitude_histogram_makes_the_stats_metric_compute_it(tmp_path, phrase_corpus):
+    from stito_server.metrics.stats import AMPLITUDE, StatsMetric, descriptor_names
+    from training.stats_prior import fit_stats_prior
+
+    prior = fit_stats_prior(phrase_corpus, clips_per_type=3, seconds=1.0, out=tmp_path / "amp.json", amplitude=True)
+    assert prior["names"] == descriptor_names() + list(AMPLITUDE) and len(prior["scale"]) == 59
+    assert len(prior["recordings"][0]) == 59 and "--amplitude-histogram" in prior["command"]
+    t = np.arange(RATE) / RATE
+    sine = (0.3 * np.stack([np.sin(2 * np.pi * 441 * t)] * 2)).astype(np.float32)[None]
+    with_amp = StatsMetric(prior_path=tmp_path / "amp.json").embed(sine, RATE).mid
+    shipped = get_metric("stats").embed(sine, RATE).mid
+    assert with_amp.shape == (1, 59) and shipped.shape == (1, 57)
+    assert np.allclose(with_amp[0, :57], shipped[0], atol=1e-4)  # the 57 are the same descriptors
+    # a sine's share of samples above a fraction k of its peak is 1 - (2 / pi) asin(k)
+    for got, db in zip(with_amp[0, 57:], (-6.0, -12.0)):
+        assert got == pytest.approx(10 * np.log10(1 - 2 / np.pi * np.arcsin(10 ** (db / 20))), abs=0.01)

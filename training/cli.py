@@ -117,6 +117,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sp.add_argument("--whiten", action="store_true",
                     help="also whiten by the full between-recording covariance (Ledoit-Wolf); measured on task 5, "
                          "no better than the per-descriptor spreads the shipped prior uses (docs/match-quality.md)")
+    sp.add_argument("--amplitude-histogram", action="store_true",
+                    help="also the share of samples within 6 and 12 dB of the peak (docs/match-quality.md)")
+    sp.add_argument("--out", type=Path, default=None, help="write here instead of the package's models/")
     sp.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     sp.add_argument("--seed", type=int, default=0, help="(default 0)")
     e = sub.add_parser("export", help="write the checkpoint's encoder to models/afx-rep-<sha256 prefix>.pt")
@@ -214,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
         from .stats_prior import fit_stats_prior
 
         res = fit_stats_prior(train_root(args.cache), args.clips, reference_prior=args.reference_prior,
-                              seed=args.seed, whiten_covariance=args.whiten)
+                              seed=args.seed, out=args.out, whiten_covariance=args.whiten,
+                              amplitude=args.amplitude_histogram)
         print(f"stats prior from {res['clips']} clips ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "export":
         from stito_server.metrics.weights import export_weights

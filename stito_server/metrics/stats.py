@@ -17,14 +17,30 @@ ACTIVE_DB = 35.0  # frames within this of the loudest frame count (the loudest p
 PRIOR_FILE = "stats-prior.json"  # in the package's models folder, written by `stito train stats-prior`
 
 
-def descriptor_names() -> list[str]:
-    """Name of each descriptor, in vector order."""
+# Optional descriptors, computed when the prior file names them (``stito train stats-prior --amplitude-histogram``):
+# the share of the mid's samples within 6 and 12 dB of its peak, in dB (limiting, compression with make-up and
+# saturation pile samples up near the peak; measured by `stito bench visibility`).
+AMPLITUDE = ("share_above_-6dB", "share_above_-12dB")
+
+
+def descriptor_names(amplitude: bool = False) -> list[str]:
+    """Name of each descriptor, in vector order (with ``amplitude``, ``AMPLITUDE`` last)."""
     return ([f"shape_{k}" for k in range(BANDS)] + [f"range_{k}" for k in range(BANDS)]
             + [f"side_{k}" for k in range(BANDS)] + [f"decay_{k}" for k in range(BROAD)]
-            + [f"flux_{k}" for k in range(BROAD)] + ["crest_db"])
+            + [f"flux_{k}" for k in range(BROAD)] + ["crest_db"] + (list(AMPLITUDE) if amplitude else []))
 
 
-def descriptors(mid: np.ndarray, side: np.ndarray, fb: np.ndarray) -> np.ndarray:
+def amplitude_shares(mid: np.ndarray) -> np.ndarray:
+    """``(batch, 2)`` float64: the share of each clip's samples within 6 and 12 dB of its peak, 10 log10.
+
+    Args:
+        mid: ``(batch, samples)`` float32.
+    """
+    a = np.abs(mid.astype(np.float64)) / np.maximum(np.abs(mid).max(axis=1, keepdims=True), 1e-9)
+    return np.stack([10 * np.log10(np.mean(a > 10 ** (db / 20), axis=1) + 1e-6) for db in (-6.0, -12.0)], axis=1)
+
+
+def descriptors(mid: np.ndarray, side: np.ndarray, fb: np.ndarray, amplitude: bool = False) -> np.ndarray:
     """Production descriptors of peak-normalised clips, in dB.
 
     Per clip: the mid's band levels with the overall level removed (spectral shape, 16 bands), each band's
@@ -37,9 +53,10 @@ def descriptors(mid: np.ndarray, side: np.ndarray, fb: np.ndarray) -> np.ndarray
         mid: ``(batch, samples)`` float32.
         side: Same shape.
         fb: ``(N_MELS, N_FFT // 2 + 1)`` mel filterbank.
+        amplitude: Also the amplitude histogram (``amplitude_shares``).
 
     Returns:
-        ``(batch, len(descriptor_names()))`` float64.
+        ``(batch, len(descriptor_names(amplitude)))`` float64.
     """
     def band_db(x: np.ndarray) -> np.ndarray:  # (batch, frames, BANDS)
         if x.shape[-1] < N_FFT:
@@ -70,7 +87,8 @@ def descriptors(mid: np.ndarray, side: np.ndarray, fb: np.ndarray) -> np.ndarray
                      for b in range(len(m))])
     rms = np.sqrt(np.mean(np.square(mid, dtype=np.float64), axis=1))
     crest = 20 * np.log10(np.maximum(np.abs(mid).max(axis=1), 1e-9) / np.maximum(rms, 1e-9))
-    return np.concatenate([shape, hi - lo, side_db, decay, flux, crest[:, None]], axis=1)
+    parts = [shape, hi - lo, side_db, decay, flux, crest[:, None]] + ([amplitude_shares(mid)] if amplitude else [])
+    return np.concatenate(parts, axis=1)
 
 
 class StatsMetric(StyleMetric):
@@ -107,8 +125,9 @@ class StatsMetric(StyleMetric):
         self.sample_rate = sample_rate
         self.fb = mel_filterbank(sample_rate, N_FFT, N_MELS, 20.0, min(20000.0, sample_rate / 2))
         data = json.loads((prior_path or package_dir("models") / PRIOR_FILE).read_text(encoding="utf-8"))
-        if data["names"] != descriptor_names():
+        if data["names"] not in (descriptor_names(), descriptor_names(True)):
             raise ValueError(f"{PRIOR_FILE} was fit for other descriptors; re-run `stito train stats-prior`")
+        self.amplitude = data["names"] == descriptor_names(True)  # the prior names the amplitude histogram
         self.prior = np.asarray(data["mean"], dtype=np.float64)
         self.scale = np.asarray(data["scale"], dtype=np.float64)
         # (dims, dims) inverse square root of the between-recording covariance, when fit; else per-descriptor
@@ -136,7 +155,7 @@ class StatsMetric(StyleMetric):
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> Embedding:
         mid, side = normalized_mid_side(audio, sample_rate, self.sample_rate)
-        d = descriptors(mid, side, self.fb).astype(np.float32)
+        d = descriptors(mid, side, self.fb, self.amplitude).astype(np.float32)
         return Embedding(d, np.zeros((len(d), 0), np.float32))
 
     def distance(self, similarity: float) -> float:
