@@ -9,15 +9,15 @@ import numpy as np
 
 from stito_server.effects.chain import Chain
 from stito_server.metrics import get_metric
-from stito_server.metrics.stats import descriptor_names
+from stito_server.metrics.stats import AMPLITUDE, amplitude_shares, descriptor_names
 
 from .data.clips import RATE
 from .restraint import CONTENTS, Pool
 
-# Candidate descriptors, not in the metric: the share of samples within 6 / 12 dB of the peak (an amplitude
-# histogram: limiting, compression with make-up and saturation pile samples up near the peak) and the 10th
-# percentile of the crest factor of 50 ms frames (saturation flattens the peaks within each frame).
-CANDIDATES = ("share_above_-6dB", "share_above_-12dB", "frame_crest_p10_db")
+# Candidate descriptors, not in the shipped metric: the share of samples within 6 / 12 dB of the peak (an amplitude
+# histogram, ``stats.AMPLITUDE``: limiting, compression with make-up and saturation pile samples up near the peak)
+# and the 10th percentile of the crest factor of 50 ms frames (saturation flattens the peaks within each frame).
+CANDIDATES = (*AMPLITUDE, "frame_crest_p10_db")
 FRAME_S = 0.05
 ACTIVE_DB = 35.0  # frames within this of the loudest count (as the metric's)
 
@@ -40,10 +40,7 @@ def candidate_descriptors(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     level = 20 * np.log10(np.maximum(rms, 1e-9))
     active = (level >= level.max() - ACTIVE_DB) & (rms > 0)
     crest = 20 * np.log10(np.maximum(np.abs(frames[active]).max(axis=1), 1e-9) / rms[active])
-    a = np.abs(mid)
-    return np.array([10 * np.log10(np.mean(a > 10 ** (-6 / 20)) + 1e-6),
-                     10 * np.log10(np.mean(a > 10 ** (-12 / 20)) + 1e-6),
-                     float(np.percentile(crest, 10)) if len(crest) else 0.0])
+    return np.concatenate([amplitude_shares(mid[None])[0], [float(np.percentile(crest, 10)) if len(crest) else 0.0]])
 
 
 def visibility(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, seed: int = 5,
