@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stito_server.metrics import Embedding, get_metric
-from stito_server.metrics.stats import StatsMetric, descriptor_names
+from stito_server.metrics.stats import StatsMetric
 from training.data.clips import RATE
 from training.data.corpus import build_eval
 from training.effects import UNSEEN_EFFECTS, pretext_effects
@@ -175,10 +175,10 @@ def _run_variant(pools: list[ClipPool], scorers: dict, chains: dict, plan: RankP
         out[m] = {g: {k: float(np.mean(v[g])) for k, v in f.items()} | {"n": len(f["accuracy"][g])} for g in GROUPS}
         out[m]["all"] = {k: float(np.mean([x for g in GROUPS for x in v[g]])) for k, v in f.items()}
         out[m]["all"]["n"] = sum(len(f["accuracy"][g]) for g in GROUPS)
-    return out, {m: ceiling(v) for m, v in moves.items()}
+    return out, {m: ceiling(v, scorers[m].names) for m, v in moves.items()}
 
 
-def ceiling(moves: list[tuple[np.ndarray, np.ndarray]], top: int = 8) -> dict:
+def ceiling(moves: list[tuple[np.ndarray, np.ndarray]], names: list[str], top: int = 8) -> dict:
     """Where a descriptor metric's ranking ceiling lies: how far nearby settings move each descriptor against how
     far the recording difference puts the target from the reference's setting, in the metric's units.
 
@@ -186,6 +186,7 @@ def ceiling(moves: list[tuple[np.ndarray, np.ndarray]], top: int = 8) -> dict:
         moves: Per case, ``(dims,)`` mean squared move from the positive to the nearby settings, and ``(dims,)``
             squared gap between the reference (A at the setting) and the positive (B at it), both divided by the
             descriptor's between-recording spread (``StatsMetric.scale``).
+        names: The descriptors' names (``StatsMetric.names``).
         top: Descriptors listed, those whose setting moves stand out most from the recording gaps.
 
     Returns:
@@ -198,7 +199,6 @@ def ceiling(moves: list[tuple[np.ndarray, np.ndarray]], top: int = 8) -> dict:
     r = np.array([g for _, g in moves])
     per = s.mean(axis=0) / np.maximum(r.mean(axis=0), 1e-12)
     order = np.argsort(-per)[:top]
-    names = descriptor_names(amplitude=len(per) == len(descriptor_names(True)))
     return {"ratio": float(s.sum() / max(r.sum(), 1e-12)),
             "cases_above": float(np.mean(s.sum(axis=1) > r.sum(axis=1))),
             "descriptors": [{"name": names[j], "setting": float(s[:, j].mean()), "recording": float(r[:, j].mean()),

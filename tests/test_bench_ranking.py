@@ -69,7 +69,7 @@ def test_ceiling_compares_setting_moves_with_recording_gaps():
     dims = len(descriptor_names())
     setting, recording = np.full(dims, 0.1), np.full(dims, 0.4)
     setting[3], recording[3] = 2.0, 0.5  # one descriptor where the setting stands out of the content noise
-    c = ceiling([(setting, recording), (setting * 4, recording)])
+    c = ceiling([(setting, recording), (setting * 4, recording)], descriptor_names())
     assert c["n"] == 2 and c["descriptors"][0]["name"] == descriptor_names()[3]
     assert c["descriptors"][0]["ratio"] == pytest.approx((2.0 + 8.0) / 2 / 0.5)
     assert c["ratio"] == pytest.approx((setting.sum() * 5) / (recording.sum() * 2))

@@ -9,7 +9,7 @@ import numpy as np
 
 from stito_server.effects.chain import Chain
 from stito_server.metrics import get_metric
-from stito_server.metrics.stats import AMPLITUDE, amplitude_shares, descriptor_names
+from stito_server.metrics.stats import AMPLITUDE, amplitude_shares
 
 from .data.clips import RATE
 from .restraint import CONTENTS, Pool
@@ -68,7 +68,7 @@ def visibility(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, s
         any recording of two clips).
     """
     metric = get_metric("stats")
-    dims = len(descriptor_names())
+    dims = len(metric.names)
     rng = np.random.default_rng(seed)
 
     def describe(x: np.ndarray) -> np.ndarray:
@@ -109,7 +109,7 @@ def visibility(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, s
         out[name] = {"metric_effect": metric_units(np.concatenate([np.array(v) for v in per_type.values()])),
                      "visibility": (shift / spread).tolist(),
                      "visibility_own": None if own_spread is None else (shift / own_spread).tolist()}
-    return {"descriptors": descriptor_names() + list(CANDIDATES),
+    return {"descriptors": metric.names + list(CANDIDATES),
             "content_gap": {"other_recording": metric_units(gaps),
                             "own_recording": metric_units(np.array(own)) if own else None},
             "styles": out, "clips": len(cross), "seed": seed}

@@ -107,6 +107,7 @@ class StatsMetric(StyleMetric):
         prior: ``(dims,)`` mean descriptors of raw training recordings (every content type alike).
         scale: ``(dims,)`` spread of a descriptor between recordings (its standard deviation).
         whiten: ``(dims, dims)`` inverse square root of the between-recording covariance (shrunk), or None.
+        names: The descriptors it computes, in vector order (those its prior file names).
         recordings: ``(recordings, dims)`` mean descriptors of each raw training recording (none: the content
             prior is ``prior``).
         neighbours: How many of ``recordings`` make the content prior.
@@ -125,9 +126,10 @@ class StatsMetric(StyleMetric):
         self.sample_rate = sample_rate
         self.fb = mel_filterbank(sample_rate, N_FFT, N_MELS, 20.0, min(20000.0, sample_rate / 2))
         data = json.loads((prior_path or package_dir("models") / PRIOR_FILE).read_text(encoding="utf-8"))
-        if data["names"] not in (descriptor_names(), descriptor_names(True)):
-            raise ValueError(f"{PRIOR_FILE} was fit for other descriptors; re-run `stito train stats-prior`")
         self.amplitude = data["names"] == descriptor_names(True)  # the prior names the amplitude histogram
+        self.names = descriptor_names(self.amplitude)
+        if data["names"] != self.names:
+            raise ValueError(f"{PRIOR_FILE} was fit for other descriptors; re-run `stito train stats-prior`")
         self.prior = np.asarray(data["mean"], dtype=np.float64)
         self.scale = np.asarray(data["scale"], dtype=np.float64)
         # (dims, dims) inverse square root of the between-recording covariance, when fit; else per-descriptor
