@@ -191,12 +191,12 @@ def score_settings(input_audio: Audio, reference: Audio | Sequence[Audio], chain
     validate_audio(input_audio, role="input")
     reference = _checked_references(reference)
     kept = chain.get_vector()
-    alignment = _alignment(input_audio, reference, opts)
+    aligned = _detected(_alignment(input_audio, reference, opts))
     try:
         with make_renderer(chain, opts) as renderer:
             analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
-            floors = _floors(metric, opts, [], alignment)
-            scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], alignment, opts)
+            floors = _floors(metric, opts, [], aligned is not None)
+            scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], aligned, opts)
             scorers = {name: scorer(clips) for name, clips in (("analysis", analysis), ("validation", validation))}
             start = _start(chain, opts)
             floors = _scaled(floors, metric, scorers["validation"], start)
@@ -268,12 +268,13 @@ def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, 
     with make_renderer(chain, opts) as renderer:
         renderer.cancelled = cancelled  # a cancel takes effect within one candidate, not one generation
         alignment = _alignment(input_audio, reference, opts)
-        if alignment is not None and alignment.same_performance:  # a well-posed objective: worth a longer search
+        aligned = _detected(alignment)
+        if aligned is not None:  # a well-posed objective: worth a longer search
             opts = replace(opts, optimizer=opts.same_performance_search())
-        floors = _floors(metric, opts, warnings, alignment)
+        floors = _floors(metric, opts, warnings, aligned is not None)
         analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
         to_target = [float(metric.similarity(e, target.reference, use_side)[0]) for e in target.references]
-        scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], alignment, opts)
+        scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], aligned, opts)
         validation_scorer = scorer(validation)
         floors = _scaled(floors, metric, validation_scorer, start)
 
@@ -382,27 +383,31 @@ def _alignment(input_audio: Audio, reference: list[Audio], opts: MatchOptions) -
     return align(input_audio, reference[0])
 
 
+def _detected(alignment: Alignment | None) -> Alignment | None:
+    """The alignment when the reference was found to be the input's own performance, processed; else None."""
+    return alignment if alignment is not None and alignment.same_performance else None
+
+
 def _scorers(renderer: Renderer | ProcessRenderer, metric: StyleMetric, target: Target, use_side: bool,
-             input_audio: Audio, reference: Audio, alignment: Alignment | None,
+             input_audio: Audio, reference: Audio, aligned: Alignment | None,
              opts: MatchOptions) -> Callable[[list[Clip]], Scorer]:
-    """What scores renders of a set of clips: against the reference embedding, or, for a reference that is the
-    input's own performance, against the reference at the same moments (``AlignedScorer``)."""
+    """What scores renders of a set of clips: against the reference embedding, or, for a reference found to be the
+    input's own performance (``aligned``: its alignment; None otherwise), against the reference at the same moments
+    (``AlignedScorer``)."""
     sr = input_audio.sample_rate
-    if alignment is not None and alignment.same_performance:
+    if aligned is not None:
         ref = reference.samples if reference.sample_rate == sr else resample(reference.samples, reference.sample_rate, sr)
-        lag = int(round(alignment.lag_s * sr))
+        lag = int(round(aligned.lag_s * sr))
         return lambda clips: AlignedScorer(renderer, clips, sr, ref, lag, opts.pipeline)
     return lambda clips: Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
 
 
-def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str],
-            alignment: Alignment | None = None) -> Floors:
+def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str], aligned: bool = False) -> Floors:
     """The metric's calibrated floors and weights (for a same-performance match, those of ``models/alignment.json``),
     with any ``gain_floor`` / ``effect_floor`` the options set; a metric without calibrated ones keeps any gain
     above 0 (and the user is told)."""
     if opts.restraint != "on":
         return Floors(0.0, 0.0, "restraint off")
-    aligned = alignment is not None and alignment.same_performance
     floors = load_same_performance_floors() if aligned else load_floors(metric.name)
     if floors is None:
         floors = Floors(0.0, 0.0, f"no calibrated floors for metric {metric.name!r}: any gain counts")
