@@ -53,8 +53,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="save the matched chain here, every parameter fixed in its units, to render onto other files "
                         "with `stito apply`")
     m.add_argument("--metric", default=DEFAULT_METRIC,
-                   help="style metric: afx (learned encoder), mfcc, mir, or names joined by '+' to score the mean of "
-                        "their similarities, e.g. afx+mfcc (default: %(default)s)")
+                   help="style metric: stats (production statistics as processing deltas), afx (learned "
+                        "encoder), mfcc, mir, or names joined by '+' to score the mean of their similarities, e.g. "
+                        "afx+mfcc (default: %(default)s)")
     m.add_argument("--preset", choices=("fast", "paper"), default="fast",
                    help="search settings: fast (seconds on 2 cores) or paper (popsize 64, 25 generations, two 5.5 s "
                         "excerpts); the flags below override it (default: %(default)s)")
