@@ -1,4 +1,4 @@
-"""`stito bench classification|retrieval|parameters|transfer|ranking|references|all [--quick]` (into bench/results/); `throughput`, `speed`, `batch`, `server`, `visibility`."""
+"""`stito bench classification|retrieval|parameters|transfer|ranking|references|all [--quick]` (into bench/results/); `throughput`, `speed`, `batch`, `server`, `visibility`, `separation`."""
 
 from __future__ import annotations
 
@@ -47,6 +47,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     vi.add_argument("--seed", type=int, default=5, help="(default %(default)s)")
     vi.add_argument("--cache", default=None, help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
     vi.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    se = sub.add_parser("separation", help="whether the input and a reference alone tell a reference through a style "
+                        "(the training ones and task 4's) from another recording left unprocessed: AUC of statistics "
+                        "of the stats descriptors' gaps, on training clips")
+    se.add_argument("--clips", type=int, default=24, help="training clips per content type (default %(default)s)")
+    se.add_argument("--calibration", type=int, default=24,
+                    help="unprocessed pairs per content type for the gaps' quantiles (default %(default)s)")
+    se.add_argument("--seed", type=int, default=7, help="(default %(default)s)")
+    se.add_argument("--prior", type=Path, default=None,
+                    help="a stats prior file (`stito train stats-prior --out`): measure its descriptors (default: the "
+                         "shipped one)")
+    se.add_argument("--cache", default=None, help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
+    se.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
     s.add_argument("--repeats", type=int, default=200, help="server_info round trips to time (default: 200)")
     return p
@@ -68,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return run_args(args)
     if args.bench_task == "visibility":
         return _visibility(args)
+    if args.bench_task == "separation":
+        return _separation(args)
     if args.bench_task == "throughput":
         import os
 
@@ -81,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.bench_task not in TASKS and args.bench_task != "all":
         raise SystemExit(f"unknown benchmark task {args.bench_task!r}; valid: {', '.join(TASKS)}, all, speed, throughput, server, "
-                         "visibility")
+                         "visibility, separation")
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     for task in TASKS if args.bench_task == "all" else (args.bench_task,):
@@ -97,24 +111,51 @@ def _visibility(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from stito_server.effects.specs import chain_from_dict
     from training.data.corpus import train_root
-    from training.restraint import STYLES
     from training.visibility import table, visibility
-
-    from .transfer import STYLE_NAMES, style_chain
 
     if args.clips < 2:
         raise SystemExit(f"stito bench visibility: --clips must be at least 2 (a spread needs two gaps), got {args.clips}")
     t0 = time.perf_counter()
-    styles = {n: chain_from_dict({"name": n, "effects": e}) for n, e in STYLES.items()}
-    styles |= {f"task4:{n}": style_chain(n) for n in STYLE_NAMES}
-    res = visibility(train_root(args.cache), styles, args.clips, args.seed)
+    res = visibility(train_root(args.cache), _study_styles(), args.clips, args.seed)
     print("\n".join(table(res)))
     if args.out:
         args.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
     print(f"done ({time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def _separation(args: argparse.Namespace) -> int:
+    """``stito bench separation``: the training styles and task 4's (as definitions) on training clips only."""
+    import json
+    import time
+
+    from training.data.corpus import train_root
+    from training.separation import separation, table
+
+    if args.clips < 1 or args.calibration < 1:
+        raise SystemExit(f"stito bench separation: --clips and --calibration must be at least 1, got {args.clips} and "
+                         f"{args.calibration}")
+    if args.prior is not None and not args.prior.is_file():
+        raise SystemExit(f"stito bench separation: --prior {args.prior}: no such file")
+    t0 = time.perf_counter()
+    res = separation(train_root(args.cache), _study_styles(), args.clips, args.calibration, args.seed, args.prior)
+    print("\n".join(table(res)))
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    print(f"done ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def _study_styles() -> dict:
+    """The training styles and task 4's, as chains (the studies run them on training clips only)."""
+    from stito_server.effects.specs import chain_from_dict
+    from training.restraint import STYLES
+
+    from .transfer import STYLE_NAMES, style_chain
+
+    styles = {n: chain_from_dict({"name": n, "effects": e}) for n, e in STYLES.items()}
+    return styles | {f"task4:{n}": style_chain(n) for n in STYLE_NAMES}
 
 
 def main(argv: Sequence[str]) -> int:

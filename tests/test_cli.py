@@ -183,6 +183,9 @@ def test_lab_commands_run_through_their_entry_points(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["bench", "visibility", "--clips", "1"])
     assert "--clips must be at least 2" in str(exit_.value.code) and "got 1" in str(exit_.value.code)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "separation", "--prior", "no-such-prior.json"])
+    assert "--prior no-such-prior.json: no such file" in str(exit_.value.code)
 
 
 def test_a_lab_command_without_its_extra_says_which_to_install(monkeypatch, capsys):

@@ -314,3 +314,29 @@ def test_a_prior_naming_the_amplitude_histogram_makes_the_stats_metric_compute_i
     # a sine's share of samples above a fraction k of its peak is 1 - (2 / pi) asin(k)
     for got, db in zip(with_amp[0, 57:], (-6.0, -12.0)):
         assert got == pytest.approx(10 * np.log10(1 - 2 / np.pi * np.arcsin(10 ** (db / 20))), abs=0.01)
+
+
+def test_separation_scores_a_transparent_style_at_chance_and_clear_styles_of_alike_phrases_near_one(phrase_corpus):
+    from stito_server.effects.specs import chain_from_dict
+    from training.restraint import STYLES
+    from training.separation import STATISTICS, auc, gap_statistics, separation, table
+
+    styles = {n: chain_from_dict({"name": n, "effects": STYLES[n]}) for n in ("telephone", "slapback")}
+    styles["dry delay"] = chain_from_dict({"name": "dry delay", "effects": [{"builtin": "delay", "fix": {"mix": 0.0}}]})
+    res = separation(phrase_corpus, styles, clips_per_type=4, calibration_per_type=4, seed=0, log=lambda s: None)
+    assert res["cases"] == {"other_recording": 8, "own_recording": 0, "unprocessed": 8, "calibration": 8}
+    # a chain that leaves the audio as it was gives the unprocessed gaps themselves: exactly chance, every statistic
+    assert all(res["styles"]["dry delay"][s]["other_recording"] == 0.5 for s in STATISTICS)
+    # the generated phrases differ little, so a band-pass and an echo stand out of their content
+    assert res["styles"]["telephone"]["largest gap"]["other_recording"] >= 0.9
+    assert res["styles"]["slapback"]["distance"]["other_recording"] >= 0.9
+    # each phrase recording has one clip: nothing against clips of the input's own recording
+    assert res["styles"]["telephone"]["distance"]["own_recording"] is None
+    assert table(res)[-1].startswith("| dry delay | 0.50 |")
+    # the statistics and the AUC on numbers worked by hand
+    z = np.array([[3.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
+    got = gap_statistics(z, q95=np.ones(3), q99=np.full(3, 2.0))
+    assert np.allclose(got["distance"], [10 / 3, 0.25]) and np.allclose(got["largest gap"], [3.0, 0.5])
+    assert np.allclose(got["three largest gaps"], [4 / 3, 0.5]) and np.allclose(got["gaps beyond q95"], [1, 0])
+    assert np.allclose(got["gaps beyond q99"], [1, 0])
+    assert auc([2.0, 3.0], [1.0, 2.0]) == pytest.approx(0.875)

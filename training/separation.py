@@ -1,0 +1,148 @@
+"""Whether the input and a reference alone tell a processed reference from an unprocessed one (`stito bench separation`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from stito_server.effects.chain import Chain
+from stito_server.metrics.stats import StatsMetric
+
+from .data.clips import RATE
+from .restraint import CONTENTS, Pool
+
+# Statistics of a reference's gaps to the input, z = (d(B) - d(A)) / spread per descriptor, that a rule could use:
+# the metric's own distance (the mean squared gap, what the floors are shares of), and three that look for a few
+# descriptors far out (a style moves a few, content all of them a little), each gap in units of its own 0.95 / 0.99
+# quantile over unprocessed pairs from other recordings.
+STATISTICS = ("distance", "largest gap", "three largest gaps", "gaps beyond q95", "gaps beyond q99")
+
+
+def gap_statistics(z: np.ndarray, q95: np.ndarray, q99: np.ndarray) -> dict[str, np.ndarray]:
+    """``STATISTICS`` of gaps.
+
+    Args:
+        z: ``(cases, dims)`` gaps of the reference's descriptors to the input's, in the metric's spreads.
+        q95: ``(dims,)`` 0.95 quantile of ``|z|`` over unprocessed pairs from other recordings.
+        q99: ``(dims,)`` their 0.99 quantile.
+
+    Returns:
+        Name -> ``(cases,)`` float64.
+    """
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    r = np.abs(z) / q95
+    return {"distance": np.mean(np.square(z), axis=1), "largest gap": r.max(axis=1),
+            "three largest gaps": np.sort(r, axis=1)[:, -3:].mean(axis=1),
+            "gaps beyond q95": np.sum(np.abs(z) > q95, axis=1).astype(np.float64),
+            "gaps beyond q99": np.sum(np.abs(z) > q99, axis=1).astype(np.float64)}
+
+
+def auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """The probability that a positive case scores above a negative one (ties count half): 0.5 is chance."""
+    p, n = np.asarray(positive, np.float64)[:, None], np.asarray(negative, np.float64)[None, :]
+    return float(np.mean(p > n) + 0.5 * np.mean(p == n))
+
+
+def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, calibration_per_type: int = 24,
+               seed: int = 7, prior_path: Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Per style and statistic, how well the statistic tells a reference through the style from another recording
+    left unprocessed (AUC), with the reference from another recording and from the input's own recording.
+
+    For ``clips_per_type`` training clips A per content type: a clip B of another recording and, when A's recording
+    has another clip, one B' of it; the gaps of B unprocessed (the negatives) and of each style applied to B and to
+    B' (the positives). The quantiles of the gap statistics come from ``calibration_per_type`` other unprocessed
+    pairs per type, drawn apart. Descriptors of whole clips (the match's are of excerpts).
+
+    Args:
+        root: The training corpus (``stito data train``).
+        styles: Name -> chain with every setting fixed.
+        clips_per_type: Clips A per content type.
+        calibration_per_type: Unprocessed pairs per content type for the quantiles (at least 2 in all).
+        seed: Seed of the draws.
+        prior_path: The stats metric's prior file (its descriptors and spreads); None: the shipped one. A prior fit
+            with other descriptors (``stito train stats-prior --out``) measures them.
+        log: Progress lines.
+
+    Returns:
+        ``{"statistics", "descriptors", "cases": {"other_recording", "own_recording", "unprocessed"},
+        "styles": {name: {statistic: {"other_recording": AUC, "own_recording": AUC or None}}}, "seed"}``.
+    """
+    metric = StatsMetric(prior_path=prior_path)
+    rng = np.random.default_rng(seed)
+
+    def gap(da: np.ndarray, b: np.ndarray) -> np.ndarray:  # in the metric's spreads
+        return (_describe(metric, b) - da) / metric.scale
+
+    pools = []
+    for content in CONTENTS:
+        try:
+            pool = Pool(root, content)
+        except (FileNotFoundError, ValueError):
+            continue
+        if len(set(pool.recordings.tolist())) >= 2:
+            pools.append((content, pool))
+    if not pools:
+        raise ValueError(f"no content type under {root} has two recordings; run `stito data train` first")
+    calibration = []
+    for content, pool in pools:
+        for _ in range(calibration_per_type):
+            a, b = pool.pair(rng)
+            calibration.append(gap(_describe(metric, a), b))
+    if len(calibration) < 2:
+        raise ValueError("the quantiles need at least 2 calibration pairs")
+    cal = np.abs(np.array(calibration))
+    q95, q99 = np.quantile(cal, 0.95, axis=0) + 1e-9, np.quantile(cal, 0.99, axis=0) + 1e-9
+    none: list[np.ndarray] = []
+    other: dict[str, list[np.ndarray]] = {s: [] for s in styles}
+    own: dict[str, list[np.ndarray]] = {s: [] for s in styles}
+    for content, pool in pools:
+        for _ in range(clips_per_type):
+            i = int(rng.integers(len(pool.entries)))
+            da = _describe(metric, pool.stereo(i))
+            b = pool.stereo(int(rng.choice(np.flatnonzero(pool.recordings != pool.recordings[i]))))
+            mates = np.flatnonzero((pool.recordings == pool.recordings[i]) & (np.arange(len(pool.entries)) != i))
+            b_own = pool.stereo(int(rng.choice(mates))) if len(mates) else None
+            none.append(gap(da, b))
+            for name, chain in styles.items():
+                other[name].append(gap(da, chain.process(b, RATE)))
+                if b_own is not None:
+                    own[name].append(gap(da, chain.process(b_own, RATE)))
+        log(f"  {content}: {clips_per_type} clips")
+    negatives = gap_statistics(np.array(none), q95, q99)
+    out = {}
+    for name in styles:
+        pos_other = gap_statistics(np.array(other[name]), q95, q99)
+        pos_own = gap_statistics(np.array(own[name]), q95, q99) if own[name] else None
+        out[name] = {s: {"other_recording": auc(pos_other[s], negatives[s]),
+                         "own_recording": None if pos_own is None else auc(pos_own[s], negatives[s])}
+                     for s in STATISTICS}
+    return {"statistics": list(STATISTICS), "descriptors": metric.names,
+            "cases": {"other_recording": len(none), "own_recording": len(next(iter(own.values()), [])),
+                      "unprocessed": len(none), "calibration": len(calibration)},
+            "styles": out, "seed": seed}
+
+
+def _describe(metric: StatsMetric, x: np.ndarray) -> np.ndarray:
+    """``(dims,)`` float64 descriptors of one ``(channels, samples)`` clip."""
+    return metric.embed(x[None], RATE).mid.astype(np.float64).mean(axis=0)
+
+
+def table(result: dict) -> list[str]:
+    """Markdown lines: per style, each statistic's AUC against unprocessed references from other recordings, with
+    the styled reference from another recording / from the input's own."""
+    stats = result["statistics"]
+    c = result["cases"]
+    lines = [f"AUC of a styled reference against an unprocessed one from another recording ({c['unprocessed']} "
+             f"unprocessed, {c['own_recording']} with a clip of the input's own recording; quantiles from "
+             f"{c['calibration']} other unprocessed pairs); cells: reference from another recording / from the "
+             "input's own. 0.5 is chance.", "",
+             "| style | " + " | ".join(stats) + " |", "|---|" + "---|" * len(stats)]
+
+    def cell(v: dict) -> str:
+        return f"{v['other_recording']:.2f}" + ("" if v["own_recording"] is None else f" / {v['own_recording']:.2f}")
+
+    for name, per in result["styles"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(per[s]) for s in stats) + " |")
+    return lines
