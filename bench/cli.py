@@ -57,6 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     se.add_argument("--prior", type=Path, default=None,
                     help="a stats prior file (`stito train stats-prior --out`): measure its descriptors (default: the "
                          "shipped one)")
+    se.add_argument("--candidates", action="store_true",
+                    help="also the candidate descriptors of `stito bench visibility` (amplitude histogram, frame crest, "
+                         "echo strength), with each one's AUC alone")
     se.add_argument("--cache", default=None, help="data cache folder (default: $STITO_DATA_DIR or ~/.cache/stito/data)")
     se.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     s = sub.add_parser("server", help="server_info latency and match overhead vs in-process")
@@ -139,7 +142,8 @@ def _separation(args: argparse.Namespace) -> int:
     if args.prior is not None and not args.prior.is_file():
         raise SystemExit(f"stito bench separation: --prior {args.prior}: no such file")
     t0 = time.perf_counter()
-    res = separation(train_root(args.cache), _study_styles(), args.clips, args.calibration, args.seed, args.prior)
+    res = separation(train_root(args.cache), _study_styles(), args.clips, args.calibration, args.seed, args.prior,
+                     args.candidates)
     print("\n".join(table(res)))
     if args.out:
         args.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")

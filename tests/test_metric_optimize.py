@@ -268,15 +268,32 @@ def test_candidate_descriptors_of_a_sine_are_its_amplitude_histogram_and_crest()
 
     t = np.arange(RATE) / RATE
     sine = (0.3 * np.stack([np.sin(2 * np.pi * 441 * t)] * 2)).astype(np.float32)
-    share6, share12, crest = candidate_descriptors(sine, RATE)
+    share6, share12, crest, _ = candidate_descriptors(sine, RATE)
     # the share of a sine's samples above a fraction k of its peak is 1 - (2 / pi) asin(k); its crest is 3.01 dB
     for got, db in ((share6, -6.0), (share12, -12.0)):
         assert got == pytest.approx(10 * np.log10(1 - 2 / np.pi * np.arcsin(10 ** (db / 20))), abs=0.01)
     assert crest == pytest.approx(20 * np.log10(np.sqrt(2)), abs=0.01)
     # peak-normalised: the level does not matter, and the caller's audio is left as it was
     kept = sine.copy()
-    assert np.allclose(candidate_descriptors(sine * 3, RATE), (share6, share12, crest))
+    assert np.allclose(candidate_descriptors(sine * 3, RATE), candidate_descriptors(sine, RATE))
     assert np.array_equal(sine, kept)
+
+
+def test_echo_strength_rises_with_a_delayed_copy_and_ignores_level():
+    from stito_server.examples import phrase
+    from training.visibility import echo_strength
+
+    noise = np.random.default_rng(0).standard_normal(4 * RATE)
+    k = int(0.2 * RATE)
+    echoed = noise.copy()
+    echoed[k:] += 0.3 * noise[:-k]  # a 200 ms echo 10 dB down
+    assert echo_strength(echoed, RATE) > echo_strength(noise, RATE) + 10
+    phrase_mid = phrase(4.0, RATE, seed=1).mean(axis=0)  # a looped phrase has peaks of its own (its beat)
+    slap = phrase_mid.copy()
+    slap[int(0.12 * RATE):] += 0.4 * phrase_mid[:-int(0.12 * RATE)]
+    assert echo_strength(slap, RATE) > echo_strength(phrase_mid, RATE) + 5
+    assert echo_strength(3 * echoed, RATE) == pytest.approx(echo_strength(echoed, RATE), abs=1e-6)
+    assert echo_strength(noise[:RATE // 2], RATE) == 0.0  # shorter than one frame
 
 
 def test_visibility_shows_a_heavy_compressor_in_the_amplitude_histogram_and_a_shelf_eq_not(phrase_corpus):
@@ -333,6 +350,13 @@ def test_separation_scores_a_transparent_style_at_chance_and_clear_styles_of_ali
     # each phrase recording has one clip: nothing against clips of the input's own recording
     assert res["styles"]["telephone"]["distance"]["own_recording"] is None
     assert table(res)[-1].startswith("| dry delay | 0.50 |")
+    # with the candidate descriptors: the echo strength alone tells the slapback references (a 120 ms echo)
+    res = separation(phrase_corpus, styles, clips_per_type=4, calibration_per_type=4, seed=0, candidates=True,
+                     log=lambda s: None)
+    assert res["descriptors"][-1] == "echo_strength_db"
+    assert res["candidates"]["slapback"]["echo_strength_db"]["other_recording"] >= 0.9
+    assert res["candidates"]["dry delay"]["echo_strength_db"]["other_recording"] == 0.5
+    assert table(res)[2].endswith("| echo_strength_db alone |")
     # the statistics and the AUC on numbers worked by hand
     z = np.array([[3.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
     got = gap_statistics(z, q95=np.ones(3), q99=np.full(3, 2.0))

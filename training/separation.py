@@ -12,6 +12,7 @@ from stito_server.metrics.stats import StatsMetric
 
 from .data.clips import RATE
 from .restraint import CONTENTS, Pool
+from .visibility import CANDIDATES, candidate_descriptors
 
 # Statistics of a reference's gaps to the input, z = (d(B) - d(A)) / spread per descriptor, that a rule could use:
 # the metric's own distance (the mean squared gap, what the floors are shares of), and three that look for a few
@@ -46,7 +47,8 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 
 def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, calibration_per_type: int = 24,
-               seed: int = 7, prior_path: Path | None = None, log: Callable[[str], None] = print) -> dict:
+               seed: int = 7, prior_path: Path | None = None, candidates: bool = False,
+               log: Callable[[str], None] = print) -> dict:
     """Per style and statistic, how well the statistic tells a reference through the style from another recording
     left unprocessed (AUC), with the reference from another recording and from the input's own recording.
 
@@ -63,17 +65,25 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
         seed: Seed of the draws.
         prior_path: The stats metric's prior file (its descriptors and spreads); None: the shipped one. A prior fit
             with other descriptors (``stito train stats-prior --out``) measures them.
+        candidates: Also the candidate descriptors of ``visibility.CANDIDATES`` (not in any metric yet), each in
+            units of its spread between recordings (the calibration pairs' gaps / sqrt 2); per style, the AUC of
+            each candidate's gap alone is reported too.
         log: Progress lines.
 
     Returns:
         ``{"statistics", "descriptors", "cases": {"other_recording", "own_recording", "unprocessed"},
-        "styles": {name: {statistic: {"other_recording": AUC, "own_recording": AUC or None}}}, "seed"}``.
+        "styles": {name: {statistic: {"other_recording": AUC, "own_recording": AUC or None}}}, "candidates":
+        {name: {candidate: {...}}} (with ``candidates``), "seed"}``.
     """
     metric = StatsMetric(prior_path=prior_path)
     rng = np.random.default_rng(seed)
 
-    def gap(da: np.ndarray, b: np.ndarray) -> np.ndarray:  # in the metric's spreads
-        return (_describe(metric, b) - da) / metric.scale
+    def describe(x: np.ndarray) -> np.ndarray:
+        d = metric.embed(x[None], RATE).mid.astype(np.float64).mean(axis=0)
+        return np.concatenate([d, candidate_descriptors(x, RATE)]) if candidates else d
+
+    def gap(da: np.ndarray, b: np.ndarray) -> np.ndarray:  # raw: divided by the spreads once they are known
+        return describe(b) - da
 
     pools = []
     for content in CONTENTS:
@@ -89,10 +99,13 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
     for content, pool in pools:
         for _ in range(calibration_per_type):
             a, b = pool.pair(rng)
-            calibration.append(gap(_describe(metric, a), b))
+            calibration.append(gap(describe(a), b))
     if len(calibration) < 2:
         raise ValueError("the quantiles need at least 2 calibration pairs")
-    cal = np.abs(np.array(calibration))
+    dims = len(metric.names)
+    raw = np.array(calibration)
+    scale = np.concatenate([metric.scale, raw[:, dims:].std(axis=0) / np.sqrt(2) + 1e-9])
+    cal = np.abs(raw / scale)
     q95, q99 = np.quantile(cal, 0.95, axis=0) + 1e-9, np.quantile(cal, 0.99, axis=0) + 1e-9
     none: list[np.ndarray] = []
     other: dict[str, list[np.ndarray]] = {s: [] for s in styles}
@@ -100,7 +113,7 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
     for content, pool in pools:
         for _ in range(clips_per_type):
             i = int(rng.integers(len(pool.entries)))
-            da = _describe(metric, pool.stereo(i))
+            da = describe(pool.stereo(i))
             b = pool.stereo(int(rng.choice(np.flatnonzero(pool.recordings != pool.recordings[i]))))
             mates = np.flatnonzero((pool.recordings == pool.recordings[i]) & (np.arange(len(pool.entries)) != i))
             b_own = pool.stereo(int(rng.choice(mates))) if len(mates) else None
@@ -110,23 +123,27 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
                 if b_own is not None:
                     own[name].append(gap(da, chain.process(b_own, RATE)))
         log(f"  {content}: {clips_per_type} clips")
-    negatives = gap_statistics(np.array(none), q95, q99)
-    out = {}
+    z_none = np.array(none) / scale
+    negatives = gap_statistics(z_none, q95, q99)
+    out, per_candidate = {}, {}
     for name in styles:
-        pos_other = gap_statistics(np.array(other[name]), q95, q99)
-        pos_own = gap_statistics(np.array(own[name]), q95, q99) if own[name] else None
+        z_other = np.array(other[name]) / scale
+        z_own = np.array(own[name]) / scale if own[name] else None
+        pos_other = gap_statistics(z_other, q95, q99)
+        pos_own = gap_statistics(z_own, q95, q99) if z_own is not None else None
         out[name] = {s: {"other_recording": auc(pos_other[s], negatives[s]),
                          "own_recording": None if pos_own is None else auc(pos_own[s], negatives[s])}
                      for s in STATISTICS}
-    return {"statistics": list(STATISTICS), "descriptors": metric.names,
+        if candidates:
+            per_candidate[name] = {c: {"other_recording": auc(np.abs(z_other[:, dims + j]), np.abs(z_none[:, dims + j])),
+                                       "own_recording": None if z_own is None else
+                                       auc(np.abs(z_own[:, dims + j]), np.abs(z_none[:, dims + j]))}
+                                   for j, c in enumerate(CANDIDATES)}
+    return {"statistics": list(STATISTICS), "descriptors": metric.names + (list(CANDIDATES) if candidates else []),
+            "candidates": per_candidate,
             "cases": {"other_recording": len(none), "own_recording": len(next(iter(own.values()), [])),
                       "unprocessed": len(none), "calibration": len(calibration)},
             "styles": out, "seed": seed}
-
-
-def _describe(metric: StatsMetric, x: np.ndarray) -> np.ndarray:
-    """``(dims,)`` float64 descriptors of one ``(channels, samples)`` clip."""
-    return metric.embed(x[None], RATE).mid.astype(np.float64).mean(axis=0)
 
 
 def table(result: dict) -> list[str]:
@@ -143,6 +160,11 @@ def table(result: dict) -> list[str]:
     def cell(v: dict) -> str:
         return f"{v['other_recording']:.2f}" + ("" if v["own_recording"] is None else f" / {v['own_recording']:.2f}")
 
+    cands = result.get("candidates") or {}
+    names = list(next(iter(cands.values()))) if cands else []
+    lines[2] += "".join(f" {c} alone |" for c in names)
+    lines[3] += "---|" * len(names)
     for name, per in result["styles"].items():
-        lines.append(f"| {name} | " + " | ".join(cell(per[s]) for s in stats) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(per[s]) for s in stats) + " |"
+                     + "".join(f" {cell(cands[name][c])} |" for c in names))
     return lines
