@@ -43,11 +43,18 @@ class Pool:
         self.root, self.entries = root, load_manifest(root, content, False)
         self.recordings = np.array([e["recording"] for e in self.entries])
 
+    def others(self, i: int) -> np.ndarray:
+        """Indices of the clips of other recordings than clip ``i``'s."""
+        return np.flatnonzero(self.recordings != self.recordings[i])
+
+    def mates(self, i: int) -> np.ndarray:
+        """Indices of the other clips of clip ``i``'s recording (empty when it has one)."""
+        return np.flatnonzero((self.recordings == self.recordings[i]) & (np.arange(len(self.entries)) != i))
+
     def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Two peak-normalised ``(2, n)`` clips of different recordings."""
         a = int(rng.integers(len(self.entries)))
-        others = np.flatnonzero(self.recordings != self.recordings[a])
-        b = int(rng.choice(others))
+        b = int(rng.choice(self.others(a)))
         return self.stereo(a), self.stereo(b)
 
     def stereo(self, i: int) -> np.ndarray:
@@ -56,17 +63,23 @@ class Pool:
         return (x / max(float(np.abs(x).max()), 1e-9) * 10 ** (-1 / 20)).astype(np.float32)
 
 
-def draw_pairs(root: Path, n: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``n`` (content, A, B) pairs from different recordings, content types in turn."""
-    rng = np.random.default_rng(seed)
-    pools = {}
+def pools_of_several_recordings(root: Path) -> dict[str, Pool]:
+    """The ``Pool`` of each content type (in ``CONTENTS`` order) that the corpus has with two recordings or more."""
+    out = {}
     for c in CONTENTS:
         try:
             pool = Pool(root, c)
         except (FileNotFoundError, ValueError):
             continue
         if len(set(pool.recordings.tolist())) > 1:
-            pools[c] = pool
+            out[c] = pool
+    return out
+
+
+def draw_pairs(root: Path, n: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``n`` (content, A, B) pairs from different recordings, content types in turn."""
+    rng = np.random.default_rng(seed)
+    pools = pools_of_several_recordings(root)
     if not pools:
         raise ValueError(f"no training clips under {root}; run `stito data train` first")
     names = list(pools)
@@ -256,10 +269,10 @@ def probe_cases(root: Path, n: int, seed: int, references: int = 1
         a = int(rng.integers(len(pool.entries)))
         style = None if variant in ("none", "one") else names[(k // len(variants)) % len(names)]
         if references == 1:
-            same = np.flatnonzero((pool.recordings == pool.recordings[a]) & (np.arange(len(pool.entries)) != a))
+            same = pool.mates(a)
             if variant == "same" and not len(same):
                 variant = "cross"
-            others = same if variant == "same" else np.flatnonzero(pool.recordings != pool.recordings[a])
+            others = same if variant == "same" else pool.others(a)
             refs = [int(rng.choice(others))]
         elif variant == "one":
             recs, counts = np.unique(pool.recordings, return_counts=True)

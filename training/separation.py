@@ -11,7 +11,7 @@ from stito_server.effects.chain import Chain
 from stito_server.metrics.stats import StatsMetric
 
 from .data.clips import RATE
-from .restraint import CONTENTS, Pool
+from .restraint import pools_of_several_recordings
 from .visibility import CANDIDATES, candidate_descriptors
 
 # Statistics of a reference's gaps to the input, z = (d(B) - d(A)) / spread per descriptor, that a rule could use:
@@ -82,24 +82,15 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
         d = metric.embed(x[None], RATE).mid.astype(np.float64).mean(axis=0)
         return np.concatenate([d, candidate_descriptors(x, RATE)]) if candidates else d
 
-    def gap(da: np.ndarray, b: np.ndarray) -> np.ndarray:  # raw: divided by the spreads once they are known
-        return describe(b) - da
-
-    pools = []
-    for content in CONTENTS:
-        try:
-            pool = Pool(root, content)
-        except (FileNotFoundError, ValueError):
-            continue
-        if len(set(pool.recordings.tolist())) >= 2:
-            pools.append((content, pool))
+    # gaps are kept raw, d(B) - d(A), and divided by the spreads once the candidates' are known
+    pools = pools_of_several_recordings(root)
     if not pools:
         raise ValueError(f"no content type under {root} has two recordings; run `stito data train` first")
     calibration = []
-    for content, pool in pools:
+    for pool in pools.values():
         for _ in range(calibration_per_type):
             a, b = pool.pair(rng)
-            calibration.append(gap(describe(a), b))
+            calibration.append(describe(b) - describe(a))
     if len(calibration) < 2:
         raise ValueError("the quantiles need at least 2 calibration pairs")
     dims = len(metric.names)
@@ -110,18 +101,18 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
     none: list[np.ndarray] = []
     other: dict[str, list[np.ndarray]] = {s: [] for s in styles}
     own: dict[str, list[np.ndarray]] = {s: [] for s in styles}
-    for content, pool in pools:
+    for content, pool in pools.items():
         for _ in range(clips_per_type):
             i = int(rng.integers(len(pool.entries)))
             da = describe(pool.stereo(i))
-            b = pool.stereo(int(rng.choice(np.flatnonzero(pool.recordings != pool.recordings[i]))))
-            mates = np.flatnonzero((pool.recordings == pool.recordings[i]) & (np.arange(len(pool.entries)) != i))
+            b = pool.stereo(int(rng.choice(pool.others(i))))
+            mates = pool.mates(i)
             b_own = pool.stereo(int(rng.choice(mates))) if len(mates) else None
-            none.append(gap(da, b))
+            none.append(describe(b) - da)
             for name, chain in styles.items():
-                other[name].append(gap(da, chain.process(b, RATE)))
+                other[name].append(describe(chain.process(b, RATE)) - da)
                 if b_own is not None:
-                    own[name].append(gap(da, chain.process(b_own, RATE)))
+                    own[name].append(describe(chain.process(b_own, RATE)) - da)
         log(f"  {content}: {clips_per_type} clips")
     z_none = np.array(none) / scale
     negatives = gap_statistics(z_none, q95, q99)

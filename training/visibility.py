@@ -12,7 +12,7 @@ from stito_server.metrics import get_metric
 from stito_server.metrics.stats import AMPLITUDE, amplitude_shares
 
 from .data.clips import RATE
-from .restraint import CONTENTS, Pool
+from .restraint import pools_of_several_recordings
 
 # Candidate descriptors, not in the shipped metric: the share of samples within 6 / 12 dB of the peak (an amplitude
 # histogram, ``stats.AMPLITUDE``: limiting, compression with make-up and saturation pile samples up near the peak),
@@ -110,19 +110,13 @@ def visibility(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, s
 
     cross, own = [], []
     deltas: dict[str, dict[str, list[np.ndarray]]] = {s: {} for s in styles}
-    for content in CONTENTS:
-        try:
-            pool = Pool(root, content)
-        except (FileNotFoundError, ValueError):
-            continue
-        if len(set(pool.recordings.tolist())) < 2:
-            continue
+    for content, pool in pools_of_several_recordings(root).items():
         for _ in range(clips_per_type):
             a = int(rng.integers(len(pool.entries)))
             x = pool.stereo(a)
             dx = describe(x)
-            cross.append(dx - describe(pool.stereo(int(rng.choice(np.flatnonzero(pool.recordings != pool.recordings[a]))))))
-            same = np.flatnonzero((pool.recordings == pool.recordings[a]) & (np.arange(len(pool.entries)) != a))
+            cross.append(dx - describe(pool.stereo(int(rng.choice(pool.others(a))))))
+            same = pool.mates(a)
             if len(same):
                 own.append(dx - describe(pool.stereo(int(rng.choice(same)))))
             for name, chain in styles.items():

@@ -195,7 +195,7 @@ def score_settings(input_audio: Audio, reference: Audio | Sequence[Audio], chain
     try:
         with make_renderer(chain, opts) as renderer:
             analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
-            floors = _floors(metric, opts, [], aligned is not None)
+            floors = _floors(metric, opts, [], same_performance=aligned is not None)
             scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], aligned, opts)
             scorers = {name: scorer(clips) for name, clips in (("analysis", analysis), ("validation", validation))}
             start = _start(chain, opts)
@@ -271,7 +271,7 @@ def match(input_audio: Audio, reference: Audio | Sequence[Audio], chain: Chain, 
         aligned = _detected(alignment)
         if aligned is not None:  # a well-posed objective: worth a longer search
             opts = replace(opts, optimizer=opts.same_performance_search())
-        floors = _floors(metric, opts, warnings, aligned is not None)
+        floors = _floors(metric, opts, warnings, same_performance=aligned is not None)
         analysis, validation, target, use_side = objective_parts(input_audio, reference, metric, opts)
         to_target = [float(metric.similarity(e, target.reference, use_side)[0]) for e in target.references]
         scorer = _scorers(renderer, metric, target, use_side, input_audio, reference[0], aligned, opts)
@@ -402,13 +402,13 @@ def _scorers(renderer: Renderer | ProcessRenderer, metric: StyleMetric, target: 
     return lambda clips: Scorer(renderer, metric, target.for_clips(clips), clips, sr, use_side, opts.pipeline)
 
 
-def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str], aligned: bool = False) -> Floors:
+def _floors(metric: StyleMetric, opts: MatchOptions, warnings: list[str], same_performance: bool = False) -> Floors:
     """The metric's calibrated floors and weights (for a same-performance match, those of ``models/alignment.json``),
     with any ``gain_floor`` / ``effect_floor`` the options set; a metric without calibrated ones keeps any gain
     above 0 (and the user is told)."""
     if opts.restraint != "on":
         return Floors(0.0, 0.0, "restraint off")
-    floors = load_same_performance_floors() if aligned else load_floors(metric.name)
+    floors = load_same_performance_floors() if same_performance else load_floors(metric.name)
     if floors is None:
         floors = Floors(0.0, 0.0, f"no calibrated floors for metric {metric.name!r}: any gain counts")
         if opts.gain_floor is None or opts.effect_floor is None:
