@@ -178,6 +178,24 @@ def test_a_local_worker_drops_only_the_heartbeat_failure_of_its_closing_schedule
     assert not gone.filter(record("Failed to communicate with scheduler during heartbeat."))
     assert gone.filter(record("Compute Failed"))
     assert gone.filter(record("Unexpected exception during heartbeat. Closing worker."))
+    # and the workers' preload installs it on distributed's worker logger (run off the main thread here, so that this
+    # process's SIGINT handler is left alone), removed again after
+    import threading
+
+    from stito_server.batch.worker_setup import dask_setup
+
+    logger = logging.getLogger("distributed.worker")
+    before = list(logger.filters)
+    t = threading.Thread(target=dask_setup, args=(None,))
+    t.start()
+    t.join()
+    try:
+        added = [f for f in logger.filters if f not in before]
+        assert len(added) == 1 and isinstance(added[0], SchedulerGone)
+        assert not logger.filter(record("Failed to communicate with scheduler during heartbeat."))
+    finally:
+        for f in logger.filters[len(before):]:
+            logger.removeFilter(f)
 
 
 def test_manifest_formats_and_their_errors(files, tmp_path):
