@@ -52,6 +52,9 @@ def get_parser() -> argparse.ArgumentParser:
     m.add_argument("--save-chain", metavar="FILE.toml",
                    help="save the matched chain here, every parameter fixed in its units, to render onto other files "
                         "with `stito apply`")
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace --out, --report, --plot or --save-chain files that exist (refused otherwise: stito "
+                        "does not overwrite)")
     m.add_argument("--metric", default=DEFAULT_METRIC,
                    help="style metric: stats (production statistics as processing deltas), afx (learned "
                         "encoder), mfcc, mir, or names joined by '+' to score the mean of their similarities, e.g. "
@@ -250,12 +253,13 @@ def _user_error(exc: StitoError) -> int:
 
 
 def _check_outputs(inputs: list[str], outputs: list[str | None],
-                   labels: tuple[str, ...] = ("--out", "--report", "--plot", "--save-chain")) -> None:
+                   labels: tuple[str, ...] = ("--out", "--report", "--plot", "--save-chain"),
+                   overwrite: bool = False) -> None:
     """Refuse, before any work, output paths that would fail or lose something once the match is done.
 
-    ``outputs`` are in the order of ``labels``; the first is the audio file. Each must be a new or existing file
-    (not a folder) in a writable folder, none may be an input or another output, and the audio file's extension
-    must be a format soundfile writes.
+    ``outputs`` are in the order of ``labels``; the first is the audio file. Each must be a new file (or, with
+    ``overwrite``, an existing writable file; never a folder) in a writable folder, none may be an input or another
+    output, and the audio file's extension must be a format soundfile writes.
     """
     import soundfile as sf
 
@@ -276,6 +280,9 @@ def _check_outputs(inputs: list[str], outputs: list[str | None],
         if r.exists() and not r.stat().st_mode & stat.S_IWUSR:
             raise StitoError(f"{label} {o} is write-protected; stito does not replace it (make it writable, or give "
                              "another name)")
+        if r.exists() and not overwrite:
+            raise StitoError(f"{label} {o} exists; stito does not overwrite: remove it, give another name, or pass "
+                             "--overwrite")
         if not o.parent.resolve().is_dir():
             raise StitoError(f"folder for output {o} does not exist: {o.parent}")
         if not os.access(o.parent.resolve(), os.W_OK):
@@ -299,7 +306,8 @@ def cmd_match(args: argparse.Namespace) -> int:
     from .engine.options import MatchOptions
     from .metrics import get_metric
 
-    _check_outputs([args.input, *args.reference], [args.out, args.report, args.plot, args.save_chain])
+    _check_outputs([args.input, *args.reference], [args.out, args.report, args.plot, args.save_chain],
+                   overwrite=args.overwrite)
     opts = cli_options(args.preset, args)
     input_audio = load_audio(args.input, role="input")
     references = [load_audio(r, role="reference" if len(args.reference) == 1 else f"reference {i + 1}")

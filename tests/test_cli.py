@@ -140,6 +140,23 @@ def test_bad_amount_and_overwriting_input(files, tmp_path, capsys):
     assert files["input"].read_bytes() == before
 
 
+def test_existing_outputs_are_refused_unless_overwrite(files, tmp_path, capsys):
+    kept = {name: tmp_path / name for name in ("o.wav", "r.json", "p.png", "c.toml")}
+    for p in kept.values():
+        p.write_bytes(b"keep me")
+    for flag, name in (("--out", "o.wav"), ("--report", "r.json"), ("--plot", "p.png"), ("--save-chain", "c.toml")):
+        outs = {"--out": str(tmp_path / "new.wav"), flag: str(kept[name])}
+        rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+                   *[x for kv in outs.items() for x in kv], *FAST])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"{flag} {kept[name]} exists; stito does not overwrite" in err and "--overwrite" in err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "new.wav").exists()
+    assert all(p.read_bytes() == b"keep me" for p in kept.values())
+    rc = main(["match", str(files["input"]), str(files["reference"]), "--chain", "pedalboard-strip",
+               "--out", str(kept["o.wav"]), "--report", str(kept["r.json"]), "--overwrite", *FAST])
+    assert rc == 0 and sf.read(str(kept["o.wav"]))[1] == RATE and "vector" in json.loads(kept["r.json"].read_text())
+
+
 def test_a_bad_option_value_is_named_by_its_flag(files, tmp_path, capsys):
     for flags, says in ((["--excerpt-seconds", "0.1"], "--excerpt-seconds must be above 0.5 s, got 0.1"),
                         (["--max-generations", "0"], "--max-generations must be at least 1, got 0"),
