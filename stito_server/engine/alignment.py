@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.signal
 
 from ..audio import Audio, resample
 from ..resources import package_dir
@@ -124,6 +123,8 @@ def coherence(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
     n = min(a.size, b.size, int(COHERENCE_S * sample_rate))
     if n < sample_rate:
         return 0.0
+    import scipy.signal  # not at import time: it is most of engine.match's import (0.3-0.7 s)
+
     nperseg = 1 << int(np.ceil(np.log2(0.046 * sample_rate)))
     freqs, msc = scipy.signal.coherence(a[:n], b[:n], fs=sample_rate, nperseg=nperseg)
     _, power = scipy.signal.welch(a[:n], fs=sample_rate, nperseg=nperseg)
