@@ -281,7 +281,10 @@ def test_candidate_descriptors_of_a_sine_are_its_amplitude_histogram_and_crest()
 
 def test_echo_strength_rises_with_a_delayed_copy_and_ignores_level():
     from stito_server.examples import phrase
-    from training.visibility import echo_strength
+    from stito_server.metrics.stats import echo_strengths
+
+    def echo_strength(x, rate):
+        return float(echo_strengths(x[None], rate)[0, 0])
 
     noise = np.random.default_rng(0).standard_normal(4 * RATE)
     k = int(0.2 * RATE)
@@ -331,6 +334,39 @@ def test_a_prior_naming_the_amplitude_histogram_makes_the_stats_metric_compute_i
     # a sine's share of samples above a fraction k of its peak is 1 - (2 / pi) asin(k)
     for got, db in zip(with_amp[0, 57:], (-6.0, -12.0)):
         assert got == pytest.approx(10 * np.log10(1 - 2 / np.pi * np.arcsin(10 ** (db / 20))), abs=0.01)
+
+
+def test_a_prior_naming_the_echo_with_a_family_weight_makes_the_stats_metric_weigh_it(tmp_path, phrase_corpus):
+    from stito_server.metrics.base import Embedding
+    from stito_server.metrics.stats import ECHO, StatsMetric, descriptor_names, echo_strengths
+    from training.stats_prior import fit_stats_prior
+
+    prior = fit_stats_prior(phrase_corpus, clips_per_type=3, seconds=1.0, out=tmp_path / "echo.json", echo=True,
+                            family_weight=8.0)
+    bands = len(ECHO)
+    assert prior["names"] == descriptor_names() + list(ECHO) and prior["weights"] == [1.0] * 57 + [8.0] * bands
+    assert "--echo --family-weight 8" in prior["command"] and ECHO[3] == "echo_152ms_db"
+    metric = StatsMetric(prior_path=tmp_path / "echo.json")
+    noise = np.random.default_rng(0).standard_normal(2 * RATE).astype(np.float32)
+    d = []
+    for ms in (0, 50, 150, 300):  # a copy 8 dB down, ms later
+        x = noise.copy()
+        if ms:
+            x[int(ms / 1000 * RATE):] += 0.4 * noise[:-int(ms / 1000 * RATE)]
+        d.append(metric.embed(np.stack([x, x])[None], RATE).mid[0, 57:])
+        assert d[-1] == pytest.approx(echo_strengths(x[None] / np.abs(x).max(), RATE, bands)[0], abs=1e-3)
+    d = np.array(d)
+    assert metric.embed(np.stack([noise] * 2)[None], RATE).mid.shape == (1, 57 + bands)
+    # each echo stands out > 10 dB in the band centred nearest its delay, and nowhere else by as much
+    for row, band in zip(d[1:], (1, 3, 4)):
+        assert row[band] > d[0, band] + 10 and int(np.argmax(row - d[0])) == band
+    # one spread of gap in an echo band counts 8 / (57 + 8 bands) of the mean squared gap; elsewhere, 1 / that
+    total = 57 + 8 * bands
+    zero = Embedding(np.zeros((1, 57 + bands), np.float32), np.zeros((1, 0), np.float32))
+    for k, weight in ((57, 8), (3, 1)):
+        one = zero.mid.copy()
+        one[0, k] = metric.scale[k]
+        assert metric.similarity(Embedding(one, zero.side), zero)[0] == pytest.approx(-weight / total, rel=1e-5)
 
 
 def test_separation_scores_a_transparent_style_at_chance_and_clear_styles_of_alike_phrases_near_one(phrase_corpus):

@@ -119,6 +119,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                          "no better than the per-descriptor spreads the shipped prior uses (docs/match-quality.md)")
     sp.add_argument("--amplitude-histogram", action="store_true",
                     help="also the share of samples within 6 and 12 dB of the peak (docs/match-quality.md)")
+    sp.add_argument("--echo", action="store_true",
+                    help="also the echo strength: how far one lag of 30-450 ms stands out in the frames' cepstrum")
+    sp.add_argument("--family-weight", type=float, default=1.0,
+                    help="how many descriptors' worth each added descriptor (--amplitude-histogram, --echo) counts "
+                         "in the metric's distance (default %(default)s)")
     sp.add_argument("--out", type=Path, default=None, help="write here instead of the package's models/")
     sp.add_argument("--cache", default=None, help="data cache folder of `stito data train`")
     sp.add_argument("--seed", type=int, default=0, help="(default 0)")
@@ -218,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
 
         res = fit_stats_prior(train_root(args.cache), args.clips, reference_prior=args.reference_prior,
                               seed=args.seed, out=args.out, whiten_covariance=args.whiten,
-                              amplitude=args.amplitude_histogram)
+                              amplitude=args.amplitude_histogram, echo=args.echo,
+                              family_weight=args.family_weight)
         print(f"stats prior from {res['clips']} clips ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "export":
         from stito_server.metrics.weights import export_weights

@@ -21,20 +21,22 @@ from .visibility import CANDIDATES, candidate_descriptors
 STATISTICS = ("distance", "largest gap", "three largest gaps", "gaps beyond q95", "gaps beyond q99")
 
 
-def gap_statistics(z: np.ndarray, q95: np.ndarray, q99: np.ndarray) -> dict[str, np.ndarray]:
+def gap_statistics(z: np.ndarray, q95: np.ndarray, q99: np.ndarray,
+                   weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``STATISTICS`` of gaps.
 
     Args:
         z: ``(cases, dims)`` gaps of the reference's descriptors to the input's, in the metric's spreads.
         q95: ``(dims,)`` 0.95 quantile of ``|z|`` over unprocessed pairs from other recordings.
         q99: ``(dims,)`` their 0.99 quantile.
+        weights: ``(dims,)`` each gap's weight in the distance (the metric's ``weights``); None: one each.
 
     Returns:
         Name -> ``(cases,)`` float64.
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     r = np.abs(z) / q95
-    return {"distance": np.mean(np.square(z), axis=1), "largest gap": r.max(axis=1),
+    return {"distance": np.average(np.square(z), axis=1, weights=weights), "largest gap": r.max(axis=1),
             "three largest gaps": np.sort(r, axis=1)[:, -3:].mean(axis=1),
             "gaps beyond q95": np.sum(np.abs(z) > q95, axis=1).astype(np.float64),
             "gaps beyond q99": np.sum(np.abs(z) > q99, axis=1).astype(np.float64)}
@@ -98,6 +100,7 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
     scale = np.concatenate([metric.scale, raw[:, dims:].std(axis=0) / np.sqrt(2) + 1e-9])
     cal = np.abs(raw / scale)
     q95, q99 = np.quantile(cal, 0.95, axis=0) + 1e-9, np.quantile(cal, 0.99, axis=0) + 1e-9
+    weights = None if metric.weights is None else np.concatenate([metric.weights, np.ones(len(scale) - dims)])
     none: list[np.ndarray] = []
     other: dict[str, list[np.ndarray]] = {s: [] for s in styles}
     own: dict[str, list[np.ndarray]] = {s: [] for s in styles}
@@ -115,13 +118,13 @@ def separation(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, c
                     own[name].append(describe(chain.process(b_own, RATE)) - da)
         log(f"  {content}: {clips_per_type} clips")
     z_none = np.array(none) / scale
-    negatives = gap_statistics(z_none, q95, q99)
+    negatives = gap_statistics(z_none, q95, q99, weights)
     out, per_candidate = {}, {}
     for name in styles:
         z_other = np.array(other[name]) / scale
         z_own = np.array(own[name]) / scale if own[name] else None
-        pos_other = gap_statistics(z_other, q95, q99)
-        pos_own = gap_statistics(z_own, q95, q99) if z_own is not None else None
+        pos_other = gap_statistics(z_other, q95, q99, weights)
+        pos_own = gap_statistics(z_own, q95, q99, weights) if z_own is not None else None
         out[name] = {s: {"other_recording": auc(pos_other[s], negatives[s]),
                          "own_recording": None if pos_own is None else auc(pos_own[s], negatives[s])}
                      for s in STATISTICS}

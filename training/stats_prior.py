@@ -23,7 +23,7 @@ CLIPS_PER_RECORDING = 4  # clips per recording in its mean descriptors
 
 def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0, reference_prior: float = 0.0,
                     seed: int = 0, out: Path | None = None, whiten_covariance: bool = False,
-                    amplitude: bool = False) -> dict:
+                    amplitude: bool = False, echo: bool = False, family_weight: float = 1.0) -> dict:
     """Fit the prior of ``metrics/stats.py`` on raw training clips and write it.
 
     Each content type counts equally: the prior is the mean of the types' mean descriptors, the scale the root
@@ -44,6 +44,9 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
         whiten_covariance: Fit the full covariance's whitening (else the metric divides by ``scale`` alone).
         amplitude: Also the amplitude histogram (``stats.AMPLITUDE``); the metric computes the descriptors the
             prior names.
+        echo: Also the echo strength (``stats.ECHO``).
+        family_weight: How many descriptors' worth each of those added descriptors counts in the metric's mean
+            squared gap (1: as one; the 57 others otherwise drown a family of one or two).
 
     Returns:
         What was written.
@@ -58,7 +61,7 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
         except (FileNotFoundError, ValueError):
             continue
         picks = rng.choice(len(entries), size=min(clips_per_type, len(entries)), replace=False)
-        d = _descriptors(root, [entries[int(i)] for i in picks], n, fb, amplitude)
+        d = _descriptors(root, [entries[int(i)] for i in picks], n, fb, amplitude, echo)
         means.append(d.mean(axis=0))
         variances.append(d.var(axis=0))
         centred.append(d - d.mean(axis=0))
@@ -68,14 +71,18 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
     scale = np.sqrt(np.mean(variances, axis=0))
     scale = np.maximum(scale, 0.1 * float(np.median(scale)))
     whiten = nuisance_whitening(centred, scale) if whiten_covariance else None
-    recordings = recording_means(root, seconds, seed, amplitude)
-    result = {"names": descriptor_names(amplitude), "mean": np.mean(means, axis=0).tolist(), "scale": scale.tolist(),
-              "whiten": None if whiten is None else whiten.tolist(),
+    recordings = recording_means(root, seconds, seed, amplitude, echo)
+    names = descriptor_names(amplitude, echo)
+    base = len(descriptor_names())
+    weights = None if family_weight == 1.0 else [1.0] * base + [float(family_weight)] * (len(names) - base)
+    result = {"names": names, "mean": np.mean(means, axis=0).tolist(), "scale": scale.tolist(),
+              "whiten": None if whiten is None else whiten.tolist(), "weights": weights,
               "neighbours": NEIGHBOURS, "recordings": [[round(float(v), 3) for v in r] for r in recordings],
               "reference_prior": reference_prior, "clips": counts, "seconds": seconds, "seed": seed,
               "command": f"stito train stats-prior --clips {clips_per_type} --reference-prior {reference_prior:g} "
                          f"--seed {seed}" + (" --whiten" if whiten_covariance else "")
-                         + (" --amplitude-histogram" if amplitude else "")}
+                         + (" --amplitude-histogram" if amplitude else "") + (" --echo" if echo else "")
+                         + (f" --family-weight {family_weight:g}" if weights else "")}
     path = out or package_dir("models") / PRIOR_FILE
     path.write_text(_dumps(result), encoding="utf-8")
     return result
@@ -88,7 +95,8 @@ def _dumps(result: dict) -> str:
     return text.replace('"@ROWS@"', "[\n" + ",\n".join("  " + json.dumps(r) for r in rows) + "\n ]") + "\n"
 
 
-def _descriptors(root: Path, entries: list[dict], n: int, fb: np.ndarray, amplitude: bool = False) -> np.ndarray:
+def _descriptors(root: Path, entries: list[dict], n: int, fb: np.ndarray, amplitude: bool = False,
+                 echo: bool = False) -> np.ndarray:
     """``(len(entries), dims)`` descriptors of each clip's middle ``n`` samples (stereo, peak-normalised)."""
     batch = []
     for e in entries:
@@ -98,10 +106,11 @@ def _descriptors(root: Path, entries: list[dict], n: int, fb: np.ndarray, amplit
         batch.append(x[:, start:start + n])
     length = min(b.shape[1] for b in batch)
     mid, side = normalized_mid_side(np.stack([b[:, :length] for b in batch]), RATE, RATE)
-    return descriptors(mid, side, fb, amplitude)
+    return descriptors(mid, side, fb, amplitude, echo, RATE)
 
 
-def recording_means(root: Path, seconds: float = 4.0, seed: int = 0, amplitude: bool = False) -> np.ndarray:
+def recording_means(root: Path, seconds: float = 4.0, seed: int = 0, amplitude: bool = False,
+                    echo: bool = False) -> np.ndarray:
     """Mean descriptors of every training recording, over up to ``CLIPS_PER_RECORDING`` of its clips.
 
     Args:
@@ -125,7 +134,7 @@ def recording_means(root: Path, seconds: float = 4.0, seed: int = 0, amplitude: 
             members = np.flatnonzero(ids == rec)
             picks = rng.choice(members, size=min(CLIPS_PER_RECORDING, len(members)), replace=False)
             out.append(_descriptors(root, [entries[int(i)] for i in picks], int(seconds * RATE), fb,
-                                    amplitude).mean(axis=0))
+                                    amplitude, echo).mean(axis=0))
     return np.array(out)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from stito_server.effects.chain import Chain
 from stito_server.metrics import get_metric
-from stito_server.metrics.stats import AMPLITUDE, amplitude_shares
+from stito_server.metrics.stats import AMPLITUDE, amplitude_shares, echo_strengths
 
 from .data.clips import RATE
 from .restraint import pools_of_several_recordings
@@ -17,42 +17,11 @@ from .restraint import pools_of_several_recordings
 # Candidate descriptors, not in the shipped metric: the share of samples within 6 / 12 dB of the peak (an amplitude
 # histogram, ``stats.AMPLITUDE``: limiting, compression with make-up and saturation pile samples up near the peak),
 # the 10th percentile of the crest factor of 50 ms frames (saturation flattens the peaks within each frame) and the
-# strength of an echo (``echo_strength``: a delay adds a copy of the signal, a ripple in every frame's log spectrum).
+# strength of an echo (``stats.echo_strengths``: a delay adds a copy of the signal, a ripple in every frame's log
+# spectrum).
 CANDIDATES = (*AMPLITUDE, "frame_crest_p10_db", "echo_strength_db")
 FRAME_S = 0.05
 ACTIVE_DB = 35.0  # frames within this of the loudest count (as the metric's)
-ECHO_WINDOW_S, ECHO_HOP_S = 1.0, 0.25  # frames of the cepstrum: longer than the longest lag looked for, twice over
-ECHO_LAGS_S = (0.03, 0.45)  # lags an echo is looked for at (slapback to long delays; pitch periods are shorter)
-
-
-def echo_strength(mid: np.ndarray, sample_rate: int) -> float:
-    """How strongly one lag stands out in the mean real cepstrum of the clip's frames, in dB.
-
-    A delayed copy, y = x + g x(t - L), multiplies every frame's spectrum by |1 + g exp(-i 2 pi f L)|: a ripple of
-    period 1 / L in the log spectrum, the same in every frame, so a peak at quefrency L in the frames' mean cepstrum;
-    content's own peaks (pitch periods, under 30 ms) fall outside ``ECHO_LAGS_S`` or move from frame to frame. The
-    strength is the peak's height above the median over those lags, in units of their median absolute deviation,
-    as ``10 log10(1 + height)``.
-
-    Args:
-        mid: ``(samples,)`` float (any level: the cepstrum of a log spectrum ignores it).
-        sample_rate: In Hz.
-
-    Returns:
-        The strength in dB; 0 for a clip shorter than one frame.
-    """
-    n, hop = int(ECHO_WINDOW_S * sample_rate), int(ECHO_HOP_S * sample_rate)
-    x = np.asarray(mid, dtype=np.float64)
-    if len(x) < n:
-        return 0.0
-    frames = np.lib.stride_tricks.sliding_window_view(x, n)[::hop] * np.hanning(n)
-    mag = np.abs(np.fft.rfft(frames, axis=1))
-    logs = np.log(np.maximum(mag / np.maximum(mag.max(axis=1, keepdims=True), 1e-30), 1e-6))  # 120 dB below each peak
-    cepstrum = np.fft.irfft(logs - logs.mean(axis=1, keepdims=True), n=n, axis=1).mean(axis=0)
-    lags = cepstrum[int(ECHO_LAGS_S[0] * sample_rate):int(ECHO_LAGS_S[1] * sample_rate)]
-    med = np.median(lags)
-    mad = np.median(np.abs(lags - med)) + 1e-12
-    return float(10 * np.log10(1 + max((lags.max() - med) / mad, 0.0)))
 
 
 def candidate_descriptors(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -74,7 +43,7 @@ def candidate_descriptors(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     active = (level >= level.max() - ACTIVE_DB) & (rms > 0)
     crest = 20 * np.log10(np.maximum(np.abs(frames[active]).max(axis=1), 1e-9) / rms[active])
     return np.concatenate([amplitude_shares(mid[None])[0], [float(np.percentile(crest, 10)) if len(crest) else 0.0],
-                           [echo_strength(mid, sample_rate)]])
+                           echo_strengths(mid[None], sample_rate)[0]])
 
 
 def visibility(root: Path, styles: dict[str, Chain], clips_per_type: int = 24, seed: int = 5,
