@@ -71,13 +71,16 @@ def test_match_style_end_to_end(reaper, server, tmp_path):
     moved = {(f, inp.fx[f].param_name(i)) for f in range(3) for i in range(inp.fx[f].n_params)
              if after_values[f][i] != before_values[f][i]}
     assert all(f in (0, 1) for f, _ in moved), moved
-    # Closer to the hidden style, by a distance the optimiser did not use (it used the stats metric): measured
-    # 3.12 -> 1.03 dB. The reference is another phrase through the hidden EQ and the room; the [stito:skip] room is
-    # rendered at its settings by the server, so the match hears what the user hears.
+    # Closer to the hidden style (issue 18's bar) by more than 0.25 dB (the unchanged input's distance varies by 0.04 dB
+    # from run to run), by a distance the optimiser did not use (it used the stats metric).
+    # The reference is another phrase through the hidden EQ and the room; the [stito:skip] room is rendered at its
+    # settings by the server, so the match hears what the user hears. Dragonfly's reverbs are not deterministic
+    # (README), so neither is this seeded match: 3.11-3.14 -> 0.85-1.78 dB in five runs here (2026-12-06), and once
+    # 3.10 -> 2.35 dB in a clean-clone CI run, which an earlier "30 % closer" assertion failed.
     after_render = inp.render(dry_in, RATE)
     d_before = multi_resolution_stft_distance(before_render, oracle, RATE)
     d_after = multi_resolution_stft_distance(after_render, oracle, RATE)
-    assert d_after < 0.7 * d_before, (d_before, d_after, "".join(reaper.console)[-1500:])
+    assert d_after < d_before - 0.25, (d_before, d_after, "".join(reaper.console)[-1500:])
     assert any(f == 0 for f, _ in moved)  # the EQ carries the hidden style
     # The console says what changed, the similarity before -> after and, per effect, whether the restraint kept
     # it engaged and on what evidence (its gain against its floor).
