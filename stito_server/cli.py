@@ -80,6 +80,8 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (mono or stereo)")
     a.add_argument("--chain", required=True, help="a chain saved by `stito match --save-chain`")
     a.add_argument("--out-dir", required=True, help="folder for the outputs, INPUT's name as .wav (made if missing)")
+    a.add_argument("--overwrite", action="store_true",
+                   help="replace outputs in --out-dir that exist (refused otherwise; an input never is)")
     a.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     b = sub.add_parser("batch", help="match many files on Dask distributed (this machine, or a cluster)",
@@ -570,10 +572,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if not os.access(parent, os.W_OK):
         raise StitoError(f"--out-dir {out_dir}: {parent} is not writable")
     allocator_for(longest)
+    resolved_in = {Path(n).resolve(): n for n in args.inputs}
+    for target in outputs:
+        if target.resolve() in resolved_in:
+            raise StitoError(f"output {target} is the input {resolved_in[target.resolve()]}; stito never overwrites its "
+                             "inputs: give another --out-dir")
     existing = [str(t) for t in outputs if t.exists()]
-    if existing:
+    if existing and not args.overwrite:
         raise StitoError(f"{existing[0]} exists" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
-                         + "; stito does not overwrite: remove it or give another --out-dir")
+                         + "; stito does not overwrite: remove it, give another --out-dir, or pass --overwrite")
+    protected = [t for t in existing if not Path(t).stat().st_mode & stat.S_IWUSR]
+    if protected:
+        raise StitoError(f"{protected[0]} is write-protected; stito does not replace it (make it writable, or give "
+                         "another --out-dir)")
 
     done: list[Path] = []
 

@@ -34,6 +34,21 @@ def test_a_saved_match_applied_to_its_input_gives_the_same_output(matched, capsy
     assert rate == rate2 and np.array_equal(again, expected)  # the same samples (JUCE's reverb settled first)
     other, _ = sf.read(d / "applied" / "stem.wav", dtype="float32")
     assert other.shape == (3 * RATE, 2) and np.abs(other).max() > 0.01
+    # applied again into the same folder: refused, every output kept, until --overwrite
+    (d / "applied" / "stem.wav").write_bytes(b"keep me")
+    assert main(["apply", str(inp), str(stem), "--chain", str(saved), "--out-dir", str(d / "applied")]) == 2
+    err = capsys.readouterr().err
+    assert "in.wav exists (and 1 more); stito does not overwrite" in err and "--overwrite" in err
+    assert (d / "applied" / "stem.wav").read_bytes() == b"keep me"
+    (d / "applied" / "stem.wav").chmod(0o444)
+    assert main(["apply", str(inp), str(stem), "--chain", str(saved), "--out-dir", str(d / "applied"),
+                 "--overwrite"]) == 2
+    assert "stem.wav is write-protected; stito does not replace it" in capsys.readouterr().err
+    assert (d / "applied" / "stem.wav").read_bytes() == b"keep me"
+    (d / "applied" / "stem.wav").chmod(0o644)
+    assert main(["apply", str(inp), str(stem), "--chain", str(saved), "--out-dir", str(d / "applied"),
+                 "--overwrite"]) == 0
+    assert np.array_equal(sf.read(d / "applied" / "stem.wav", dtype="float32")[0], other)
     # every parameter fixed, in units, with the match's gain and ceiling
     text = saved.read_text()
     assert "[apply]" in text and "gain_db = " in text and "ceiling_dbtp = -1.0" in text
@@ -115,8 +130,8 @@ def test_bad_saved_chains_and_outputs_are_one_line_and_write_nothing(matched, ca
     twin = write(d / "sub" / "in.wav", phrase(2.0, RATE, seed=2))
     _refused(["apply", str(inp), str(twin), "--chain", str(saved), "--out-dir", str(target)], capsys,
              "would both be written to")
-    _refused(["apply", str(inp), "--chain", str(saved), "--out-dir", str(d)], capsys,
-             "in.wav exists; stito does not overwrite")
+    _refused(["apply", str(inp), "--chain", str(saved), "--out-dir", str(d), "--overwrite"], capsys,
+             "in.wav is the input " + str(inp) + "; stito never overwrites its inputs")
     _refused(["match", str(inp), str(d / "ref.wav"), "--chain", "pedalboard-strip", "--out", str(d / "x.wav"),
               "--save-chain", str(d / "x.txt"), *FAST], capsys, "a saved chain is a TOML chain spec")
     assert not target.exists() and not (d / "x.wav").exists()
