@@ -185,7 +185,7 @@ def test_parser_builds_without_torch_scipy_signal_or_cma():
     assert out.strip() == "[]"
 
 
-def test_lab_commands_run_through_their_entry_points(capsys):
+def test_lab_commands_run_through_their_entry_points(capsys, tmp_path):
     from stito_server import cli
 
     assert set(cli.lab_commands()) == {"bench", "data", "train"}
@@ -203,6 +203,11 @@ def test_lab_commands_run_through_their_entry_points(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["bench", "separation", "--prior", "no-such-prior.json"])
     assert "--prior no-such-prior.json: no such file" in str(exit_.value.code)
+    for flags, says in ((["--family-weight", "2"], "--family-weight 2 weighs the descriptors that"),
+                        (["--echo", "--family-weight", "0"], "--family-weight must be above 0, got 0")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["train", "stats-prior", *flags, "--out", str(tmp_path / "prior.json")])
+        assert says in str(exit_.value.code) and not (tmp_path / "prior.json").exists()
 
 
 def test_a_lab_command_without_its_extra_says_which_to_install(monkeypatch, capsys):

@@ -120,7 +120,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sp.add_argument("--amplitude-histogram", action="store_true",
                     help="also the share of samples within 6 and 12 dB of the peak (docs/match-quality.md)")
     sp.add_argument("--echo", action="store_true",
-                    help="also the echo strength: how far one lag of 30-450 ms stands out in the frames' cepstrum")
+                    help="also the echo strengths: how far a lag stands out in the frames' cepstrum, in six bands of "
+                         "delay times from 30 to 450 ms")
     sp.add_argument("--family-weight", type=float, default=1.0,
                     help="how many descriptors' worth each added descriptor (--amplitude-histogram, --echo) counts "
                          "in the metric's distance (default %(default)s)")
@@ -221,6 +222,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.train_command == "stats-prior":
         from .stats_prior import fit_stats_prior
 
+        if args.family_weight != 1.0 and not (args.amplitude_histogram or args.echo):
+            raise SystemExit(f"stito train stats-prior: --family-weight {args.family_weight:g} weighs the descriptors "
+                             "that --amplitude-histogram or --echo add; give one of them")
+        if not args.family_weight > 0:
+            raise SystemExit(f"stito train stats-prior: --family-weight must be above 0, got {args.family_weight:g}")
         res = fit_stats_prior(train_root(args.cache), args.clips, reference_prior=args.reference_prior,
                               seed=args.seed, out=args.out, whiten_covariance=args.whiten,
                               amplitude=args.amplitude_histogram, echo=args.echo,

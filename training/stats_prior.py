@@ -44,9 +44,9 @@ def fit_stats_prior(root: Path, clips_per_type: int = 150, seconds: float = 4.0,
         whiten_covariance: Fit the full covariance's whitening (else the metric divides by ``scale`` alone).
         amplitude: Also the amplitude histogram (``stats.AMPLITUDE``); the metric computes the descriptors the
             prior names.
-        echo: Also the echo strength (``stats.ECHO``).
+        echo: Also the echo strengths per band of delay times (``stats.ECHO``).
         family_weight: How many descriptors' worth each of those added descriptors counts in the metric's mean
-            squared gap (1: as one; the 57 others otherwise drown a family of one or two).
+            squared gap (1: as one; the 57 others otherwise drown a family of a few).
 
     Returns:
         What was written.
