@@ -10,9 +10,10 @@ setup: $(STAMP) plugins
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	# torch pinned first so pip takes the CPU wheel on this machine, not a multi-GB CUDA build
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,reaper,bench,train,batch]'
+	# torch pinned first so pip takes the CPU wheel on this machine, not a multi-GB CUDA build; --no-compile:
+	# Python byte-compiles what is imported when it first is, rather than all of torch at install time
+	$(PY) -m pip install -q --no-compile torch==2.13.0
+	$(PY) -m pip install -q --no-compile -e '.[test,reaper,bench,train,batch]'
 	touch $(STAMP)
 
 plugins: .plugins/.installed

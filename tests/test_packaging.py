@@ -44,8 +44,10 @@ def test_wheel_in_a_fresh_venv_matches_serves_and_installs_the_reaper_scripts(tm
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], build_env)
     py, bin_dir = venv / "bin" / "python", venv / "bin"
-    run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], build_env)  # the CPU wheel first, as `make setup` does
-    run([py, "-m", "pip", "install", "-q", f"{wheel}[reaper]"], build_env)
+    # the CPU wheel first, as `make setup` does; --no-compile: Python compiles what is imported when it is, and
+    # byte-compiling all of torch at install time doubles the install's time
+    run([py, "-m", "pip", "install", "-q", "--no-compile", "torch==2.13.0"], build_env)
+    run([py, "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[reaper]"], build_env)
     # the runtime dependencies only: neither the benchmark baseline nor the training's clustering
     missing = run([py, "-c", "import importlib.util as u; print([u.find_spec(m) is None "
                              "for m in ('matchering', 'sklearn')])"], env)
