@@ -128,14 +128,21 @@ def test_a_worker_killed_mid_batch_loses_no_job(files, tmp_path):
         assert sf.info(str(tmp_path / "out" / f"in{i}.wav")).frames == 4 * RATE
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_ctrl_c_keeps_finished_jobs_leaves_nothing_partial_and_the_next_run_resumes(files, tmp_path, how):
     manifest = files / "slow.csv"
     manifest.write_text("input,reference,chain,id,max_generations,popsize,excerpt_seconds,time_budget_s\n"
                         + "".join(f"in{i % 4}.wav,ref.wav,pedalboard-strip,job{i},6,8,2,0\n" for i in range(8)))
     out = tmp_path / "out"
+    # SIGINT at its default in the batch, as in a terminal's foreground job: a test run started in the background
+    # (`cmd &` in a script) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen([str(VENV_BIN / "stito"), "batch", str(manifest), "--out-dir", str(out), "--workers", "2",
-                             "--quiet"], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--quiet"], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 120
         while not list(out.glob("job*.wav")) and time.monotonic() < deadline and proc.poll() is None:
