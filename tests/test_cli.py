@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import soundfile as sf
 
 from stito_server.cli import main
 from stito_server.examples import styled
+from stito_server.resources import package_dir
 
 from .conftest import RATE, write
 
@@ -208,6 +210,20 @@ def test_lab_commands_run_through_their_entry_points(capsys, tmp_path):
         with pytest.raises(SystemExit) as exit_:
             cli.main(["train", "stats-prior", *flags, "--out", str(tmp_path / "prior.json")])
         assert says in str(exit_.value.code) and not (tmp_path / "prior.json").exists()
+    restraint = package_dir("models") / "restraint.json"
+    before = restraint.read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "restraint", "--match-seed", "1"])
+    assert "--match-seed is for --probe" in str(exit_.value.code) and restraint.read_bytes() == before
+
+
+def test_the_probe_takes_the_match_seed_from_its_changes():
+    from training.restraint import probe_options
+
+    assert probe_options().optimizer.seed == 0 and probe_options().loudness == "reference"
+    moved = probe_options({"seed": 3, "evidence": "similarity"})
+    assert (moved.optimizer.seed, moved.evidence, moved.loudness) == (3, "similarity", "reference")
+    assert replace(moved, optimizer=replace(moved.optimizer, seed=0), evidence=None) == probe_options()
 
 
 def test_a_lab_command_without_its_extra_says_which_to_install(monkeypatch, capsys):

@@ -94,6 +94,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rt.add_argument("--floors", choices=("zero", "shipped"), default="zero",
                     help="with --probe: the floors at 0 (what the rule has to go on) or as shipped (what the product "
                     "does; default zero)")
+    rt.add_argument("--match-seed", type=int, default=None, metavar="N",
+                    help="with --probe: the matches' own seed (default 0; --seed draws the cases). A lever's effect on "
+                    "the probe means something only beyond the shipped product's own spread over two or three match "
+                    "seeds on the same cases")
     rt.add_argument("--probe-values", default=None, metavar="LIST",
                     help="the search's coordinate probes, e.g. 0,0.5,1, or 'none' (default: the fast preset's)")
     al = sub.add_parser("alignment", help="measure the same-performance detector's thresholds on training clips "
@@ -190,8 +194,9 @@ def run(args: argparse.Namespace) -> int:
 
         from .restraint import CHAINS, probe
 
+        changes = _restraint_changes(args)
         rows = probe(train_root(args.cache), args.probe, args.seed, CHAINS[0], args.metrics.split(",")[0],
-                     changes=_restraint_changes(args), references=args.references, floors=args.floors)
+                     changes=changes, references=args.references, floors=args.floors)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
         print(f"probe done ({time.perf_counter() - t0:.0f} s)")
@@ -202,8 +207,9 @@ def run(args: argparse.Namespace) -> int:
             factors = [float(w) for w in args.prior_factors.split(",")]
         except ValueError:
             raise SystemExit(f"stito train restraint: --prior-factors takes numbers, got {args.prior_factors!r}") from None
+        changes = _restraint_changes(args)  # a bad flag fails before the corpus is read
         calibrate(train_root(args.cache), args.metrics.split(","), factors, args.pairs, args.quantile, args.seed,
-                  changes=_restraint_changes(args))
+                  changes=changes)
         print(f"floors written ({time.perf_counter() - t0:.0f} s)")
     elif args.train_command == "alignment":
         from .alignment import calibrate_alignment, calibrate_floors, check
@@ -259,8 +265,13 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _restraint_changes(args: argparse.Namespace) -> dict:
-    """MatchOptions fields `stito train restraint` sets on its matches (``--evidence``, ``--probe-values``)."""
+    """MatchOptions fields `stito train restraint` sets on its matches (``--evidence``, ``--probe-values``, and with
+    ``--probe`` ``--match-seed``)."""
     changes: dict = {}
+    if args.match_seed is not None:
+        if not args.probe:
+            raise SystemExit("stito train restraint: --match-seed is for --probe (a calibration's matches take --seed)")
+        changes["seed"] = args.match_seed
     if args.evidence:
         changes["evidence"] = args.evidence
     if args.probe_values:

@@ -285,6 +285,12 @@ def probe_cases(root: Path, n: int, seed: int, references: int = 1
     return out
 
 
+def probe_options(changes: dict[str, Any] | None = None) -> MatchOptions:
+    """The probe's match options: the fast preset, loudness to the reference, match seed 0, then ``changes`` (a
+    ``seed`` among them replaces the 0: the same cases at another match seed show how far single runs spread)."""
+    return MatchOptions.fast(**({"seed": 0, "loudness": "reference"} | dict(changes or {})))
+
+
 def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[[str], None] = print,
           changes: dict[str, Any] | None = None, references: int = 1, floors: str = "zero") -> list[dict]:
     """What the acceptance rule has to go on, case by case: matches with the floors at 0 or as shipped (the prior
@@ -292,6 +298,7 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
     variants of ``probe_cases``. Writes nothing into the package.
 
     Args:
+        changes: MatchOptions fields set on every match (``probe_options``; ``seed`` is the match's own seed).
         references: References per case.
         floors: "zero" (what the rule has to go on) or "shipped" (what the product does).
 
@@ -306,7 +313,7 @@ def probe(root: Path, n: int, seed: int, chain: str, metric: str, log: Callable[
         fx = None if style is None else chain_from_dict({"name": style, "effects": STYLES[style]})
         refs = bs if fx is None else [fx.process(b, RATE) for b in bs]
         oracle = a if fx is None else fx.process(a, RATE)
-        opts = MatchOptions.fast(seed=0, loudness="reference", **(changes or {}))
+        opts = probe_options(changes)
         if floors == "zero":
             opts = replace(opts, gain_floor=0.0, effect_floor=0.0)
         r = _match(a, refs, chain, metric, opts)
